@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Anchor for the hub benchmark: a Python gibbs-protocol hub with 2 Python workers.
+
+Runs the hub of tests/peers/gibbs_py.py in this process (asyncio + zmq.asyncio,
+as gibbs does) and two `gibbs_py.py worker --model add` processes on a free
+port, warms up, then measures
+  (a) round trips per second with 64 requests in flight, for ~3 s;
+  (b) latency of 2000 sequential requests, one at a time (p50, p99).
+Prints one JSON line:
+  {"name": "python-gibbs-protocol", "req_per_s": ..., "p50_us": ..., "p99_us": ...}
+
+    /usr/bin/python3 bench/gibbs_py_bench.py [--seconds 3] [--concurrency 64] [--sequential 2000]
+
+Bounded in time (a watchdog stops it after 18 s) and kills its workers on exit.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "..", "tests", "peers", "gibbs_py.py")
+WATCHDOG_S = 18
+N_WORKERS = 2
+
+
+def load_peer_module():
+    spec = importlib.util.spec_from_file_location("gibbs_py", PEER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def percentile(sorted_values, q):
+    # Nearest-rank percentile.
+    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[i]
+
+
+async def bench(opts, gibbs_py, workers):
+    hub = gibbs_py.Hub(port=0)
+    for _ in range(N_WORKERS):
+        workers.append(subprocess.Popen(
+            [sys.executable, PEER, "worker", "--host", "127.0.0.1", "--port", str(hub.port), "--model", "add"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        ))
+
+    # Wait until both workers have spoken to the hub.
+    deadline = time.monotonic() + 10
+    while len(hub.seen_workers) < N_WORKERS:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(hub.seen_workers)} of {N_WORKERS} workers showed up")
+        await asyncio.sleep(0.01)
+
+    async def flood(seconds, concurrency):
+        done = 0
+        stop_at = time.perf_counter() + seconds
+
+        async def one_client():
+            nonlocal done
+            while time.perf_counter() < stop_at:
+                assert await hub.request(1, 2) == 3
+                done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        return done / (time.perf_counter() - t0)
+
+    # Warm-up: both workers, both code paths.
+    await flood(0.5, opts.concurrency)
+    for _ in range(200):
+        await hub.request(1, 2)
+
+    req_per_s = await flood(opts.seconds, opts.concurrency)
+
+    lat = []
+    for _ in range(opts.sequential):
+        t0 = time.perf_counter_ns()
+        await hub.request(1, 2)
+        lat.append(time.perf_counter_ns() - t0)
+    lat.sort()
+
+    hub.close()
+    return {
+        "name": "python-gibbs-protocol",
+        "req_per_s": round(req_per_s),
+        "p50_us": round(percentile(lat, 0.50) / 1000, 1),
+        "p99_us": round(percentile(lat, 0.99) / 1000, 1),
+    }
+
+
+def stop_workers(workers):
+    for p in workers:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)  # graceful: they are idle by now
+    for p in workers:
+        try:
+            p.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--sequential", type=int, default=2000)
+    opts = ap.parse_args()
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    gibbs_py = load_peer_module()
+    workers = []
+    # SIGTERM to the bench becomes an exception, so that `finally` kills the workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        result = asyncio.run(asyncio.wait_for(bench(opts, gibbs_py, workers), WATCHDOG_S))
+    finally:
+        stop_workers(workers)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

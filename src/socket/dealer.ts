@@ -1,0 +1,87 @@
+/**
+ * DEALER: sends round-robin to its peers, receives fair-queued from them.
+ *
+ * @module
+ */
+
+import type { PeerInfo } from "../zmtp/connection.ts";
+import type { SocketOptions } from "./options.ts";
+import type { Pipe } from "./pipe.ts";
+import { type Message, SocketBase, toFrames } from "./socket_base.ts";
+
+/**
+ * A DEALER socket, shaped like zeromq.js v6's `Dealer`. `send` waits while no peer has room
+ * (up to `sendTimeout`); `receive` takes messages from all peers in turn.
+ *
+ * @example
+ * ```ts ignore
+ * import { Dealer } from "./dealer.ts";
+ * const dealer = new Dealer({ routingId: "worker-1" });
+ * dealer.connect("tcp://127.0.0.1:5555");
+ * await dealer.send(["", "hello"]);
+ * const [empty, reply] = await dealer.receive();
+ * dealer.close();
+ * ```
+ */
+export class Dealer extends SocketBase {
+  #next = 0;
+
+  /** Creates a DEALER socket. */
+  constructor(options: SocketOptions = {}) {
+    super("DEALER", options);
+  }
+
+  /** Sends a message to the next peer in turn that has room. */
+  send(message: Message): Promise<void> {
+    let frames: Uint8Array[];
+    try {
+      frames = toFrames(message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.pendingSends.length === 0) {
+      const pipe = this.#pick();
+      if (pipe !== undefined) {
+        pipe.send(frames);
+        return this.resolved;
+      }
+    }
+    return this.waitToSend(frames);
+  }
+
+  #pick(): Pipe | undefined {
+    const pipes = this.pipes;
+    const n = pipes.length;
+    for (let i = 0; i < n; i++) {
+      const index = (this.#next + i) % n;
+      const pipe = pipes[index];
+      if (pipe.writable) {
+        this.#next = (index + 1) % n;
+        return pipe;
+      }
+    }
+    return undefined;
+  }
+
+  /** @internal */
+  protected attach(_pipe: Pipe, _peer: PeerInfo): boolean {
+    return true;
+  }
+
+  /** @internal */
+  protected detach(_pipe: Pipe): void {}
+
+  /** @internal */
+  protected deliver(_pipe: Pipe, frames: Uint8Array[]): Uint8Array[] {
+    return frames;
+  }
+
+  /** @internal */
+  protected retrySends(): void {
+    while (this.pendingSends.length > 0) {
+      const pipe = this.#pick();
+      if (pipe === undefined) return;
+      this.completeSend(this.pendingSends.shift()!, pipe);
+    }
+  }
+}

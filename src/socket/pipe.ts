@@ -1,0 +1,195 @@
+/**
+ * One peer of a socket: a byte stream driven through a sans-IO ZMTP connection, with the
+ * peer's incoming queue and outgoing accounting.
+ *
+ * @module
+ */
+
+import { runtime } from "../transport/runtime.ts";
+import type { ByteStream } from "../transport/runtime_types.ts";
+import { Connection, type ConnectionOptions, type PeerInfo } from "../zmtp/connection.ts";
+import { ZmtpError } from "../zmtp/errors.ts";
+import { Deque } from "./deque.ts";
+
+/** What a pipe reports to the socket that owns it. */
+export interface PipeOwner {
+  /** The handshake finished; return false to refuse the peer. */
+  pipeReady(pipe: Pipe, peer: PeerInfo): boolean;
+  /** A message arrived; the pipe has queued it. */
+  pipeMessage(pipe: Pipe): void;
+  /** The pipe went from full to having room for sends. */
+  pipeWritable(pipe: Pipe): void;
+  /** The pipe is gone, with the reason when it was dropped for one. */
+  pipeClosed(pipe: Pipe, error?: Error): void;
+}
+
+/** A connected peer. */
+export class Pipe {
+  /** The endpoint through which this peer came (bound or connected). */
+  readonly endpoint: string;
+  /** The peer's address. */
+  readonly remote: string;
+  /** Messages received and not yet taken by the socket. */
+  readonly incoming: Deque<Uint8Array[]> = new Deque();
+  /** Routing id under which the socket knows this peer (set by ROUTER). */
+  routingId: Uint8Array = new Uint8Array(0);
+  /** Key form of `routingId`. */
+  routingKey = "";
+  /** The peer's handshake information once ready. */
+  peer: PeerInfo | null = null;
+  /** True while the pipe is listed among the socket's pipes with queued input. */
+  scheduled = false;
+
+  #owner: PipeOwner;
+  #stream: ByteStream;
+  #conn: Connection;
+  #sendHighWaterMark: number;
+  #receiveHighWaterMark: number;
+  #pending = 0;
+  #writing = false;
+  #paused = false;
+  #closed = false;
+  #closeWhenFlushed = false;
+
+  /** Wraps `stream`, queues our greeting and starts reading. */
+  constructor(
+    owner: PipeOwner,
+    stream: ByteStream,
+    endpoint: string,
+    connection: ConnectionOptions,
+    sendHighWaterMark: number,
+    receiveHighWaterMark: number,
+  ) {
+    this.#owner = owner;
+    this.#stream = stream;
+    this.endpoint = endpoint;
+    this.remote = stream.remote;
+    this.#sendHighWaterMark = sendHighWaterMark;
+    this.#receiveHighWaterMark = receiveHighWaterMark;
+    this.#conn = new Connection(connection, {
+      ready: (peer) => {
+        this.peer = peer;
+        if (!this.#owner.pipeReady(this, peer)) this.close();
+      },
+      message: (frames) => {
+        this.incoming.push(frames);
+        if (this.incoming.length >= this.#receiveHighWaterMark && !this.#paused) {
+          this.#paused = true;
+          this.#stream.pause();
+        }
+        this.#owner.pipeMessage(this);
+      },
+    }, runtime.now());
+    this.#flush();
+    stream.start((chunk) => this.#onData(chunk), (error) => this.#onEnd(error));
+  }
+
+  /** True once the handshake is done and until the pipe closes. */
+  get ready(): boolean {
+    return this.peer !== null && !this.#closed;
+  }
+
+  /** True when a send would not exceed the high-water mark. */
+  get writable(): boolean {
+    return this.ready && !this.#closeWhenFlushed && this.#pending < this.#sendHighWaterMark;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Queues a message for the peer and starts writing if idle. */
+  send(frames: readonly Uint8Array[]): void {
+    this.#conn.send(frames);
+    this.#pending++;
+    this.#flush();
+  }
+
+  /** Takes the oldest queued incoming message. */
+  take(): Uint8Array[] | undefined {
+    const message = this.incoming.shift();
+    if (this.#paused && this.incoming.length <= this.#receiveHighWaterMark >> 1) {
+      this.#paused = false;
+      this.#stream.resume();
+    }
+    return message;
+  }
+
+  /** Runs the connection's timers. */
+  tick(now: number): void {
+    if (this.#closed) return;
+    try {
+      this.#conn.tick(now);
+    } catch (error) {
+      this.#drop(error);
+      return;
+    }
+    this.#flush();
+  }
+
+  /**
+   * Closes once queued output is written, or after `linger` ms (-1: no limit, 0: at once).
+   */
+  closeAfterFlush(linger: number): void {
+    if (this.#closed) return;
+    if (linger === 0 || (this.#pending === 0 && !this.#writing)) {
+      this.close();
+      return;
+    }
+    this.#closeWhenFlushed = true;
+    if (linger > 0) setTimeout(() => this.close(), linger);
+  }
+
+  /** Closes at once; queued output is lost. */
+  close(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#conn.close();
+    this.#stream.close();
+    this.#owner.pipeClosed(this, error);
+  }
+
+  #onData(chunk: Uint8Array): void {
+    try {
+      this.#conn.receive(chunk, runtime.now());
+    } catch (error) {
+      this.#drop(error);
+      return;
+    }
+    this.#flush();
+  }
+
+  #onEnd(error?: Error): void {
+    this.close(error && !this.#closed ? error : undefined);
+  }
+
+  /** Drops the peer for a protocol error, after trying to send it our ERROR command. */
+  #drop(error: unknown): void {
+    if (!(error instanceof ZmtpError)) throw error;
+    const taken = this.#conn.out.take();
+    if (taken) this.#stream.write(taken.chunks).catch(() => {});
+    this.close(error);
+  }
+
+  #flush(): void {
+    if (this.#writing || this.#closed) return;
+    const taken = this.#conn.out.take();
+    if (taken === null) {
+      if (this.#closeWhenFlushed) this.close();
+      return;
+    }
+    this.#writing = true;
+    const sent = taken.messages;
+    this.#stream.write(taken.chunks).then(() => {
+      this.#writing = false;
+      const wasFull = this.#pending >= this.#sendHighWaterMark;
+      this.#pending -= sent;
+      this.#flush();
+      if (wasFull && this.writable) this.#owner.pipeWritable(this);
+    }, (error) => {
+      this.#writing = false;
+      this.close(error);
+    });
+  }
+}

@@ -1,0 +1,477 @@
+/**
+ * What every socket type shares: endpoints, peers, reconnection, fair-queued receiving,
+ * waiting senders, timers and closing.
+ *
+ * @module
+ */
+
+import { type Endpoint, formatEndpoint, parseEndpoint } from "../transport/endpoint.ts";
+import { runtime } from "../transport/runtime.ts";
+import type { ByteStream, Listener } from "../transport/runtime_types.ts";
+import type { ConnectionOptions, PeerInfo } from "../zmtp/connection.ts";
+import { ZmtpError } from "../zmtp/errors.ts";
+import type { SocketType } from "../zmtp/socket_type.ts";
+import { Deque } from "./deque.ts";
+import { SocketClosedError, SocketError, TimeoutError } from "./errors.ts";
+import { type ResolvedOptions, resolveOptions, type SocketEvent, type SocketOptions } from "./options.ts";
+import { Pipe, type PipeOwner } from "./pipe.ts";
+
+/** One frame as a caller may give it. */
+export type Frame = string | Uint8Array | ArrayBuffer | ArrayBufferView;
+/** A message as a caller may give it: one frame or several. */
+export type Message = Frame | readonly Frame[];
+
+const encoder = new TextEncoder();
+const RESOLVED: Promise<void> = Promise.resolve();
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** A send waiting for room. */
+export interface PendingSend extends Waiter<void> {
+  frames: Uint8Array[];
+}
+
+interface Connector {
+  endpoint: Endpoint;
+  text: string;
+  pipe: Pipe | null;
+  timer: ReturnType<typeof setTimeout> | null;
+  delay: number;
+  stopped: boolean;
+}
+
+/** Converts caller frames to bytes. */
+export function toFrames(message: Message): Uint8Array[] {
+  const list = Array.isArray(message) ? message : [message as Frame];
+  if (list.length === 0) throw new SocketError("EINVAL", "Cannot send a message of zero frames");
+  const frames = new Array<Uint8Array>(list.length);
+  for (let i = 0; i < list.length; i++) frames[i] = toBytes(list[i]);
+  return frames;
+}
+
+function toBytes(frame: Frame): Uint8Array {
+  if (frame instanceof Uint8Array) return frame;
+  if (typeof frame === "string") return encoder.encode(frame);
+  if (frame instanceof ArrayBuffer) return new Uint8Array(frame);
+  if (ArrayBuffer.isView(frame)) {
+    return new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
+  }
+  throw new SocketError("EINVAL", `Cannot send a frame of type ${typeof frame}`);
+}
+
+/**
+ * The shared core of {@linkcode Dealer} and {@linkcode Router}. Not constructed directly.
+ */
+export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[]> {
+  /** The options in force, defaults applied. */
+  protected readonly options: ResolvedOptions;
+  /** Peers that finished the handshake, in connection order. */
+  protected readonly pipes: Pipe[] = [];
+  /** Sends waiting for room. */
+  protected readonly pendingSends: Deque<PendingSend> = new Deque();
+  #type: SocketType;
+  #active = new Deque<Pipe>();
+  #receivers = new Deque<Waiter<Uint8Array[]>>();
+  #listeners = new Map<string, Listener>();
+  #connectors = new Map<string, Connector>();
+  #allPipes = new Set<Pipe>();
+  #sendQueues = new Set<Deque<PendingSend>>([this.pendingSends]);
+  #stopTimer: (() => void) | null = null;
+  #closed = false;
+  #lastEndpoint: string | undefined;
+
+  /** Sets the socket type and options. */
+  protected constructor(type: SocketType, options: SocketOptions) {
+    this.#type = type;
+    this.options = resolveOptions(options);
+  }
+
+  /** True once {@linkcode SocketBase.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The endpoint most recently bound, with the real port when port 0 or `*` was asked for. */
+  get lastEndpoint(): string | undefined {
+    return this.#lastEndpoint;
+  }
+
+  /** Number of peers whose handshake is done. */
+  get peerCount(): number {
+    return this.pipes.length;
+  }
+
+  /**
+   * Binds to an endpoint and accepts peers on it. Resolves with the endpoint really bound.
+   *
+   * @example
+   * ```ts ignore
+   * const endpoint = await router.bind("tcp://127.0.0.1:0"); // "tcp://127.0.0.1:40123"
+   * ```
+   */
+  async bind(endpoint: string): Promise<string> {
+    this.#checkOpen("bind");
+    const parsed = parseEndpoint(endpoint);
+    let listener: Listener;
+    try {
+      listener = await runtime.listen(parsed, (stream) => this.#accept(stream, text));
+    } catch (error) {
+      if (error instanceof Error && /in use|AddrInUse/i.test(`${error.name} ${error.message}`)) {
+        throw new SocketError("EADDRINUSE", `Cannot bind ${endpoint}: address already in use`);
+      }
+      throw error;
+    }
+    const text = formatEndpoint(listener.endpoint);
+    if (this.#closed) {
+      listener.close();
+      throw new SocketClosedError("bind");
+    }
+    this.#listeners.set(text, listener);
+    if (text !== endpoint) this.#listeners.set(endpoint, listener);
+    this.#lastEndpoint = text;
+    this.#emit({ type: "listening", endpoint: text });
+    return text;
+  }
+
+  /** Stops accepting on an endpoint given to {@linkcode SocketBase.bind}. Peers stay. */
+  unbind(endpoint: string): void {
+    const listener = this.#listeners.get(endpoint);
+    if (!listener) throw new SocketError("EINVAL", `Not bound to ${endpoint}`);
+    listener.close();
+    for (const [key, value] of this.#listeners) if (value === listener) this.#listeners.delete(key);
+  }
+
+  /**
+   * Connects to an endpoint, now and again whenever the connection drops, backing off from
+   * `reconnectInterval` to `reconnectMaxInterval`.
+   */
+  connect(endpoint: string): void {
+    this.#checkOpen("connect");
+    const parsed = parseEndpoint(endpoint);
+    if (this.#connectors.has(endpoint)) return;
+    const connector: Connector = {
+      endpoint: parsed,
+      text: endpoint,
+      pipe: null,
+      timer: null,
+      delay: this.options.reconnectInterval,
+      stopped: false,
+    };
+    this.#connectors.set(endpoint, connector);
+    this.#dial(connector);
+  }
+
+  /** Stops connecting to an endpoint and drops the peer reached through it. */
+  disconnect(endpoint: string): void {
+    const connector = this.#connectors.get(endpoint);
+    if (!connector) throw new SocketError("EINVAL", `Not connected to ${endpoint}`);
+    this.#connectors.delete(endpoint);
+    connector.stopped = true;
+    if (connector.timer) clearTimeout(connector.timer);
+    connector.pipe?.close();
+  }
+
+  /**
+   * Receives the next message, fair-queued across peers. Rejects with
+   * {@linkcode SocketClosedError} once the socket is closed, and with {@linkcode TimeoutError}
+   * after `receiveTimeout`.
+   */
+  receive(): Promise<Uint8Array[]> {
+    const message = this.#takeMessage();
+    if (message !== undefined) return Promise.resolve(message);
+    if (this.#closed) return Promise.reject(new SocketClosedError("receive"));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter<Uint8Array[]> = { resolve, reject };
+      const timeout = this.options.receiveTimeout;
+      if (timeout >= 0) {
+        waiter.timer = setTimeout(() => {
+          this.#receivers.remove((w) => w === waiter);
+          reject(new TimeoutError("receive", timeout));
+        }, timeout);
+      }
+      this.#receivers.push(waiter);
+    });
+  }
+
+  /** Iterates over received messages until the socket is closed. */
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array[]> {
+    return {
+      next: () =>
+        this.receive().then(
+          (value) => ({ value, done: false }),
+          (error) => {
+            if (error instanceof SocketClosedError) {
+              return { value: undefined, done: true } as IteratorResult<Uint8Array[]>;
+            }
+            throw error;
+          },
+        ),
+      return: () => Promise.resolve({ value: undefined, done: true }),
+    };
+  }
+
+  /**
+   * Closes the socket: stops listening and reconnecting, fails waiting sends and receives with
+   * {@linkcode SocketClosedError}, and lets unsent messages try to leave for `linger` ms.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const listener of new Set(this.#listeners.values())) listener.close();
+    this.#listeners.clear();
+    for (const connector of this.#connectors.values()) {
+      connector.stopped = true;
+      if (connector.timer) clearTimeout(connector.timer);
+    }
+    this.#connectors.clear();
+    for (const waiter of this.#receivers.drain()) {
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.reject(new SocketClosedError("receive"));
+    }
+    for (const queue of this.#sendQueues) {
+      for (const send of queue.drain()) {
+        if (send.timer) clearTimeout(send.timer);
+        send.reject(new SocketClosedError("send"));
+      }
+    }
+    for (const pipe of this.#allPipes) pipe.closeAfterFlush(this.options.linger);
+    this.#stopTimer?.();
+    this.#stopTimer = null;
+    this.#emit({ type: "closed", endpoint: "" });
+  }
+
+  /** Sends a message; the subclass decides where it goes. */
+  abstract send(message: Message): Promise<void>;
+
+  /** Called when a peer's handshake is done, before it may take messages. */
+  protected abstract attach(pipe: Pipe, peer: PeerInfo): boolean;
+
+  /** Called when a peer is gone. */
+  protected abstract detach(pipe: Pipe): void;
+
+  /** Lets a subclass shape a received message (ROUTER prepends the routing id). */
+  protected abstract deliver(pipe: Pipe, frames: Uint8Array[]): Uint8Array[];
+
+  /** Called when sends may proceed again: a peer was attached or drained below its mark. */
+  protected abstract retrySends(pipe: Pipe): void;
+
+  /**
+   * Queues a send in `queue` to retry later, honouring `sendTimeout`. Every queue used here is
+   * failed with {@linkcode SocketClosedError} on close.
+   */
+  protected waitToSend(
+    frames: Uint8Array[],
+    queue: Deque<PendingSend> = this.pendingSends,
+  ): Promise<void> {
+    if (this.#closed) return Promise.reject(new SocketClosedError("send"));
+    this.#sendQueues.add(queue);
+    return new Promise((resolve, reject) => {
+      const pending: PendingSend = { frames, resolve, reject };
+      const timeout = this.options.sendTimeout;
+      if (timeout >= 0) {
+        pending.timer = setTimeout(() => {
+          queue.remove((p) => p === pending);
+          reject(new TimeoutError("send", timeout));
+        }, timeout);
+      }
+      queue.push(pending);
+    });
+  }
+
+  /** Completes a pending send through `pipe`. */
+  protected completeSend(pending: PendingSend, pipe: Pipe): void {
+    if (pending.timer) clearTimeout(pending.timer);
+    pipe.send(pending.frames);
+    pending.resolve();
+  }
+
+  /** A promise already resolved, so the fast path allocates nothing. */
+  protected get resolved(): Promise<void> {
+    return RESOLVED;
+  }
+
+  /** Reports an event to `onEvent`, or logs dropped peers when there is none. */
+  #emit(event: SocketEvent): void {
+    if (this.options.onEvent) {
+      this.options.onEvent(event);
+    } else if (event.code && (event.type === "disconnected" || event.type === "rejected")) {
+      console.warn(
+        `[gibbs] ${this.#type} dropped peer ${event.remote ?? "?"} on ${event.endpoint}: ${event.reason}`,
+      );
+    }
+  }
+
+  #checkOpen(operation: string): void {
+    if (this.#closed) throw new SocketClosedError(operation);
+  }
+
+  #connectionOptions(): ConnectionOptions {
+    const o = this.options;
+    return {
+      socketType: this.#type,
+      routingId: o.routingId,
+      mechanism: o.mechanism?.(),
+      maxMessageSize: o.maxMessageSize,
+      heartbeatInterval: o.heartbeatInterval,
+      heartbeatTimeout: o.heartbeatTimeout,
+      heartbeatTtl: o.heartbeatTimeToLive,
+      handshakeTimeout: o.handshakeTimeout,
+    };
+  }
+
+  #startPipe(stream: ByteStream, endpoint: string): Pipe {
+    const pipe = new Pipe(
+      this,
+      stream,
+      endpoint,
+      this.#connectionOptions(),
+      this.options.sendHighWaterMark,
+      this.options.receiveHighWaterMark,
+    );
+    if (!pipe.closed) this.#allPipes.add(pipe);
+    this.#ensureTimer();
+    return pipe;
+  }
+
+  #accept(stream: ByteStream, endpoint: string): void {
+    if (this.#closed) {
+      stream.close();
+      return;
+    }
+    const max = this.options.maxConnections;
+    if (max > 0 && this.#allPipes.size >= max) {
+      stream.close();
+      this.#emit({
+        type: "rejected",
+        endpoint,
+        remote: stream.remote,
+        code: "too-many-connections",
+        reason: `connection limit of ${max} reached`,
+      });
+      return;
+    }
+    this.#emit({ type: "accepted", endpoint, remote: stream.remote });
+    this.#startPipe(stream, endpoint);
+  }
+
+  #dial(connector: Connector): void {
+    connector.timer = null;
+    runtime.connect(connector.endpoint).then((stream) => {
+      if (connector.stopped || this.#closed) {
+        stream.close();
+        return;
+      }
+      this.#emit({ type: "connected", endpoint: connector.text, remote: stream.remote });
+      connector.pipe = this.#startPipe(stream, connector.text);
+    }, (error) => {
+      if (connector.stopped || this.#closed) return;
+      this.#emit({
+        type: "connect-failed",
+        endpoint: connector.text,
+        reason: error instanceof Error ? error.message : String(error),
+      });
+      this.#scheduleReconnect(connector);
+    });
+  }
+
+  #scheduleReconnect(connector: Connector): void {
+    if (connector.stopped || this.#closed || connector.timer) return;
+    const delay = connector.delay;
+    const max = this.options.reconnectMaxInterval;
+    if (max > this.options.reconnectInterval) connector.delay = Math.min(delay * 2, max);
+    connector.timer = setTimeout(() => this.#dial(connector), delay);
+  }
+
+  #ensureTimer(): void {
+    if (this.#stopTimer || this.#closed) return;
+    const o = this.options;
+    const periods = [1000];
+    if (o.heartbeatInterval > 0) periods.push(o.heartbeatInterval / 2);
+    if (o.handshakeTimeout > 0) periods.push(o.handshakeTimeout / 4);
+    const period = Math.max(10, Math.min(...periods));
+    this.#stopTimer = runtime.every(period, () => {
+      const now = runtime.now();
+      for (const pipe of this.#allPipes) pipe.tick(now);
+    });
+  }
+
+  #takeMessage(): Uint8Array[] | undefined {
+    const pipe = this.#active.shift();
+    if (pipe === undefined) return undefined;
+    const frames = pipe.take()!;
+    if (pipe.incoming.length > 0) this.#active.push(pipe);
+    else pipe.scheduled = false;
+    return this.deliver(pipe, frames);
+  }
+
+  // PipeOwner
+
+  /** @internal */
+  pipeReady(pipe: Pipe, peer: PeerInfo): boolean {
+    if (this.#closed) return false;
+    if (!this.attach(pipe, peer)) return false;
+    this.pipes.push(pipe);
+    const connector = this.#connectors.get(pipe.endpoint);
+    if (connector && connector.pipe === pipe) connector.delay = this.options.reconnectInterval;
+    this.#emit({ type: "handshake", endpoint: pipe.endpoint, remote: pipe.remote });
+    this.retrySends(pipe);
+    return true;
+  }
+
+  /** @internal */
+  pipeMessage(pipe: Pipe): void {
+    const receiver = this.#receivers.shift();
+    if (receiver !== undefined) {
+      // Nothing else is queued when someone waits, so handing this one over stays fair.
+      if (receiver.timer) clearTimeout(receiver.timer);
+      receiver.resolve(this.deliver(pipe, pipe.take()!));
+      return;
+    }
+    if (!pipe.scheduled) {
+      pipe.scheduled = true;
+      this.#active.push(pipe);
+    }
+  }
+
+  /** @internal */
+  pipeWritable(pipe: Pipe): void {
+    this.retrySends(pipe);
+  }
+
+  /** @internal */
+  pipeClosed(pipe: Pipe, error?: Error): void {
+    this.#allPipes.delete(pipe);
+    const index = this.pipes.indexOf(pipe);
+    if (index >= 0) {
+      this.pipes.splice(index, 1);
+      this.detach(pipe);
+    }
+    const protocol = error instanceof ZmtpError;
+    this.#emit({
+      type: "disconnected",
+      endpoint: pipe.endpoint,
+      remote: pipe.remote,
+      reason: error?.message,
+      code: protocol ? error.code : undefined,
+    });
+    for (const connector of this.#connectors.values()) {
+      if (connector.pipe === pipe) {
+        connector.pipe = null;
+        this.#scheduleReconnect(connector);
+      }
+    }
+    if (this.#closed && this.#allPipes.size === 0) {
+      this.#stopTimer?.();
+      this.#stopTimer = null;
+    }
+  }
+
+  /** Reports a refused peer (used by subclasses). */
+  protected reject(pipe: Pipe, code: string, reason: string): void {
+    this.#emit({ type: "rejected", endpoint: pipe.endpoint, remote: pipe.remote, code, reason });
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * The Deno adapter: the only file of the library that calls `Deno.*`.
+ *
+ * @module
+ */
+
+import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import type {
+  ByteStream,
+  ChildProcess,
+  HttpHandler,
+  HttpServer,
+  Listener,
+  Runtime,
+  SpawnOptions,
+} from "./runtime_types.ts";
+
+/** Large enough that a 1 MiB message arrives in a few reads. */
+const READ_BUFFER_SIZE = 256 * 1024;
+
+class DenoStream implements ByteStream {
+  readonly remote: string;
+  #conn: Deno.Conn;
+  #paused = false;
+  #resume: (() => void) | null = null;
+  #closed = false;
+
+  constructor(conn: Deno.Conn, remote: string) {
+    this.#conn = conn;
+    this.remote = remote;
+  }
+
+  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void {
+    this.#readLoop(onData).then(() => onEnd(), (error) => onEnd(error));
+  }
+
+  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<void> {
+    const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    while (true) {
+      if (this.#paused) await new Promise<void>((resolve) => (this.#resume = resolve));
+      let n: number | null;
+      try {
+        n = await this.#conn.read(buffer);
+      } catch (error) {
+        // Our own close() interrupts the pending read: that is an orderly end.
+        if (this.#closed) return;
+        throw error;
+      }
+      if (n === null) return;
+      onData(buffer.subarray(0, n));
+    }
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    const resume = this.#resume;
+    this.#resume = null;
+    resume?.();
+  }
+
+  async write(chunks: Uint8Array[]): Promise<void> {
+    for (const chunk of chunks) {
+      let at = 0;
+      while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the other side's reset.
+    }
+    this.resume();
+  }
+}
+
+function wrap(conn: Deno.Conn): DenoStream {
+  const addr = conn.remoteAddr;
+  const remote = addr.transport === "tcp" || addr.transport === "udp"
+    ? `${addr.hostname}:${addr.port}`
+    : `unix:${(addr as Deno.UnixAddr).path || "peer"}`;
+  if (addr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+  return new DenoStream(conn, remote);
+}
+
+async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+  let listener: Deno.Listener;
+  let bound: Endpoint;
+  if (endpoint.transport === "tcp") {
+    listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
+    bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
+  } else {
+    removeStaleSocket(endpoint.path);
+    listener = Deno.listen({ path: endpoint.path, transport: "unix" });
+    bound = endpoint;
+  }
+  let closed = false;
+  (async () => {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closed || error instanceof Deno.errors.BadResource) return;
+        // A failed accept (e.g. out of file descriptors) must not end the accept loop.
+        console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      onStream(wrap(conn));
+    }
+  })();
+  return {
+    endpoint: bound,
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
+      if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+    },
+  };
+}
+
+/** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
+function removeStaleSocket(path: string): void {
+  try {
+    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
+  } catch {
+    // nothing there
+  }
+}
+
+async function connect(endpoint: Endpoint): Promise<ByteStream> {
+  const conn = endpoint.transport === "tcp"
+    ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
+    : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  return wrap(conn);
+}
+
+function spawnScript(script: string, args: string[], options: SpawnOptions = {}): ChildProcess {
+  const stdio = options.stdio ?? "inherit";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    env: options.env,
+    stdin: "null",
+    stdout: stdio === "inherit" ? "inherit" : "null",
+    stderr: stdio === "inherit" ? "inherit" : "null",
+  }).spawn();
+  return {
+    pid: child.pid,
+    kill(signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    },
+    exited: child.status.then((s) => ({ code: s.signal ? null : s.code, signal: s.signal })),
+  };
+}
+
+async function serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer> {
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const server = Deno.serve(
+    { hostname: host, port, onListen: (addr) => resolve(addr.port) },
+    handler,
+  );
+  const bound = await promise;
+  return { port: bound, close: () => server.shutdown() };
+}
+
+/** The Deno runtime adapter. */
+export const denoRuntime: Runtime = {
+  name: "deno",
+  listen,
+  connect,
+  now: () => performance.now(),
+  every(ms, fn) {
+    const id = setInterval(fn, ms);
+    Deno.unrefTimer(id);
+    return () => clearInterval(id);
+  },
+  onShutdownSignal(handler) {
+    const onInt = () => handler("SIGINT");
+    const onTerm = () => handler("SIGTERM");
+    Deno.addSignalListener("SIGINT", onInt);
+    Deno.addSignalListener("SIGTERM", onTerm);
+    return () => {
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+    };
+  },
+  spawnScript,
+  serveHttp,
+  args: () => Deno.args,
+  exit: (code) => Deno.exit(code),
+};

@@ -1,0 +1,88 @@
+/**
+ * The one interface between the library and its runtime (Deno or Node): byte streams, timers,
+ * signals and processes. Every runtime call of the library goes through it.
+ *
+ * @module
+ */
+
+import type { Endpoint } from "./endpoint.ts";
+
+/** A connected byte stream (a TCP connection or a Unix domain socket). */
+export interface ByteStream {
+  /** Human-readable address of the other end. */
+  readonly remote: string;
+  /**
+   * Starts delivering received bytes. A chunk is only valid during the call. `onEnd` is called
+   * once, when the peer closes (no error) or the stream fails.
+   */
+  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void;
+  /** Stops reading until {@linkcode ByteStream.resume}: the peer's writes then back up. */
+  pause(): void;
+  /** Resumes reading after {@linkcode ByteStream.pause}. */
+  resume(): void;
+  /** Writes chunks in order; resolves once they are handed to the system. Rejects on failure. */
+  write(chunks: Uint8Array[]): Promise<void>;
+  /** Closes the stream at once. Safe to call more than once. */
+  close(): void;
+}
+
+/** A listening endpoint accepting streams. */
+export interface Listener {
+  /** The endpoint really bound (the real port when port 0 was asked for). */
+  readonly endpoint: Endpoint;
+  /** Stops accepting; streams already accepted stay open. */
+  close(): void;
+}
+
+/** A child process started through the runtime. */
+export interface ChildProcess {
+  /** Its process id. */
+  readonly pid: number;
+  /** Sends a signal (default SIGTERM); ignores a process that is gone. */
+  kill(signal?: "SIGTERM" | "SIGKILL" | "SIGINT"): void;
+  /** Resolves with the exit code (or the terminating signal's name) when it ends. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+}
+
+/** Options for {@linkcode Runtime.spawn}. */
+export interface SpawnOptions {
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Where its stdout and stderr go (default: inherited). */
+  stdio?: "inherit" | "ignore";
+}
+
+/** An HTTP handler in the fetch style. */
+export type HttpHandler = (request: Request) => Response | Promise<Response>;
+
+/** A running HTTP server. */
+export interface HttpServer {
+  /** The port really bound. */
+  readonly port: number;
+  /** Stops the server. */
+  close(): Promise<void>;
+}
+
+/** Everything runtime-specific the library needs. */
+export interface Runtime {
+  /** Runtime name, for messages. */
+  readonly name: "deno" | "node";
+  /** Opens a listener; `onStream` receives each accepted stream. */
+  listen(endpoint: Endpoint, onStream: (stream: ByteStream) => void): Promise<Listener>;
+  /** Connects to an endpoint. */
+  connect(endpoint: Endpoint): Promise<ByteStream>;
+  /** Monotonic milliseconds. */
+  now(): number;
+  /** Calls `fn` every `ms` milliseconds without keeping the process alive; returns a stopper. */
+  every(ms: number, fn: () => void): () => void;
+  /** Runs `handler` on SIGINT and SIGTERM; returns a function that removes it. */
+  onShutdownSignal(handler: (signal: string) => void): () => void;
+  /** Starts a process of this same runtime running `script` (a path or URL) with `args`. */
+  spawnScript(script: string, args: string[], options?: SpawnOptions): ChildProcess;
+  /** Serves HTTP on host:port. */
+  serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer>;
+  /** Command-line arguments after the script. */
+  args(): string[];
+  /** Ends the process. */
+  exit(code: number): never;
+}

@@ -1,0 +1,135 @@
+/**
+ * Outgoing bytes of one connection, with frames encoded straight into a staging buffer so that
+ * many small messages leave in one write.
+ *
+ * @module
+ */
+
+import { FLAG_COMMAND, FLAG_LONG, FLAG_MORE, SHORT_FRAME_MAX } from "./constants.ts";
+
+const SEGMENT_SIZE = 64 * 1024;
+/** Bodies at least this large get a buffer of their own instead of a share of a segment. */
+const LARGE_BODY = 16 * 1024;
+
+/**
+ * Accumulates encoded frames until the I/O driver takes them with {@linkcode OutBuffer.take}.
+ * Every body is copied in, so a caller may reuse its bytes as soon as a send returns.
+ *
+ * @example
+ * ```ts
+ * import { OutBuffer } from "./out_buffer.ts";
+ * const out = new OutBuffer();
+ * out.message([new TextEncoder().encode("hi")]);
+ * const chunks = out.take(); // [Uint8Array [0x00, 0x02, 0x68, 0x69]]
+ * console.log(chunks.length);
+ * ```
+ */
+export class OutBuffer {
+  #segment = new Uint8Array(SEGMENT_SIZE);
+  #start = 0;
+  #end = 0;
+  #chunks: Uint8Array[] = [];
+  #bytes = 0;
+  #messages = 0;
+
+  /** Bytes waiting to be taken. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Messages waiting to be taken. */
+  get messages(): number {
+    return this.#messages;
+  }
+
+  /** Appends raw bytes (the greeting). */
+  raw(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
+    this.#segment.set(bytes, this.#end);
+    this.#end += bytes.length;
+    this.#bytes += bytes.length;
+  }
+
+  /** Appends a multipart message, one frame per entry. */
+  message(frames: readonly Uint8Array[]): void {
+    const last = frames.length - 1;
+    for (let i = 0; i <= last; i++) this.#frame(i < last ? FLAG_MORE : 0, frames[i]);
+    this.#messages++;
+  }
+
+  /** Appends a command frame whose body is `name-length name data`. */
+  command(body: Uint8Array): void {
+    this.#frame(FLAG_COMMAND, body);
+  }
+
+  /**
+   * Takes everything encoded so far, as chunks to write in order, and counts of the messages in
+   * them. The returned chunks are never written to again.
+   */
+  take(): { chunks: Uint8Array[]; messages: number } | null {
+    this.#cut();
+    if (this.#chunks.length === 0) return null;
+    const chunks = this.#chunks;
+    const messages = this.#messages;
+    this.#chunks = [];
+    this.#bytes = 0;
+    this.#messages = 0;
+    return { chunks, messages };
+  }
+
+  #frame(flags: number, body: Uint8Array): void {
+    const size = body.length;
+    const long = size > SHORT_FRAME_MAX;
+    const header = long ? 9 : 2;
+    if (size >= LARGE_BODY) {
+      this.#header(flags, size, long, header);
+      this.#cut();
+      this.#chunks.push(body.slice());
+    } else {
+      this.#reserve(header + size);
+      this.#header(flags, size, long, header);
+      this.#segment.set(body, this.#end);
+      this.#end += size;
+    }
+    this.#bytes += header + size;
+  }
+
+  #header(flags: number, size: number, long: boolean, header: number): void {
+    this.#reserve(header);
+    const s = this.#segment;
+    let at = this.#end;
+    if (long) {
+      s[at++] = flags | FLAG_LONG;
+      const hi = Math.floor(size / 0x1_0000_0000);
+      s[at++] = hi >>> 24;
+      s[at++] = (hi >>> 16) & 0xff;
+      s[at++] = (hi >>> 8) & 0xff;
+      s[at++] = hi & 0xff;
+      s[at++] = size >>> 24;
+      s[at++] = (size >>> 16) & 0xff;
+      s[at++] = (size >>> 8) & 0xff;
+      s[at++] = size & 0xff;
+    } else {
+      s[at++] = flags;
+      s[at++] = size;
+    }
+    this.#end = at;
+  }
+
+  /** Closes the current run of the segment as a chunk of its own. */
+  #cut(): void {
+    if (this.#end > this.#start) {
+      this.#chunks.push(this.#segment.subarray(this.#start, this.#end));
+      this.#start = this.#end;
+    }
+  }
+
+  #reserve(n: number): void {
+    if (this.#end + n <= this.#segment.length) return;
+    this.#cut();
+    // Chunks already handed out may still view the old segment: never write into it again.
+    this.#segment = new Uint8Array(Math.max(SEGMENT_SIZE, n));
+    this.#start = 0;
+    this.#end = 0;
+  }
+}

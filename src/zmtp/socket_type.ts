@@ -1,0 +1,47 @@
+/**
+ * ZeroMQ socket types and which of them may talk to each other.
+ *
+ * @module
+ */
+
+/** Socket types as written in the `Socket-Type` property. */
+export type SocketType =
+  | "PAIR"
+  | "PUB"
+  | "SUB"
+  | "REQ"
+  | "REP"
+  | "DEALER"
+  | "ROUTER"
+  | "PULL"
+  | "PUSH"
+  | "XPUB"
+  | "XSUB";
+
+const COMPATIBLE: Record<SocketType, readonly string[]> = {
+  PAIR: ["PAIR"],
+  PUB: ["SUB", "XSUB"],
+  SUB: ["PUB", "XPUB"],
+  REQ: ["REP", "ROUTER"],
+  REP: ["REQ", "DEALER"],
+  DEALER: ["REP", "DEALER", "ROUTER"],
+  ROUTER: ["REQ", "DEALER", "ROUTER"],
+  PULL: ["PUSH"],
+  PUSH: ["PULL"],
+  XPUB: ["SUB", "XSUB"],
+  XSUB: ["PUB", "XPUB"],
+};
+
+/**
+ * Tells whether a socket of type `ours` may talk to a peer announcing `theirs` (RFC 37's table).
+ *
+ * @example
+ * ```ts
+ * import { socketTypesMatch } from "./socket_type.ts";
+ * socketTypesMatch("DEALER", "ROUTER"); // true
+ * socketTypesMatch("DEALER", "PUB"); // false
+ * ```
+ */
+export function socketTypesMatch(ours: SocketType, theirs: string): boolean {
+  return COMPATIBLE[ours].includes(theirs);
+}
