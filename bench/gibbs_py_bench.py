@@ -19,6 +19,7 @@ import asyncio
 import importlib.util
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -40,8 +41,8 @@ def load_peer_module():
 
 def percentile(sorted_values, q):
     # Nearest-rank percentile.
-    i = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[i]
+    rank = math.ceil(q * len(sorted_values))
+    return sorted_values[min(len(sorted_values), max(1, rank)) - 1]
 
 
 async def bench(opts, gibbs_py, workers):

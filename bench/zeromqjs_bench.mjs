@@ -45,21 +45,15 @@ const MiB = 1 << 20;
 function loadZmq() {
   // tests/peers/package.json is the one place that declares zeromq; fall back to
   // ordinary resolution (bench/node_modules, node_modules at the root).
-  for (
-    const base of [
-      new URL("../tests/peers/package.json", import.meta.url),
-      import.meta.url,
-    ]
-  ) {
+  const bases = [new URL("../tests/peers/package.json", import.meta.url), import.meta.url];
+  for (const base of bases) {
     try {
       return createRequire(base)("zeromq");
     } catch (err) {
       if (err.code !== "MODULE_NOT_FOUND") throw err;
     }
   }
-  process.stderr.write(
-    "zeromq not found: run `npm install --prefix tests/peers`\n",
-  );
+  process.stderr.write("zeromq not found: run `npm install --prefix tests/peers`\n");
   process.exit(2);
 }
 const zmq = loadZmq();
@@ -71,8 +65,8 @@ function parseSize(text) {
   const m = /^(\d+)\s*(k|kib|kb|m|mib|mb)?$/i.exec(String(text));
   if (!m) throw new Error(`bad size ${JSON.stringify(text)}`);
   const unit = (m[2] ?? "").toLowerCase();
-  return Number(m[1]) *
-    (unit.startsWith("k") ? 1024 : unit.startsWith("m") ? MiB : 1);
+  const scale = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? MiB : 1;
+  return Number(m[1]) * scale;
 }
 
 function intArg(name, text, min) {
@@ -151,56 +145,49 @@ async function echo({ bind }) {
 
 // --------------------------------------------------------------- parent roles
 
-/** Spawns a child role of this script and resolves with its ready line. */
+// Children are killed whenever this process exits (normally, on error, on a
+// signal or from the watchdog), so no sink or echo server is left behind.
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
+
+/** Spawns a child role of this script and resolves once it prints its ready line. */
 async function spawnChild(args) {
-  const child = spawn(process.execPath, [SELF, ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const next = [];
+  const child = spawn(process.execPath, [SELF, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.add(child);
   const queued = [];
-  lines.on("line", (line) => {
+  const waiting = [];
+  createInterface({ input: child.stdout }).on("line", (line) => {
     const obj = JSON.parse(line);
-    if (next.length) next.shift().resolve(obj);
+    if (waiting.length) waiting.shift().resolve(obj);
     else queued.push(obj);
   });
   child.on("exit", (code) => {
-    for (const w of next.splice(0)) {
-      w.reject(new Error(`child exited with ${code}`));
-    }
+    children.delete(child);
+    for (const w of waiting.splice(0)) w.reject(new Error(`child exited with ${code}`));
   });
   child.nextLine = () =>
     queued.length
       ? Promise.resolve(queued.shift())
-      : new Promise((resolve, reject) => next.push({ resolve, reject }));
-  children.add(child);
-  child.on("exit", () => children.delete(child));
+      : new Promise((resolve, reject) => waiting.push({ resolve, reject }));
   const ready = await child.nextLine();
-  if (!ready.ready) {
-    throw new Error(`child not ready: ${JSON.stringify(ready)}`);
-  }
+  if (!ready.ready) throw new Error(`child not ready: ${JSON.stringify(ready)}`);
   child.endpoint = ready.endpoint;
   return child;
 }
 
-const children = new Set();
-function killChildren() {
-  for (const child of children) child.kill("SIGKILL");
-}
-process.on("exit", killChildren);
-for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => process.exit(130));
-}
-
 async function throughput({ size, count, duration, warmup }) {
+  const bind = "tcp://127.0.0.1:*";
   const child = await spawnChild([
     "sink",
     "--bind",
-    "tcp://127.0.0.1:*",
+    bind,
     "--count",
-    String(count),
+    `${count}`,
     "--warmup",
-    String(warmup),
+    `${warmup}`,
   ]);
   const sock = new zmq.Dealer({ linger: 0 });
   sock.connect(child.endpoint);
@@ -250,9 +237,7 @@ async function rtt({ size, count, duration, warmup }) {
     await sock.send(msg);
     const [reply] = await sock.receive();
     samples[n++] = Number(process.hrtime.bigint() - t0) / 1000;
-    if (reply.length !== size) {
-      throw new Error(`echo returned ${reply.length} bytes, sent ${size}`);
-    }
+    if (reply.length !== size) throw new Error(`echo returned ${reply.length} bytes, not ${size}`);
     if ((n & 255) === 0 && performance.now() > deadline) break;
   }
   sock.close();
@@ -312,9 +297,7 @@ async function main() {
   const run = (test, size) => {
     clearTimeout(watchdog);
     watchdog = setTimeout(() => {
-      process.stderr.write(
-        `${test} ${size}: watchdog fired after ${WATCHDOG_MS} ms\n`,
-      );
+      process.stderr.write(`${test} ${size}: watchdog fired after ${WATCHDOG_MS} ms\n`);
       process.exit(3);
     }, WATCHDOG_MS);
     watchdog.unref();

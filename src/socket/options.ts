@@ -26,6 +26,8 @@ export interface SocketEvent {
   reason?: string;
   /** Machine-readable reason (a `ZmtpError` code, or `"duplicate-identity"`, ...). */
   code?: string;
+  /** Routing id of the peer (ROUTER, on `handshake` and `disconnected`). */
+  routingId?: Uint8Array;
 }
 
 /** Options of a socket. Times are in milliseconds. */

@@ -93,6 +93,24 @@ export class Router extends SocketBase {
     return this.waitToSend(frames, queue);
   }
 
+  /**
+   * Sends at once if the addressed peer is connected and has room, and never waits or queues:
+   * returns false otherwise. For servers that must not buffer for a peer that stops reading.
+   */
+  trySend(message: Message): boolean {
+    const frames = toFrames(message);
+    if (frames.length < 2) {
+      throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");
+    }
+    const pipe = this.#byKey.get(keyOf(frames[0]));
+    if (pipe === undefined || !pipe.writable) return false;
+    const waiting = this.#waiting.get(pipe);
+    if (waiting !== undefined && waiting.length > 0) return false;
+    frames.shift();
+    pipe.send(frames);
+    return true;
+  }
+
   /** True when a peer with this routing id is connected. */
   hasPeer(routingId: Uint8Array | string): boolean {
     const id = typeof routingId === "string" ? new TextEncoder().encode(routingId) : routingId;

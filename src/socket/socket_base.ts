@@ -417,7 +417,12 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     this.pipes.push(pipe);
     const connector = this.#connectors.get(pipe.endpoint);
     if (connector && connector.pipe === pipe) connector.delay = this.options.reconnectInterval;
-    this.#emit({ type: "handshake", endpoint: pipe.endpoint, remote: pipe.remote });
+    this.#emit({
+      type: "handshake",
+      endpoint: pipe.endpoint,
+      remote: pipe.remote,
+      routingId: pipe.routingId,
+    });
     this.retrySends(pipe);
     return true;
   }
@@ -446,7 +451,8 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   pipeClosed(pipe: Pipe, error?: Error): void {
     this.#allPipes.delete(pipe);
     const index = this.pipes.indexOf(pipe);
-    if (index >= 0) {
+    const attached = index >= 0;
+    if (attached) {
       this.pipes.splice(index, 1);
       this.detach(pipe);
     }
@@ -457,6 +463,7 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
       remote: pipe.remote,
       reason: error?.message,
       code: protocol ? error.code : undefined,
+      routingId: attached ? pipe.routingId : undefined,
     });
     for (const connector of this.#connectors.values()) {
       if (connector.pipe === pipe) {

@@ -14,11 +14,15 @@
 // If start-up fails, the only line out is {"error":"..."} and the exit code is 1.
 //
 // Ops in (answered one at a time, in order; answers carry no "event" key):
-//   {"op":"send","frames":["<base64>",...],"timeout":MS?}         -> {"ok":true} | {"error":"..."}
-//   {"op":"send_fill","frames":[{"size":N,"byte":B}],"timeout":MS?} -> {"ok":true} | {"error":"..."}
-//   {"op":"recv","timeout":MS}                          -> {"frames":["<base64>",...]} | {"error":"timeout"}
-//   {"op":"recv_summary","timeout":MS}                  -> {"sizes":[...],"sha256":["<hex>",...]} | {"error":"timeout"}
-//   {"op":"close"}                                      -> {"ok":true}, then exit 0
+//   {"op":"send","frames":["<base64>",...],"timeout":MS?}
+//       -> {"ok":true} | {"error":"..."}
+//   {"op":"send_fill","frames":[{"size":N,"byte":B},...],"timeout":MS?}
+//       -> {"ok":true} | {"error":"..."}
+//   {"op":"recv","timeout":MS}
+//       -> {"frames":["<base64>",...]} | {"error":"timeout"}
+//   {"op":"recv_summary","timeout":MS}
+//       -> {"sizes":[...],"sha256":["<hex>",...]} | {"error":"timeout"}
+//   {"op":"close"} -> {"ok":true}, then exit 0
 // EOF on stdin closes the socket and exits 0. A recv without "timeout" waits
 // forever; a send waits at most "timeout" ms (default 5000) while the socket
 // cannot take the message, then answers {"error":"EAGAIN: ..."}. Errors from
@@ -79,11 +83,7 @@ function routingIdArg(value) {
   if (value.startsWith("hex:")) {
     const hex = value.slice(4);
     if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
-      fail(
-        `--routing-id hex: expects an even number of hex digits, got ${
-          JSON.stringify(hex)
-        }`,
-      );
+      fail(`--routing-id hex: needs an even number of hex digits: ${hex}`);
     }
     return Buffer.from(hex, "hex");
   }
@@ -143,9 +143,7 @@ if (args["router-mandatory"]) options.mandatory = true;
 
 let sock;
 try {
-  sock = args.type === "router"
-    ? new zmq.Router(options)
-    : new zmq.Dealer(options);
+  sock = new (args.type === "router" ? zmq.Router : zmq.Dealer)(options);
 } catch (err) {
   fail(`socket options: ${errorText(err)}`);
 }
@@ -160,10 +158,9 @@ function printEvent(ev) {
   if (ev.error) line.error = errorText(ev.error);
   // Same key and text as the Python twin: libzmq's ZMQ_PROTOCOL_ERROR_* name
   // without its prefix, e.g. "ZMTP_MECHANISM_MISMATCH".
-  if (
-    ev.type === "handshake:error:protocol" && typeof ev.error?.code === "string"
-  ) {
-    line.protocol_error = ev.error.code.replace(/^ERR_/, "");
+  const code = ev.error?.code;
+  if (ev.type === "handshake:error:protocol" && typeof code === "string") {
+    line.protocol_error = code.replace(/^ERR_/, "");
   }
   if (ready) out(line);
   else heldEvents.push(line);
@@ -176,19 +173,18 @@ if (args.monitor) {
   })().catch((err) => process.stderr.write(`monitor: ${errorText(err)}\n`));
 }
 
+const endpointArg = args.bind ?? args.connect;
 try {
   if (args.bind !== undefined) await sock.bind(args.bind);
   else sock.connect(args.connect);
 } catch (err) {
   fail(
-    `${args.bind !== undefined ? "bind" : "connect"} ${
-      args.bind ?? args.connect
-    }: ${errorText(err)}`,
+    `${args.bind !== undefined ? "bind" : "connect"} ${endpointArg}: ${errorText(err)}`,
   );
 }
 
 // lastEndpoint carries the real port for tcp://host:* or :0 and the real path for ipc://*.
-out({ ready: true, endpoint: sock.lastEndpoint ?? args.bind ?? args.connect });
+out({ ready: true, endpoint: sock.lastEndpoint ?? endpointArg });
 ready = true;
 for (const line of heldEvents.splice(0)) out(line);
 
@@ -214,8 +210,8 @@ if (args.echo) {
   (async () => {
     for await (const msg of sock) {
       // e.g. EHOSTUNREACH with --router-mandatory when the sender is gone: report, keep echoing.
-      const res = await send(msg, ECHO_SEND_TIMEOUT_MS).catch((err) => ({
-        error: errorText(err),
+      const res = await send(msg, ECHO_SEND_TIMEOUT_MS).catch((e) => ({
+        error: errorText(e),
       }));
       if (res.error) out({ event: "echo_failed", error: res.error });
     }
@@ -224,36 +220,51 @@ if (args.echo) {
   });
 }
 
+// zeromq.js allows one send in progress per socket (a second one fails with
+// EBUSY); with --echo, op sends and echoes take turns through this chain.
+let sendTurn = Promise.resolve();
+
 /**
  * Sends one multipart message, waiting at most `timeout` ms while the socket
  * cannot take it (a DEALER with no peer, or a full high-water mark).
  */
-async function send(frames, timeout) {
+function send(frames, timeout) {
+  const result = sendTurn.then(() => sendNow(frames, timeout));
+  sendTurn = result.catch(() => {});
+  return result;
+}
+
+async function sendNow(frames, timeout) {
   if (frames.length === 0) {
     return { error: "a message needs at least one frame" };
   }
   // Like receiveTimeout, sendTimeout is read when send() is called.
-  sock.sendTimeout = typeof timeout === "number" && timeout >= 0 ? timeout : -1;
+  sock.sendTimeout = timeout >= 0 ? timeout : -1;
   try {
     await sock.send(frames);
     return { ok: true };
   } catch (err) {
-    if (err.code === "EAGAIN") {
-      return {
-        error: "EAGAIN: send would block (no peer or high-water mark reached)",
-      };
-    }
-    throw err;
+    if (err.code !== "EAGAIN") throw err;
+    return {
+      error: "EAGAIN: send would block (no peer or high-water mark reached)",
+    };
   }
 }
 
-/** Receives one message, or returns null after `timeout` ms (absent or negative: wait forever). */
+/** A "timeout" field of an op: a number of ms, negative for no limit. */
+function msArg(value, fallback) {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new Error(`bad timeout ${JSON.stringify(value)}`);
+  }
+  return Math.floor(value);
+}
+
+/** Receives one message, or returns null after `timeout` ms (negative: wait forever). */
 async function receive(timeout) {
   // zeromq.js applies receiveTimeout in its own poller, so it may be changed
   // between calls; a timed-out receive takes nothing off the socket.
-  sock.receiveTimeout = typeof timeout === "number" && timeout >= 0
-    ? timeout
-    : -1;
+  sock.receiveTimeout = timeout >= 0 ? timeout : -1;
   try {
     return await sock.receive();
   } catch (err) {
@@ -288,17 +299,17 @@ async function handle(req) {
     case "send":
       return await send(
         base64Frames(req.frames),
-        req.timeout ?? DEFAULT_SEND_TIMEOUT_MS,
+        msArg(req.timeout, DEFAULT_SEND_TIMEOUT_MS),
       );
     case "send_fill":
       return await send(
         fillFrames(req.frames),
-        req.timeout ?? DEFAULT_SEND_TIMEOUT_MS,
+        msArg(req.timeout, DEFAULT_SEND_TIMEOUT_MS),
       );
     case "recv":
     case "recv_summary": {
       if (args.echo) return { error: "recv is not available with --echo" };
-      const frames = await receive(req.timeout);
+      const frames = await receive(msArg(req.timeout, -1));
       if (frames === null) return { error: "timeout" };
       if (req.op === "recv") {
         return { frames: frames.map((f) => f.toString("base64")) };

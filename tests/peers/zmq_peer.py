@@ -15,7 +15,10 @@ Options:
     --router-mandatory         ZMQ_ROUTER_MANDATORY (router only)
     --linger MS                ZMQ_LINGER (default 0)
     --maxmsgsize N             ZMQ_MAXMSGSIZE
-    --echo                     send every received message straight back
+    --echo                     send every received message straight back (a ROUTER
+                               routes it to its sender by the id frame; a DEALER
+                               sends it to its peer, round-robin if it has several);
+                               "recv" ops then always time out
     --monitor                  print socket monitor events
 
 Output (stdout, each line one JSON object, flushed):

@@ -1,0 +1,235 @@
+/**
+ * The Worker: connects to a hub and serves its requests, one at a time.
+ *
+ * @module
+ */
+
+import { Dealer } from "../socket/dealer.ts";
+import { SocketClosedError, TimeoutError } from "../socket/errors.ts";
+import { runtime } from "../transport/runtime.ts";
+import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
+import { type Handler, instantiate } from "./handler.ts";
+import { randomHexId } from "./ids.ts";
+
+const EMPTY = new Uint8Array(0);
+
+/** Options of a {@linkcode Worker}. Durations are in seconds, as in Python gibbs. */
+export interface WorkerOptions {
+  /** Hub host (default `"localhost"`). */
+  host?: string;
+  /** Hub port (default 5019). */
+  port?: number;
+  /** Full hub endpoint instead of host and port, e.g. `"ipc:///tmp/hub"`. */
+  endpoint?: string;
+  /** Ping the hub after this long without hearing from it (default 1). */
+  heartbeatInterval?: number;
+  /** Reset the connection after this many unanswered pings (default 2). */
+  resetAfterNMiss?: number;
+  /** Constructor arguments when the handler is a class. */
+  args?: unknown[];
+  /** Constructor keyword arguments (one trailing object) when the handler is a class. */
+  kwargs?: Kwargs;
+  /** Routing id (default: 32 random lowercase hex chars, like a uuid4's hex). */
+  routingId?: string;
+  /** Stop gracefully on SIGINT/SIGTERM (default false; the CLI turns it on). */
+  handleSignals?: boolean;
+  /** Where warnings go (default `console.warn`). */
+  logger?: (message: string) => void;
+}
+
+/**
+ * A gibbs worker, wire-compatible with Python gibbs 0.3 hubs. The handler is a function, or a
+ * class constructed once with `args`/`kwargs` whose `call` method serves requests; positional
+ * arguments are spread and non-empty kwargs arrive as one trailing object.
+ *
+ * @example
+ * ```ts ignore
+ * import { Worker } from "./worker.ts";
+ * class Model {
+ *   constructor(private factor: number) {}
+ *   call(x: number, opts?: { offset?: number }) {
+ *     return x * this.factor + (opts?.offset ?? 0);
+ *   }
+ * }
+ * const worker = new Worker(Model, { port: 5019, args: [10] });
+ * await worker.run(); // until worker.stop() or, with handleSignals, SIGINT/SIGTERM
+ * ```
+ */
+export class Worker {
+  /** The routing id this worker announces. */
+  readonly id: string;
+  #serve: (args: readonly unknown[], kwargs: Kwargs) => unknown;
+  #endpoint: string;
+  #hbMs: number;
+  #resetAfter: number;
+  #log: (message: string) => void;
+  #handleSignals: boolean;
+  #socket: Dealer | null = null;
+  #waitingPong = 0;
+  #stopping = false;
+  #busy = false;
+  #served = 0;
+  #resets = 0;
+
+  /**
+   * Creates a worker. A class handler is constructed here: whatever its constructor throws is
+   * thrown from this constructor, so a broken model fails before connecting.
+   */
+  constructor(handler: Handler, options: WorkerOptions = {}) {
+    this.#serve = instantiate(handler, options.args, options.kwargs);
+    this.id = options.routingId ?? randomHexId();
+    const host = options.host ?? "localhost";
+    this.#endpoint = options.endpoint ?? `tcp://${host}:${options.port ?? 5019}`;
+    this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
+    if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
+    this.#resetAfter = options.resetAfterNMiss ?? 2;
+    this.#log = options.logger ?? ((m) => console.warn(`[gibbs worker ${this.id}] ${m}`));
+    this.#handleSignals = options.handleSignals ?? false;
+  }
+
+  /** Requests served so far. */
+  get served(): number {
+    return this.#served;
+  }
+
+  /** Times the connection was reset after unanswered pings. */
+  get resets(): number {
+    return this.#resets;
+  }
+
+  /** The hub endpoint this worker connects to. */
+  get endpoint(): string {
+    return this.#endpoint;
+  }
+
+  /**
+   * Serves requests until {@linkcode Worker.stop} (or a shutdown signal with `handleSignals`).
+   * Resolves once the request in hand is answered and the connection is closed.
+   */
+  async run(): Promise<void> {
+    const removeSignals = this.#handleSignals
+      ? runtime.onShutdownSignal(() => this.stop())
+      : () => {};
+    try {
+      this.#socket = this.#connect();
+      this.#ping(); // tells the hub we are ready, as gibbs does
+      while (!this.#stopping) {
+        const socket = this.#socket;
+        let message: Uint8Array[];
+        try {
+          message = await socket.receive();
+        } catch (error) {
+          if (error instanceof SocketClosedError) {
+            if (this.#stopping) break;
+            continue; // reset under way
+          }
+          if (!(error instanceof TimeoutError)) throw error;
+          this.#onSilence();
+          continue;
+        }
+        this.#waitingPong = 0;
+        await this.#onMessage(socket, message);
+      }
+    } finally {
+      removeSignals();
+      // Linger so that the last response leaves before the socket goes.
+      this.#socket?.close();
+      this.#socket = null;
+    }
+  }
+
+  /**
+   * Stops after the request in hand is answered; stops at once when idle. `run()` then resolves.
+   */
+  stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    // An idle worker waits in receive(): closing ends that wait. A busy one closes after answering.
+    if (!this.#busy) this.#socket?.close();
+  }
+
+  #connect(): Dealer {
+    const socket = new Dealer({
+      routingId: this.id,
+      receiveTimeout: this.#hbMs,
+      linger: 1000,
+      onEvent: (event) => {
+        if (event.code) this.#log(`connection dropped: ${event.reason}`);
+      },
+    });
+    socket.connect(this.#endpoint);
+    return socket;
+  }
+
+  #ping(): void {
+    // Not awaited: while no hub is connected the ping waits in the socket, as libzmq queues it.
+    this.#socket!.send(EMPTY).catch(() => {});
+    this.#waitingPong++;
+  }
+
+  #onSilence(): void {
+    if (this.#waitingPong >= this.#resetAfter) {
+      this.#log(
+        `hub silent after ${this.#waitingPong} pings: resetting the connection to ${this.#endpoint}`,
+      );
+      const old = this.#socket!;
+      this.#socket = this.#connect();
+      // No lingering: whatever the old connection held is stale.
+      old.close();
+      this.#resets++;
+      this.#waitingPong = 0;
+    }
+    this.#ping();
+  }
+
+  async #onMessage(socket: Dealer, message: Uint8Array[]): Promise<void> {
+    const workload = message[message.length - 1];
+    if (workload.length === 0) return; // pong
+    if (message.length !== 2) {
+      this.#log(`ignored a ${message.length}-frame message from the hub`);
+      return;
+    }
+    let reqId: string;
+    let args: unknown[];
+    let kwargs: Kwargs;
+    try {
+      ({ reqId, args, kwargs } = decodeRequest(workload));
+    } catch (error) {
+      // Answer when at least the request id can be read, so the caller is not left waiting.
+      const value = safeUnpack(workload);
+      if (Array.isArray(value) && typeof value[0] === "string") {
+        await socket.send([EMPTY, encodeResponse(value[0], 1, String(error))]);
+      }
+      this.#log(`malformed request from the hub: ${(error as Error).message}`);
+      return;
+    }
+    this.#busy = true;
+    let response: Uint8Array;
+    try {
+      const result = await this.#serve(args, kwargs);
+      response = encodeResponse(reqId, 0, result);
+    } catch (error) {
+      response = encodeResponse(reqId, 1, errorText(error));
+    }
+    this.#served++;
+    try {
+      await socket.send([EMPTY, response]);
+    } finally {
+      this.#busy = false;
+    }
+  }
+}
+
+function safeUnpack(bytes: Uint8Array): unknown {
+  try {
+    return unpack(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The text sent back for a failure: the stack when there is one, as gibbs sends a traceback. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return `Thrown: ${String(error)}`;
+}
