@@ -2,6 +2,19 @@
  * gibbs for Deno and Node: scale a model (or any code) across processes and machines, over our
  * own implementation of the ZeroMQ wire protocol (ZMTP 3.1), wire-compatible with Python gibbs.
  *
+ * An application embeds a {@linkcode Hub}; {@linkcode Worker}s in other processes or machines
+ * connect to it; `await hub.request(x)` runs on whichever worker is idle.
+ *
+ * @example
+ * ```ts ignore
+ * import { Hub, Worker } from "./mod.ts";
+ * // in the worker process:
+ * await new Worker((x: number) => x * 2, { port: 5019 }).run();
+ * // in the application:
+ * const hub = new Hub({ port: 5019 });
+ * console.log(await hub.request(21)); // 42
+ * ```
+ *
  * The socket layer ({@linkcode Dealer}, {@linkcode Router}) is shaped like zeromq.js v6.
  *
  * @example
@@ -17,6 +30,21 @@
  *
  * @module
  */
+
+export { Hub, type HubOptions, type HubStats, type RequestOptions } from "./src/gibbs/hub.ts";
+export { Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
+export type { Handler, HandlerClass, HandlerFunction } from "./src/gibbs/handler.ts";
+export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";
+export {
+  GibbsError,
+  HubClosedError,
+  QueueFullError,
+  RequestEvictedError,
+  RequestTimeoutError,
+  UserCodeError,
+  WorkerProtocolError,
+} from "./src/gibbs/errors.ts";
+export type { Kwargs } from "./src/gibbs/codec.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
 export { Router, type RouterOptions } from "./src/socket/router.ts";

@@ -4,10 +4,298 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
+import { DEMO_MODEL_URL } from "../gibbs/demo_model.ts";
+import { Hub } from "../gibbs/hub.ts";
+import type { Handler } from "../gibbs/handler.ts";
+import { spawnWorkers } from "../gibbs/spawn.ts";
+import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
+import { gatewayHandler } from "./gateway.ts";
 
-/** Runs the CLI with the process arguments. */
+const USAGE = `gibbs — scale a model (or any code) across processes and machines
+
+Usage:
+  gibbs demo    [--workers N] [--requests N] [--seconds S]
+  gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
+  gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
+                [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
+
+Run "gibbs COMMAND --help" for the options of a command.`;
+
+const DEMO_USAGE = `gibbs demo — a hub, worker processes, requests one at a time then in parallel
+
+Options:
+  --workers N     worker processes to start (default 4)
+  --requests N    requests to send (default 10)
+  --seconds S     time the demo model takes per request (default 0.25)
+  --port P        hub port (default: a free port)`;
+
+const HUB_USAGE = `gibbs hub — a hub with an HTTP gateway
+
+Options:
+  --http PORT        HTTP port of the gateway (required)
+  --http-host H      HTTP interface (default 127.0.0.1)
+  --port P           port workers connect to (default 5019)
+  --host H           interface workers connect to (default *: all)
+  --heartbeat S      worker heartbeat interval in seconds (default 1)
+  --resp-buffer N    most pending requests; more get HTTP 503 (default 4096)
+
+HTTP:
+  POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
+                 200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}`;
+
+const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
+
+Arguments:
+  MODULE             path or URL of a module; its default export (or --export NAME) is a
+                     function, or a class whose call() method serves requests
+
+Options:
+  --export NAME      export to serve instead of the default one
+  --host H           hub host (default localhost)
+  --port P           hub port (default 5019)
+  --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub)
+  --heartbeat S      heartbeat interval in seconds (default 1)
+  --reset-after N    unanswered pings before reconnecting (default 2)
+  --args JSON        constructor arguments, a JSON array
+  --kwargs JSON      constructor keyword arguments, a JSON object
+  --quiet, -q        print only warnings and errors
+
+SIGINT/SIGTERM finish the request in hand, answer it, then exit 0.`;
+
+/** A usage mistake: printed with the command's usage, exit code 2. */
+class UsageError extends Error {}
+
+/** Runs the CLI with the given arguments (default: the process's). */
 export async function main(args: string[] = runtime.args()): Promise<void> {
-  console.log("gibbs: commands are coming", args);
-  await Promise.resolve();
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "demo":
+        return await demo(rest);
+      case "hub":
+        return await hub(rest);
+      case "worker":
+        return await worker(rest);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return;
+      default:
+        throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`gibbs: ${error.message}`);
+      runtime.exit(2);
+    }
+    if (
+      error instanceof TypeError && (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ) {
+      console.error(`gibbs: ${error.message}`);
+      runtime.exit(2);
+    }
+    throw error;
+  }
+}
+
+function number(value: string | undefined, name: string, fallback?: number): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got "${value}"`);
+  return n;
+}
+
+function json<T>(
+  value: string | undefined,
+  name: string,
+  check: (v: unknown) => boolean,
+): T | undefined {
+  if (value === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new UsageError(`${name} is not valid JSON: ${value}`);
+  }
+  if (!check(parsed)) throw new UsageError(`${name} has the wrong shape: ${value}`);
+  return parsed as T;
+}
+
+async function demo(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      workers: { type: "string" },
+      requests: { type: "string" },
+      seconds: { type: "string" },
+      port: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(DEMO_USAGE);
+  const count = number(values.workers, "--workers", 4)!;
+  const requests = number(values.requests, "--requests", 10)!;
+  const seconds = number(values.seconds, "--seconds", 0.25)!;
+  const port = number(values.port, "--port", 0)!;
+
+  console.log(
+    `gibbs demo: 1 hub, ${count} worker processes, a model taking ${seconds * 1000} ms per request`,
+  );
+  const hub = new Hub({ endpoint: `tcp://127.0.0.1:${port}` });
+  const endpoint = await hub.ready;
+  const t0 = runtime.now();
+  const workers = spawnWorkers(DEMO_MODEL_URL, { count, endpoint, args: [seconds], quiet: true });
+  try {
+    let shown = -1;
+    while (hub.workers < count) {
+      if (runtime.now() - t0 > 60_000) {
+        throw new Error(`only ${hub.workers} of ${count} workers connected within 60 s`);
+      }
+      if (hub.workers !== shown) {
+        shown = hub.workers;
+        console.log(`  starting workers: ${shown}/${count} connected`);
+      }
+      await sleep(20);
+    }
+    console.log(`  ${count}/${count} workers connected in ${fmt(runtime.now() - t0)}`);
+    await hub.request(0); // warm-up: the first request also opens every code path
+
+    let t = runtime.now();
+    for (let i = 0; i < requests; i++) await hub.request(i);
+    const sequential = runtime.now() - t;
+    console.log(`  ${requests} requests one at a time: ${fmt(sequential)}`);
+
+    t = runtime.now();
+    const results = await Promise.all(Array.from({ length: requests }, (_, i) => hub.request(i)));
+    const parallel = runtime.now() - t;
+    const ideal = Math.ceil(requests / count) * seconds * 1000;
+    console.log(
+      `  ${requests} requests in parallel:   ${fmt(parallel)}  (${
+        (sequential / parallel).toFixed(1)
+      }x faster; ideal ${fmt(ideal)})`,
+    );
+    const expected = Array.from({ length: requests }, (_, i) => i * 2);
+    if (JSON.stringify(results) !== JSON.stringify(expected)) {
+      throw new Error(`wrong results: ${JSON.stringify(results)}`);
+    }
+    console.log(`  results: ${JSON.stringify(results)}`);
+  } finally {
+    await workers.stop();
+    await hub.close();
+  }
+}
+
+function fmt(ms: number): string {
+  return `${(ms / 1000).toFixed(3)} s`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function hub(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      heartbeat: { type: "string" },
+      "resp-buffer": { type: "string" },
+      http: { type: "string" },
+      "http-host": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(HUB_USAGE);
+  if (values.http === undefined) throw new UsageError(`--http PORT is required\n\n${HUB_USAGE}`);
+  const theHub = new Hub({
+    port: number(values.port, "--port", 5019),
+    host: values.host,
+    heartbeatInterval: number(values.heartbeat, "--heartbeat"),
+    respBufferSize: number(values["resp-buffer"], "--resp-buffer"),
+    overflow: "reject-new",
+  });
+  const endpoint = await theHub.ready;
+  const httpHost = values["http-host"] ?? "127.0.0.1";
+  const server = await runtime.serveHttp(
+    httpHost,
+    number(values.http, "--http")!,
+    gatewayHandler(theHub),
+  );
+  console.log(
+    `gibbs hub: workers connect to ${endpoint}; HTTP gateway on http://${httpHost}:${server.port}`,
+  );
+  const { promise, resolve } = Promise.withResolvers<string>();
+  const remove = runtime.onShutdownSignal(resolve);
+  const signal = await promise;
+  remove();
+  console.log(`gibbs hub: ${signal}, shutting down`);
+  await server.close();
+  await theHub.close();
+}
+
+async function worker(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      export: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      endpoint: { type: "string" },
+      heartbeat: { type: "string" },
+      "reset-after": { type: "string" },
+      args: { type: "string" },
+      kwargs: { type: "string" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(WORKER_USAGE);
+  const say = values.quiet ? () => {} : (m: string) => console.error(m);
+  if (positionals.length !== 1) throw new UsageError(`expected one MODULE\n\n${WORKER_USAGE}`);
+  const ctorArgs = json<unknown[]>(values.args, "--args", Array.isArray);
+  const ctorKwargs = json<Record<string, unknown>>(
+    values.kwargs,
+    "--kwargs",
+    (v) => typeof v === "object" && v !== null && !Array.isArray(v),
+  );
+  const specifier = positionals[0];
+  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:\\/i.test(specifier)
+    ? specifier
+    : new URL(specifier, `file://${runtime.cwd()}/`).href;
+  const module = await import(url);
+  const name = values.export ?? "default";
+  const handler = module[name] as Handler | undefined;
+  if (handler === undefined) {
+    const names = Object.keys(module).join(", ") || "none";
+    throw new UsageError(`${specifier} has no export "${name}" (its exports: ${names})`);
+  }
+  let w: Worker;
+  try {
+    w = new Worker(handler, {
+      host: values.host,
+      port: number(values.port, "--port"),
+      endpoint: values.endpoint,
+      heartbeatInterval: number(values.heartbeat, "--heartbeat"),
+      resetAfterNMiss: number(values["reset-after"], "--reset-after"),
+      args: ctorArgs,
+      kwargs: ctorKwargs,
+      handleSignals: true,
+    });
+  } catch (error) {
+    console.error(
+      `gibbs worker: the handler failed to start:\n${error instanceof Error ? error.stack : error}`,
+    );
+    runtime.exit(1);
+  }
+  say(`gibbs worker ${w.id}: serving ${specifier} (${name}) to ${w.endpoint}`);
+  await w.run();
+  say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
+  runtime.exit(0);
 }

@@ -37,13 +37,15 @@ export const CODE_ERROR = 1;
 
 // str as str, bytes as bin, floats as float64, no msgpackr records; 64-bit integers come back as
 // numbers when exact and as bigint otherwise.
-const packr = new Packr({
-  useRecords: false,
-  mapsAsObjects: true,
-  int64AsType: "auto",
-  encodeUndefinedAsNil: true,
-  copyBuffers: true,
-} as unknown as ConstructorParameters<typeof Packr>[0]);
+const packr = new Packr(
+  {
+    useRecords: false,
+    mapsAsObjects: true,
+    int64AsType: "auto",
+    encodeUndefinedAsNil: true,
+    copyBuffers: true,
+  } as unknown as ConstructorParameters<typeof Packr>[0],
+);
 
 /** Encodes any value as msgpack. */
 export function pack(value: unknown): Uint8Array {

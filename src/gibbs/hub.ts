@@ -254,7 +254,9 @@ export class Hub {
     try {
       payload = encodeRequest(reqId, options.args ?? [], options.kwargs ?? {});
     } catch (error) {
-      return Promise.reject(new GibbsError(`Cannot encode the request: ${error}`, { cause: error }));
+      return Promise.reject(
+        new GibbsError(`Cannot encode the request: ${error}`, { cause: error }),
+      );
     }
     return new Promise((resolve, reject) => {
       const p: Pending = {
@@ -357,9 +359,14 @@ export class Hub {
       const held = w.holding;
       if (held !== null) {
         w.holding = null;
-        this.#retryElsewhere(held, new WorkerProtocolError(
-          `Worker ${describe(w.id)} answered with a malformed response: ${(error as Error).message}`,
-        ));
+        this.#retryElsewhere(
+          held,
+          new WorkerProtocolError(
+            `Worker ${describe(w.id)} answered with a malformed response: ${
+              (error as Error).message
+            }`,
+          ),
+        );
       }
       return;
     }

@@ -68,16 +68,17 @@ export class Router extends SocketBase {
     try {
       frames = toFrames(message);
       if (frames.length < 2) {
-        throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");
+        throw new SocketError(
+          "EINVAL",
+          "A ROUTER message needs a routing id and at least one frame",
+        );
       }
     } catch (error) {
       return Promise.reject(error);
     }
     const pipe = this.#byKey.get(keyOf(frames[0]));
     if (pipe === undefined) {
-      return this.mandatory
-        ? Promise.reject(new HostUnreachableError(frames[0]))
-        : this.resolved;
+      return this.mandatory ? Promise.reject(new HostUnreachableError(frames[0])) : this.resolved;
     }
     frames.shift();
     const waiting = this.#waiting.get(pipe);

@@ -13,7 +13,12 @@ import { ZmtpError } from "../zmtp/errors.ts";
 import type { SocketType } from "../zmtp/socket_type.ts";
 import { Deque } from "./deque.ts";
 import { SocketClosedError, SocketError, TimeoutError } from "./errors.ts";
-import { type ResolvedOptions, resolveOptions, type SocketEvent, type SocketOptions } from "./options.ts";
+import {
+  type ResolvedOptions,
+  resolveOptions,
+  type SocketEvent,
+  type SocketOptions,
+} from "./options.ts";
 import { Pipe, type PipeOwner } from "./pipe.ts";
 
 /** One frame as a caller may give it. */
@@ -300,7 +305,9 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
       this.options.onEvent(event);
     } else if (event.code && (event.type === "disconnected" || event.type === "rejected")) {
       console.warn(
-        `[gibbs] ${this.#type} dropped peer ${event.remote ?? "?"} on ${event.endpoint}: ${event.reason}`,
+        `[gibbs] ${this.#type} dropped peer ${
+          event.remote ?? "?"
+        } on ${event.endpoint}: ${event.reason}`,
       );
     }
   }

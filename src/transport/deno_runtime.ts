@@ -90,7 +90,7 @@ function wrap(conn: Deno.Conn): DenoStream {
   return new DenoStream(conn, remote);
 }
 
-async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
   let listener: Deno.Listener;
   let bound: Endpoint;
   if (endpoint.transport === "tcp") {
@@ -117,7 +117,7 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
       onStream(wrap(conn));
     }
   })();
-  return {
+  return Promise.resolve({
     endpoint: bound,
     close() {
       if (closed) return;
@@ -129,7 +129,7 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
       }
       if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
     },
-  };
+  });
 }
 
 /** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
@@ -204,5 +204,6 @@ export const denoRuntime: Runtime = {
   spawnScript,
   serveHttp,
   args: () => Deno.args,
+  cwd: () => Deno.cwd(),
   exit: (code) => Deno.exit(code),
 };

@@ -83,6 +83,8 @@ export interface Runtime {
   serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer>;
   /** Command-line arguments after the script. */
   args(): string[];
+  /** The current working directory. */
+  cwd(): string;
   /** Ends the process. */
   exit(code: number): never;
 }

@@ -1,0 +1,104 @@
+/**
+ * The HTTP gateway of `gibbs hub`: JSON requests in, results out.
+ *
+ * @module
+ */
+
+import {
+  GibbsError,
+  HubClosedError,
+  QueueFullError,
+  RequestTimeoutError,
+  UserCodeError,
+} from "../gibbs/errors.ts";
+import type { Hub } from "../gibbs/hub.ts";
+import type { HttpHandler } from "../transport/runtime_types.ts";
+
+/**
+ * JSON has no bytes and no big integers: bytes become `{"$bytes": base64}`, integers beyond
+ * 2^53 become decimal strings.
+ */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => {
+    if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+    if (v instanceof Uint8Array) return { $bytes: base64(v) };
+    return v;
+  });
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+function reply(status: number, body: unknown): Response {
+  return new Response(toJson(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+function badRequest(message: string): Response {
+  return reply(400, { error: message });
+}
+
+/**
+ * Builds the gateway's handler:
+ * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
+ * 200 `{"result"}`, 500 `{"error","traceback"}` on a failure in user code, 504 on timeout,
+ * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`.
+ */
+export function gatewayHandler(hub: Hub): HttpHandler {
+  return async (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/health") {
+      if (request.method !== "GET") return reply(405, { error: "use GET" });
+      return reply(200, hub.stats());
+    }
+    if (path !== "/request") return reply(404, { error: `no route ${path}` });
+    if (request.method !== "POST") return reply(405, { error: "use POST" });
+    let body: unknown;
+    try {
+      body = await request.json();
+    } catch {
+      return badRequest("body is not JSON");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      return badRequest('body must be an object like {"args": [...], "kwargs": {...}}');
+    }
+    const { args = [], kwargs = {}, timeout, retries } = body as Record<string, unknown>;
+    if (!Array.isArray(args)) return badRequest('"args" must be an array');
+    if (typeof kwargs !== "object" || kwargs === null || Array.isArray(kwargs)) {
+      return badRequest('"kwargs" must be an object');
+    }
+    if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
+      return badRequest('"timeout" must be a positive number of seconds');
+    }
+    if (retries !== undefined && (!Number.isInteger(retries) || (retries as number) < -1)) {
+      return badRequest('"retries" must be an integer >= -1');
+    }
+    try {
+      const result = await hub.requestWith({
+        args,
+        kwargs: kwargs as Record<string, unknown>,
+        timeout: timeout as number | undefined,
+        retries: retries as number | undefined,
+        signal: request.signal,
+      });
+      return reply(200, { result });
+    } catch (error) {
+      if (error instanceof UserCodeError) {
+        return reply(500, { error: error.message, traceback: error.traceback });
+      }
+      if (error instanceof RequestTimeoutError) return reply(504, { error: error.message });
+      if (error instanceof QueueFullError || error instanceof HubClosedError) {
+        return reply(503, { error: error.message });
+      }
+      if (error instanceof GibbsError) return reply(502, { error: error.message });
+      return reply(500, { error: String(error) });
+    }
+  };
+}

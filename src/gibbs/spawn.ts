@@ -1,0 +1,110 @@
+/**
+ * Starting workers as child processes from code: JavaScript cannot ship a class to another
+ * process, so the child imports a module and serves its export.
+ *
+ * @module
+ */
+
+import { runtime } from "../transport/runtime.ts";
+import type { ChildProcess } from "../transport/runtime_types.ts";
+import type { Kwargs } from "./codec.ts";
+
+// The CLI entry next door: `.ts` when running from source, `.js` in the npm build.
+const CLI_ENTRY = new URL(
+  import.meta.url.endsWith(".ts") ? "../cli/entry.ts" : "../cli/entry.js",
+  import.meta.url,
+);
+
+/** Options of {@linkcode spawnWorkers}. Durations are in seconds. */
+export interface SpawnWorkersOptions {
+  /** How many worker processes (default 1). */
+  count?: number;
+  /** Name of the module's export to serve (default: its default export). */
+  export?: string;
+  /** Hub host (default `"localhost"`). */
+  host?: string;
+  /** Hub port (default 5019). */
+  port?: number;
+  /** Full hub endpoint instead of host and port. */
+  endpoint?: string;
+  /** Worker heartbeat interval (default 1). */
+  heartbeatInterval?: number;
+  /** Unanswered pings before a worker resets its connection (default 2). */
+  resetAfterNMiss?: number;
+  /** Constructor arguments of a class handler (JSON-serialisable). */
+  args?: unknown[];
+  /** Constructor keyword arguments of a class handler (JSON-serialisable). */
+  kwargs?: Kwargs;
+  /** Show the workers' output (default true). */
+  inheritOutput?: boolean;
+  /** Workers print only warnings and errors (default false). */
+  quiet?: boolean;
+}
+
+/** Worker processes started by {@linkcode spawnWorkers}. */
+export interface WorkerProcesses {
+  /** The child processes, in start order. */
+  readonly processes: ChildProcess[];
+  /** Starts one more worker with the same settings and returns it. */
+  add(): ChildProcess;
+  /** Asks every worker to finish its request and exit (SIGTERM), and waits for them. */
+  stop(): Promise<void>;
+  /** Kills every worker at once (SIGKILL) and waits for them. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts worker processes serving `module`'s default export (or `options.export`).
+ *
+ * @example
+ * ```ts ignore
+ * import { Hub, spawnWorkers } from "../../mod.ts";
+ * const hub = new Hub({ port: 5019 });
+ * const workers = spawnWorkers(new URL("./model.ts", import.meta.url), { count: 4, port: 5019 });
+ * console.log(await hub.request(21));
+ * await workers.stop();
+ * await hub.close();
+ * ```
+ */
+export function spawnWorkers(
+  module: string | URL,
+  options: SpawnWorkersOptions = {},
+): WorkerProcesses {
+  const args = ["worker", module instanceof URL ? module.href : module];
+  if (options.export) args.push("--export", options.export);
+  if (options.endpoint) args.push("--endpoint", options.endpoint);
+  if (options.host) args.push("--host", options.host);
+  if (options.port !== undefined) args.push("--port", String(options.port));
+  if (options.heartbeatInterval !== undefined) {
+    args.push("--heartbeat", String(options.heartbeatInterval));
+  }
+  if (options.resetAfterNMiss !== undefined) {
+    args.push("--reset-after", String(options.resetAfterNMiss));
+  }
+  if (options.args) args.push("--args", JSON.stringify(options.args));
+  if (options.kwargs) args.push("--kwargs", JSON.stringify(options.kwargs));
+  if (options.quiet) args.push("--quiet");
+  const stdio = options.inheritOutput === false ? "ignore" : "inherit";
+  const processes: ChildProcess[] = [];
+  const add = () => {
+    const child = runtime.spawnScript(CLI_ENTRY.href, args, { stdio });
+    processes.push(child);
+    return child;
+  };
+  for (let i = 0; i < (options.count ?? 1); i++) add();
+  const waitAll = async () => {
+    await Promise.all(processes.map((p) => p.exited));
+  };
+  return {
+    processes,
+    add,
+    stop() {
+      for (const p of processes) p.kill("SIGTERM");
+      return waitAll();
+    },
+    kill() {
+      for (const p of processes) p.kill("SIGKILL");
+      return waitAll();
+    },
+  };
+}
