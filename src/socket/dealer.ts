@@ -5,6 +5,7 @@
  */
 
 import type { PeerInfo } from "../zmtp/connection.ts";
+import { SocketClosedError } from "./errors.ts";
 import type { SocketOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
 import { type Message, SocketBase, toFrames } from "./socket_base.ts";
@@ -33,6 +34,7 @@ export class Dealer extends SocketBase {
 
   /** Sends a message to the next peer in turn that has room. */
   send(message: Message): Promise<void> {
+    if (this.closed) return Promise.reject(new SocketClosedError("send"));
     let frames: Uint8Array[];
     try {
       frames = toFrames(message);

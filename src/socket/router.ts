@@ -6,7 +6,7 @@
 
 import type { PeerInfo } from "../zmtp/connection.ts";
 import { Deque } from "./deque.ts";
-import { describeId, HostUnreachableError, SocketError } from "./errors.ts";
+import { describeId, HostUnreachableError, SocketClosedError, SocketError } from "./errors.ts";
 import type { SocketOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
 import { type Message, type PendingSend, SocketBase, toFrames } from "./socket_base.ts";
@@ -64,6 +64,7 @@ export class Router extends SocketBase {
 
   /** Sends `[routingId, ...frames]` to the peer with that id. */
   send(message: Message): Promise<void> {
+    if (this.closed) return Promise.reject(new SocketClosedError("send"));
     let frames: Uint8Array[];
     try {
       frames = toFrames(message);
@@ -99,6 +100,7 @@ export class Router extends SocketBase {
    * returns false otherwise. For servers that must not buffer for a peer that stops reading.
    */
   trySend(message: Message): boolean {
+    if (this.closed) throw new SocketClosedError("send");
     const frames = toFrames(message);
     if (frames.length < 2) {
       throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");

@@ -1,0 +1,426 @@
+/**
+ * The Node adapter: the npm build's counterpart of `deno_runtime.ts`, on `node:net`,
+ * `node:child_process`, `node:http` and `process`. It mirrors the Deno adapter's semantics.
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import { lstatSync, unlinkSync } from "node:fs";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import {
+  connect as netConnect,
+  createServer,
+  type Server,
+  Socket,
+  type SocketConstructorOpts,
+} from "node:net";
+import process from "node:process";
+import { clearInterval, setImmediate, setInterval } from "node:timers";
+import { fileURLToPath } from "node:url";
+import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import type {
+  ByteStream,
+  ChildProcess,
+  HttpHandler,
+  HttpServer,
+  Listener,
+  Runtime,
+  SpawnOptions,
+} from "./runtime_types.ts";
+
+/**
+ * Bytes read per system call, into one buffer reused for every read of a stream (as the Deno
+ * adapter does). Node's default reads allocate a fresh 64 KiB Buffer each, which halves bulk
+ * throughput on loopback.
+ */
+const READ_BUFFER_SIZE = 256 * 1024;
+
+/**
+ * The `onread` option of a socket: Node reads into `buffer`, then calls `callback`, which hands
+ * the bytes to `onData` (set by {@linkcode NodeStream.start}). As with Deno's adapter, a chunk is
+ * only valid during the call.
+ */
+class ReadInto {
+  // A plain Uint8Array, not a Buffer: the frame decoder copies with slice(), which on a Buffer
+  // would make a view of memory that the next read overwrites.
+  readonly buffer: Uint8Array = new Uint8Array(READ_BUFFER_SIZE);
+  onData: (chunk: Uint8Array) => void = () => {};
+  readonly callback = (bytesRead: number): void => {
+    this.onData(this.buffer.subarray(0, bytesRead));
+  };
+}
+
+class NodeStream implements ByteStream {
+  readonly remote: string;
+  #socket: Socket;
+  #readInto: ReadInto | null;
+  #error: Error | undefined;
+  #onEnd: ((error?: Error) => void) | null = null;
+  #ended = false;
+  #closed = false;
+  /** Writers waiting for 'drain' (or for the socket to close). */
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  /** A write resolved "at once" still waits for this tick's end: see {@linkcode NodeStream.write}. */
+  #tick: Promise<void> | null = null;
+
+  /**
+   * Wraps a paused socket (so that no byte is read before `start`) that reads into `readInto`'s
+   * buffer, or, without one, emits 'data'.
+   */
+  constructor(socket: Socket, readInto: ReadInto | null, remote: string) {
+    this.#socket = socket;
+    this.#readInto = readInto;
+    this.remote = remote;
+    // Listen from the start: an 'error' without a listener would crash the process. The error is
+    // reported through onEnd when 'close' follows.
+    socket.on("error", (error) => {
+      this.#error ??= error;
+    });
+    socket.on("drain", () => this.#settleDrain(null));
+    socket.on("close", () => this.#end());
+  }
+
+  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void {
+    this.#onEnd = onEnd;
+    if (this.#ended) {
+      queueMicrotask(() => this.#end());
+      return;
+    }
+    // Without a buffer of ours, Node's 'data' Buffers are fresh for each read: hand them over.
+    if (this.#readInto) this.#readInto.onData = onData;
+    else this.#socket.on("data", onData);
+    // Also in 'onread' mode: a flowing socket is what makes Node report the peer's end.
+    this.#socket.resume();
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  /**
+   * Hands the chunks to the socket at once (corked, so several leave in one `writev`). Resolves
+   * at the end of the current event-loop turn when Node's buffer is below its high-water mark,
+   * else on 'drain'.
+   *
+   * Why not resolve at once: the caller writes again as soon as this settles, taking every
+   * message queued meanwhile. Settling in the same turn would make one `write` system call per
+   * message; settling after the turn's other callbacks (`setImmediate`) lets the messages sent
+   * during the turn leave in one write, as they do with Deno's asynchronous writes. The first
+   * write of a burst still goes out immediately, so latency is unchanged.
+   */
+  write(chunks: Uint8Array[]): Promise<void> {
+    const socket = this.#socket;
+    if (this.#closed || socket.destroyed) {
+      return Promise.reject(this.#error ?? new Error(`Connection to ${this.remote} is closed`));
+    }
+    if (chunks.length === 1) {
+      socket.write(chunks[0]);
+    } else {
+      socket.cork();
+      for (const chunk of chunks) socket.write(chunk);
+      socket.uncork();
+    }
+    if (socket.writableNeedDrain) {
+      return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    }
+    return this.#tick ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.#tick = null;
+        resolve();
+      })
+    );
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // destroy() emits 'close' (and so onEnd) asynchronously, without an error.
+    this.#socket.destroy();
+  }
+
+  #settleDrain(error: Error | null): void {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const waiter of waiters) error ? waiter.reject(error) : waiter.resolve();
+  }
+
+  /** Runs once the socket is closed: fails pending writes, then reports the end once. */
+  #end(): void {
+    this.#ended = true;
+    if (this.#drainWaiters.length > 0) {
+      this.#settleDrain(this.#error ?? new Error(`Connection to ${this.remote} closed`));
+    }
+    const onEnd = this.#onEnd;
+    if (onEnd === null) return;
+    this.#onEnd = null;
+    // Our own close() is an orderly end, as with Deno, even if the socket saw an error after it.
+    onEnd(this.#closed ? undefined : this.#error);
+  }
+}
+
+/**
+ * Wraps a connected socket. Node reports no address for Unix sockets: the connecting side names
+ * the path, as Deno does, the accepting side says "peer".
+ */
+function wrap(
+  socket: Socket,
+  readInto: ReadInto | null,
+  endpoint: Endpoint,
+  connecting: boolean,
+): NodeStream {
+  if (endpoint.transport === "ipc") {
+    return new NodeStream(socket, readInto, `unix:${connecting ? endpoint.path : "peer"}`);
+  }
+  socket.setNoDelay(true);
+  return new NodeStream(socket, readInto, `${socket.remoteAddress}:${socket.remotePort}`);
+}
+
+/**
+ * Moves the handle of a socket accepted by a server (with `pauseOnConnect`) into a new socket
+ * reading into `readInto`. Node offers `onread` only to sockets that it constructs for the
+ * caller (`connect`, `new Socket`), not to those a server accepts; this uses the long-standing
+ * `_handle` field and `handle` option (as Node's own cluster and child_process code does) and
+ * returns null where they are missing, leaving the accepted socket as it is.
+ */
+function adopt(accepted: Socket, readInto: ReadInto): Socket | null {
+  const internals = accepted as unknown as { _handle?: object | null };
+  const handle = internals._handle;
+  if (typeof handle !== "object" || handle === null) return null;
+  internals._handle = null;
+  const options = { handle, pauseOnCreate: true, readable: true, writable: true, onread: readInto };
+  return new Socket(options as SocketConstructorOpts);
+}
+
+/** Resolves once `server` listens, rejects on the error that prevented it. */
+function listening(server: Server, listen: () => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once("error", onError);
+    server.once("listening", () => {
+      server.off("error", onError);
+      resolve();
+    });
+    listen();
+  });
+}
+
+async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+  const server = createServer({ pauseOnConnect: true }, (accepted) => {
+    const readInto = new ReadInto();
+    const socket = adopt(accepted, readInto);
+    onStream(
+      socket ? wrap(socket, readInto, endpoint, false) : wrap(accepted, null, endpoint, false),
+    );
+  });
+  let bound: Endpoint;
+  if (endpoint.transport === "tcp") {
+    await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
+    const address = server.address();
+    bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
+  } else {
+    removeStaleSocket(endpoint.path);
+    await listening(server, () => server.listen({ path: endpoint.path }));
+    bound = endpoint;
+  }
+  let closed = false;
+  // A failed accept (e.g. out of file descriptors) is emitted as 'error' on the server: without a
+  // listener it would crash the process. Node keeps accepting afterwards.
+  server.on("error", (error) => {
+    if (!closed) console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+  });
+  return {
+    endpoint: bound,
+    close() {
+      if (closed) return;
+      closed = true;
+      server.close();
+      if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+    },
+  };
+}
+
+/** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
+function removeStaleSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // nothing there
+  }
+}
+
+function connect(endpoint: Endpoint): Promise<ByteStream> {
+  return new Promise((resolve, reject) => {
+    const readInto = new ReadInto();
+    const socket = endpoint.transport === "tcp"
+      ? netConnect({ host: endpoint.host, port: endpoint.port, onread: readInto })
+      : netConnect({ path: endpoint.path, onread: readInto });
+    // Paused, it does not start reading once connected; start() resumes it.
+    socket.pause();
+    const onError = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    socket.once("error", onError);
+    socket.once("connect", () => {
+      socket.off("error", onError);
+      resolve(wrap(socket, readInto, endpoint, true));
+    });
+  });
+}
+
+function spawnScript(script: string, args: string[], options: SpawnOptions = {}): ChildProcess {
+  const path = script.startsWith("file:") ? fileURLToPath(script) : script;
+  const output = options.stdio === "ignore" ? "ignore" : "inherit";
+  const child = spawn(process.execPath, [path, ...args], {
+    // Deno.Command adds `env` to the inherited environment; Node's option replaces it.
+    env: options.env ? { ...process.env, ...options.env } : process.env,
+    stdio: ["ignore", output, output],
+  });
+  // A failed spawn is also emitted as 'error', which must not crash the parent.
+  child.on("error", () => {});
+  if (child.pid === undefined) throw new Error(`Cannot start ${process.execPath} ${path}`);
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code: signal ? null : code, signal }));
+  });
+  return {
+    pid: child.pid,
+    kill(signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    },
+    exited,
+  };
+}
+
+async function serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    respond(req, res, host, handler).catch((error) => {
+      console.error(error);
+      res.destroy();
+    });
+  });
+  await listening(server, () => server.listen({ host, port }));
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Runs `handler` on a fetch `Request` made from `req` and writes its `Response` to `res`. */
+async function respond(
+  req: IncomingMessage,
+  res: ServerResponse,
+  host: string,
+  handler: HttpHandler,
+): Promise<void> {
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+  const method = req.method ?? "GET";
+  // The request body is read whole: the library's handlers take small JSON bodies.
+  let body: Uint8Array<ArrayBuffer> | undefined;
+  if (method !== "GET" && method !== "HEAD") {
+    const parts: Uint8Array[] = [];
+    for await (const part of req) parts.push(part as Uint8Array);
+    body = concat(parts);
+  }
+  // Like Deno.serve's, the request's signal aborts when the client goes away first.
+  const abort = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  const url = new URL(req.url ?? "/", `http://${req.headers.host ?? host}`);
+  const request = new Request(url, { method, headers, body, signal: abort.signal });
+  let response: Response;
+  try {
+    response = await handler(request);
+  } catch (error) {
+    // Deno.serve's default onError: log, answer 500.
+    console.error(error);
+    response = new Response("Internal Server Error", { status: 500 });
+  }
+  res.statusCode = response.status;
+  if (response.statusText) res.statusMessage = response.statusText;
+  for (const [name, value] of response.headers) {
+    if (name !== "set-cookie") res.setHeader(name, value);
+  }
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) res.setHeader("set-cookie", cookies);
+  if (response.body === null || method === "HEAD") {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off("drain", go).off("close", go);
+            resolve();
+          };
+          res.on("drain", go).on("close", go);
+        });
+      }
+      if (res.destroyed) return void reader.cancel().catch(() => {});
+    }
+  } catch (error) {
+    console.error(error);
+    res.destroy();
+    return;
+  }
+  res.end();
+}
+
+function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** The Node runtime adapter. */
+export const nodeRuntime: Runtime = {
+  name: "node",
+  listen,
+  connect,
+  now: () => performance.now(),
+  every(ms, fn) {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    return () => clearInterval(timer);
+  },
+  onShutdownSignal(handler) {
+    const onInt = () => handler("SIGINT");
+    const onTerm = () => handler("SIGTERM");
+    process.on("SIGINT", onInt);
+    process.on("SIGTERM", onTerm);
+    return () => {
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+    };
+  },
+  spawnScript,
+  serveHttp,
+  args: () => process.argv.slice(2),
+  exit: (code) => process.exit(code),
+};

@@ -1,0 +1,442 @@
+/**
+ * Our Dealer and Router together, and our Router against raw, broken or hostile TCP peers.
+ */
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { connect as netConnect, type Socket } from "node:net";
+import {
+  Dealer,
+  HostUnreachableError,
+  Router,
+  SocketClosedError,
+  type SocketEvent,
+  TimeoutError,
+} from "../mod.ts";
+import { within } from "./_peer.ts";
+
+const enc = new TextEncoder();
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function portOf(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+}
+
+/** Waits until `condition` holds, polling; fails after `ms`. */
+async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+describe("Dealer and Router", () => {
+  test("round trip with multipart messages of strings, bytes and ArrayBuffers", async () => {
+    const router = new Router();
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    assert.match(endpoint, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(portOf(endpoint), 0);
+    assert.equal(router.lastEndpoint, endpoint);
+    const dealer = new Dealer({ routingId: "d1" });
+    try {
+      dealer.connect(endpoint);
+      await dealer.send(["a", new Uint8Array([1, 2]), new Uint8Array([3]).buffer, ""]);
+      const [id, a, bytes, buffer, empty] = await within(router.receive(), 5000, "receive");
+      assert.equal(text(id), "d1");
+      assert.equal(text(a), "a");
+      assert.deepEqual([...bytes], [1, 2]);
+      assert.deepEqual([...buffer], [3]);
+      assert.equal(empty.length, 0);
+      await router.send([id, "back"]);
+      assert.deepEqual((await within(dealer.receive(), 5000, "reply")).map(text), ["back"]);
+    } finally {
+      dealer.close();
+      router.close();
+    }
+  });
+
+  test("DEALER sends round-robin over its peers", async () => {
+    const routers = [new Router(), new Router()];
+    const dealer = new Dealer();
+    try {
+      for (const r of routers) dealer.connect(await r.bind("tcp://127.0.0.1:0"));
+      await until(() => dealer.peerCount === 2, 5000, "two peers");
+      for (let i = 0; i < 10; i++) await dealer.send(`m${i}`);
+      const counts = [0, 0];
+      for (const [i, r] of routers.entries()) {
+        for (let n = 0; n < 5; n++) {
+          await within(r.receive(), 5000, "round-robin share");
+          counts[i]++;
+        }
+      }
+      assert.deepEqual(counts, [5, 5]);
+    } finally {
+      dealer.close();
+      for (const r of routers) r.close();
+    }
+  });
+
+  test("ROUTER fair-queues messages from several peers", async () => {
+    const router = new Router();
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const dealers = [new Dealer({ routingId: "A" }), new Dealer({ routingId: "B" })];
+    try {
+      for (const d of dealers) d.connect(endpoint);
+      await until(() => router.peerCount === 2, 5000, "two peers");
+      for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
+      await sleep(100); // both floods are queued inside the router now
+      const order: string[] = [];
+      for (let i = 0; i < 20; i++) order.push(text((await router.receive())[0]));
+      // Turns alternate between the peers rather than draining one first.
+      assert.ok(order.slice(0, 20).filter((x) => x === "A").length >= 8, order.join(""));
+      assert.ok(order.slice(0, 20).filter((x) => x === "B").length >= 8, order.join(""));
+    } finally {
+      for (const d of dealers) d.close();
+      router.close();
+    }
+  });
+
+  test("ROUTER with mandatory rejects unknown ids; without it drops them silently", async () => {
+    const router = new Router({ mandatory: true });
+    try {
+      await assert.rejects(router.send(["nobody", "x"]), HostUnreachableError);
+      router.mandatory = false;
+      await router.send(["nobody", "x"]); // resolves: dropped as libzmq drops it
+    } finally {
+      router.close();
+    }
+  });
+
+  test("a second peer claiming a live identity is refused; with handover it takes over", async () => {
+    const events: SocketEvent[] = [];
+    const router = new Router({ onEvent: (e) => events.push(e) });
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const first = new Dealer({ routingId: "same" });
+    const second = new Dealer({ routingId: "same" });
+    try {
+      first.connect(endpoint);
+      await until(() => router.peerCount === 1, 5000, "first peer");
+      second.connect(endpoint);
+      await until(() => events.some((e) => e.code === "duplicate-identity"), 5000, "refusal");
+      await router.send(["same", "to the first"]);
+      assert.equal(text((await within(first.receive(), 5000, "first"))[0]), "to the first");
+
+      router.handover = true;
+      const third = new Dealer({ routingId: "same" });
+      try {
+        third.connect(endpoint);
+        await until(
+          () => events.filter((e) => e.type === "handshake").length >= 2,
+          5000,
+          "handover handshake",
+        );
+        await router.send(["same", "to the third"]);
+        assert.equal(text((await within(third.receive(), 5000, "third"))[0]), "to the third");
+      } finally {
+        third.close();
+      }
+    } finally {
+      first.close();
+      second.close();
+      router.close();
+    }
+  });
+
+  test("a full queue makes send wait instead of growing memory", async () => {
+    const router = new Router({ receiveHighWaterMark: 4 });
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const dealer = new Dealer({ sendHighWaterMark: 4 });
+    try {
+      dealer.connect(endpoint);
+      const big = new Uint8Array(256 * 1024);
+      let done = 0;
+      const sends = Array.from({ length: 200 }, () => dealer.send(big).then(() => done++));
+      await sleep(300);
+      // 50 MB cannot fit in the queues and kernel buffers: most sends must still be waiting.
+      assert.ok(done < 150, `${done} of 200 sends completed without a reader`);
+      for (let i = 0; i < 200; i++) await within(router.receive(), 5000, `message ${i}`);
+      await within(Promise.all(sends), 5000, "sends after draining");
+      assert.equal(done, 200);
+    } finally {
+      dealer.close();
+      router.close();
+    }
+  });
+
+  test("a DEALER reconnects by itself when its peer comes back", async () => {
+    const first = new Router();
+    const endpoint = await first.bind("tcp://127.0.0.1:0");
+    const dealer = new Dealer({ routingId: "r", reconnectInterval: 20, reconnectMaxInterval: 100 });
+    let second: Router | undefined;
+    try {
+      dealer.connect(endpoint);
+      await dealer.send("one");
+      assert.equal(text((await within(first.receive(), 5000, "first"))[1]), "one");
+      first.close();
+      await sleep(100);
+      second = new Router();
+      await second.bind(endpoint);
+      await dealer.send("two"); // waits for the new connection
+      assert.equal(text((await within(second.receive(), 5000, "after restart"))[1]), "two");
+    } finally {
+      dealer.close();
+      first.close();
+      second?.close();
+    }
+  });
+
+  test("timeouts and closing give typed errors; iteration ends on close", async () => {
+    const dealer = new Dealer({ receiveTimeout: 50, sendTimeout: 50 });
+    await assert.rejects(dealer.receive(), TimeoutError);
+    await assert.rejects(dealer.send("nobody listens"), TimeoutError);
+    const router = new Router();
+    const pending = router.receive();
+    const iteration = (async () => {
+      let n = 0;
+      for await (const _ of router) n++;
+      return n;
+    })();
+    router.close();
+    dealer.close();
+    await assert.rejects(pending, SocketClosedError);
+    assert.equal(await within(iteration, 1000, "iteration end"), 0);
+    await assert.rejects(router.send(["x", "y"]), SocketClosedError);
+    await assert.rejects(router.bind("tcp://127.0.0.1:0"), SocketClosedError);
+  });
+
+  test("ipc endpoints work and a stale socket file is replaced", async () => {
+    const path = `/tmp/gibbs-socket-test-${process.pid}.sock`;
+    const router = new Router();
+    const endpoint = await router.bind(`ipc://${path}`);
+    router.close();
+    const again = new Router();
+    const dealer = new Dealer();
+    try {
+      assert.equal(await again.bind(endpoint), endpoint);
+      dealer.connect(endpoint);
+      await dealer.send("over ipc");
+      assert.equal(text((await within(again.receive(), 5000, "ipc"))[1]), "over ipc");
+    } finally {
+      dealer.close();
+      again.close();
+    }
+  });
+});
+
+// Raw peers speak bytes written here by hand, not through our encoder.
+const GREETING_NULL = new Uint8Array([
+  0xff,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  1,
+  0x7f,
+  3,
+  1,
+  ...enc.encode("NULL"),
+  ...new Uint8Array(16),
+  0,
+  ...new Uint8Array(31),
+]);
+
+function readyCommand(socketType: string): Uint8Array {
+  const props = [
+    0x0b,
+    ...enc.encode("Socket-Type"),
+    0,
+    0,
+    0,
+    socketType.length,
+    ...enc.encode(socketType),
+    0x08,
+    ...enc.encode("Identity"),
+    0,
+    0,
+    0,
+    0,
+  ];
+  const body = [0x05, ...enc.encode("READY"), ...props];
+  return new Uint8Array([0x04, body.length, ...body]);
+}
+
+interface RawPeer {
+  socket: Socket;
+  received: () => Uint8Array;
+  closed: Promise<void>;
+}
+
+function rawPeer(port: number): Promise<RawPeer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    const socket = netConnect({ port, host: "127.0.0.1" }, () => {
+      resolve({
+        socket,
+        received: () => {
+          const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+          let at = 0;
+          for (const c of chunks) {
+            all.set(c, at);
+            at += c.length;
+          }
+          return all;
+        },
+        closed,
+      });
+    });
+    const closed = new Promise<void>((r) => socket.on("close", () => r()));
+    socket.on("data", (d) => chunks.push(new Uint8Array(d)));
+    socket.on("error", reject);
+  });
+}
+
+describe("a Router facing bad peers", () => {
+  async function withRouter(
+    options: ConstructorParameters<typeof Router>[0],
+    attack: (port: number, events: SocketEvent[]) => Promise<void>,
+  ): Promise<void> {
+    const events: SocketEvent[] = [];
+    const router = new Router({ ...options, onEvent: (e) => events.push(e) });
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const good = new Dealer({ routingId: "good" });
+    try {
+      good.connect(endpoint);
+      await attack(portOf(endpoint), events);
+      // The good peer is still served.
+      await good.send("still served");
+      const [id, msg] = await within(router.receive(), 5000, "good peer after the attack");
+      assert.equal(text(id), "good");
+      assert.equal(text(msg), "still served");
+    } finally {
+      good.close();
+      router.close();
+    }
+  }
+
+  async function droppedWith(events: SocketEvent[], code: string): Promise<SocketEvent> {
+    await until(() => events.some((e) => e.code === code), 5000, `a drop with ${code}`);
+    const event = events.find((e) => e.code === code)!;
+    assert.ok(event.reason && event.reason.length > 0, "the drop carries a reason");
+    return event;
+  }
+
+  test("a wrong signature (an HTTP client) is dropped at its first byte", async () => {
+    await withRouter({}, async (port, events) => {
+      const peer = await rawPeer(port);
+      peer.socket.write("GET / HTTP/1.1\r\n\r\n");
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "bad-signature");
+    });
+  });
+
+  test("an unknown mechanism is refused", async () => {
+    await withRouter({}, async (port, events) => {
+      const peer = await rawPeer(port);
+      const greeting = GREETING_NULL.slice();
+      greeting.set(enc.encode("CURVE"), 12);
+      peer.socket.write(greeting);
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "mechanism-mismatch");
+    });
+  });
+
+  test("a ZMTP 2 peer (major version 1) is refused", async () => {
+    await withRouter({}, async (port, events) => {
+      const peer = await rawPeer(port);
+      const greeting = GREETING_NULL.slice();
+      greeting[10] = 1;
+      peer.socket.write(greeting);
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "unsupported-version");
+    });
+  });
+
+  test("a frame declaring more than maxMessageSize is refused before any allocation", async () => {
+    await withRouter({ maxMessageSize: 1024 }, async (port, events) => {
+      const peer = await rawPeer(port);
+      // 2^62 bytes declared: allocating it would crash the process.
+      peer.socket.write(
+        new Uint8Array([
+          ...GREETING_NULL,
+          ...readyCommand("DEALER"),
+          0x02,
+          0x40,
+          0,
+          0,
+          0,
+          0,
+          0,
+          0,
+          0,
+        ]),
+      );
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "message-too-large");
+    });
+  });
+
+  test("a malformed command is refused", async () => {
+    await withRouter({}, async (port, events) => {
+      const peer = await rawPeer(port);
+      // READY whose property value length runs past the command.
+      const body = [0x05, ...enc.encode("READY"), 0x0b, ...enc.encode("Socket-Type"), 0, 0, 0, 99];
+      peer.socket.write(new Uint8Array([...GREETING_NULL, 0x04, body.length, ...body]));
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "malformed-command");
+    });
+  });
+
+  test("an incompatible socket type gets an ERROR command and is dropped", async () => {
+    await withRouter({}, async (port, events) => {
+      const peer = await rawPeer(port);
+      peer.socket.write(new Uint8Array([...GREETING_NULL, ...readyCommand("PUB")]));
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "socket-type-mismatch");
+      const bytes = peer.received();
+      assert.ok(text(bytes).includes("ERROR"), "the peer was told why");
+    });
+  });
+
+  test("a peer that never finishes the handshake is dropped after handshakeTimeout", async () => {
+    await withRouter({ handshakeTimeout: 200 }, async (port, events) => {
+      const peer = await rawPeer(port);
+      await within(peer.closed, 5000, "drop");
+      await droppedWith(events, "handshake-timeout");
+    });
+  });
+
+  test("connections past maxConnections are refused at once", async () => {
+    await withRouter({ maxConnections: 2 }, async (port, events) => {
+      await until(() => events.some((e) => e.type === "handshake"), 5000, "good peer");
+      const a = await rawPeer(port);
+      const b = await rawPeer(port);
+      await within(b.closed, 5000, "refusal");
+      await droppedWith(events, "too-many-connections");
+      a.socket.destroy();
+    });
+  });
+
+  test("a message cut short by a dropped connection is never delivered", async () => {
+    await withRouter({}, async (port) => {
+      const peer = await rawPeer(port);
+      // First frame of two (MORE set), then the connection goes.
+      peer.socket.write(
+        new Uint8Array([
+          ...GREETING_NULL,
+          ...readyCommand("DEALER"),
+          0x01,
+          0x04,
+          ...enc.encode("half"),
+        ]),
+      );
+      await sleep(100);
+      peer.socket.destroy();
+      await sleep(100);
+    });
+  });
+});
