@@ -43,10 +43,7 @@ export class Dealer extends SocketBase {
     }
     if (this.pendingSends.length === 0) {
       const pipe = this.#pick();
-      if (pipe !== undefined) {
-        pipe.send(frames);
-        return this.resolved;
-      }
+      if (pipe !== undefined) return pipe.send(frames) ?? this.resolved;
     }
     return this.waitToSend(frames);
   }

@@ -50,6 +50,8 @@ export class Pipe {
   #paused = false;
   #closed = false;
   #closeWhenFlushed = false;
+  /** Resolvers of sends waiting for the write that will carry them. */
+  #nextWrite: Array<() => void> = [];
 
   /** Wraps `stream`, queues our greeting and starts reading. */
   constructor(
@@ -81,7 +83,11 @@ export class Pipe {
       },
     }, runtime.now());
     this.#flush();
-    stream.start((chunk) => this.#onData(chunk), (error) => this.#onEnd(error));
+    stream.start(
+      (chunk) => this.#onData(chunk),
+      (error) => this.#onEnd(error),
+      () => this.#conn.readTarget(),
+    );
   }
 
   /** True once the handshake is done and until the pipe closes. */
@@ -99,11 +105,20 @@ export class Pipe {
     return this.#closed;
   }
 
-  /** Queues a message for the peer and starts writing if idle. */
-  send(frames: readonly Uint8Array[]): void {
-    this.#conn.send(frames);
+  /**
+   * Queues a message for the peer and starts writing if idle. Returns null when the message was
+   * copied, or a promise that resolves once it is written when it still refers to the caller's
+   * bytes (large frames are not copied).
+   */
+  send(frames: readonly Uint8Array[]): Promise<void> | null {
+    const referenced = this.#conn.send(frames);
     this.#pending++;
+    let written: Promise<void> | null = null;
+    if (referenced) {
+      written = new Promise((resolve) => this.#nextWrite.push(resolve));
+    }
     this.#flush();
+    return written;
   }
 
   /** Takes the oldest queued incoming message. */
@@ -145,6 +160,8 @@ export class Pipe {
   close(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const resolve of this.#nextWrite) resolve();
+    this.#nextWrite = [];
     this.#conn.close();
     this.#stream.close();
     this.#owner.pipeClosed(this, error);
@@ -181,13 +198,18 @@ export class Pipe {
     }
     this.#writing = true;
     const sent = taken.messages;
+    const written = this.#nextWrite;
+    this.#nextWrite = [];
     this.#stream.write(taken.chunks).then(() => {
+      for (const resolve of written) resolve();
       this.#writing = false;
       const wasFull = this.#pending >= this.#sendHighWaterMark;
       this.#pending -= sent;
       this.#flush();
       if (wasFull && this.writable) this.#owner.pipeWritable(this);
     }, (error) => {
+      // The message is lost with the connection, as a queued one would be: its sender is free.
+      for (const resolve of written) resolve();
       this.#writing = false;
       this.close(error);
     });

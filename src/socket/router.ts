@@ -84,8 +84,7 @@ export class Router extends SocketBase {
     frames.shift();
     const waiting = this.#waiting.get(pipe);
     if ((waiting === undefined || waiting.length === 0) && pipe.writable) {
-      pipe.send(frames);
-      return this.resolved;
+      return pipe.send(frames) ?? this.resolved;
     }
     let queue = waiting;
     if (queue === undefined) {

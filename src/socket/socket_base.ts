@@ -290,8 +290,9 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   /** Completes a pending send through `pipe`. */
   protected completeSend(pending: PendingSend, pipe: Pipe): void {
     if (pending.timer) clearTimeout(pending.timer);
-    pipe.send(pending.frames);
-    pending.resolve();
+    const written = pipe.send(pending.frames);
+    if (written === null) pending.resolve();
+    else written.then(pending.resolve);
   }
 
   /** A promise already resolved, so the fast path allocates nothing. */

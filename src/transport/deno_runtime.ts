@@ -30,14 +30,22 @@ class DenoStream implements ByteStream {
     this.remote = remote;
   }
 
-  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void {
-    this.#readLoop(onData).then(() => onEnd(), (error) => onEnd(error));
+  start(
+    onData: (chunk: Uint8Array) => void,
+    onEnd: (error?: Error) => void,
+    readTarget?: () => Uint8Array | null,
+  ): void {
+    this.#readLoop(onData, readTarget).then(() => onEnd(), (error) => onEnd(error));
   }
 
-  async #readLoop(onData: (chunk: Uint8Array) => void): Promise<void> {
-    const buffer = new Uint8Array(READ_BUFFER_SIZE);
+  async #readLoop(
+    onData: (chunk: Uint8Array) => void,
+    readTarget?: () => Uint8Array | null,
+  ): Promise<void> {
+    const own = new Uint8Array(READ_BUFFER_SIZE);
     while (true) {
       if (this.#paused) await new Promise<void>((resolve) => (this.#resume = resolve));
+      const buffer = readTarget?.() ?? own;
       let n: number | null;
       try {
         n = await this.#conn.read(buffer);

@@ -50,8 +50,10 @@ class ReadInto {
   // would make a view of memory that the next read overwrites.
   readonly buffer: Uint8Array = new Uint8Array(READ_BUFFER_SIZE);
   onData: (chunk: Uint8Array) => void = () => {};
-  readonly callback = (bytesRead: number): void => {
+  /** Returning false would pause the socket: flow control goes through pause() instead. */
+  readonly callback = (bytesRead: number): boolean => {
     this.onData(this.buffer.subarray(0, bytesRead));
+    return true;
   };
 }
 
@@ -422,5 +424,6 @@ export const nodeRuntime: Runtime = {
   spawnScript,
   serveHttp,
   args: () => process.argv.slice(2),
+  cwd: () => process.cwd(),
   exit: (code) => process.exit(code),
 };

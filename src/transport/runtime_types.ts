@@ -13,9 +13,15 @@ export interface ByteStream {
   readonly remote: string;
   /**
    * Starts delivering received bytes. A chunk is only valid during the call. `onEnd` is called
-   * once, when the peer closes (no error) or the stream fails.
+   * once, when the peer closes (no error) or the stream fails. Before each read the adapter may
+   * ask `readTarget` for a buffer to read straight into (null: its own buffer); what it read
+   * there is then delivered as a view of that buffer.
    */
-  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void;
+  start(
+    onData: (chunk: Uint8Array) => void,
+    onEnd: (error?: Error) => void,
+    readTarget?: () => Uint8Array | null,
+  ): void;
   /** Stops reading until {@linkcode ByteStream.resume}: the peer's writes then back up. */
   pause(): void;
   /** Resumes reading after {@linkcode ByteStream.pause}. */

@@ -162,6 +162,15 @@ export class Connection {
     return this.#state;
   }
 
+  /**
+   * A buffer the driver may read the next bytes into, saving a copy of large frames; null when
+   * any buffer will do. Pass what was read there to {@linkcode Connection.receive} as the view
+   * of this buffer it was read into.
+   */
+  readTarget(): Uint8Array | null {
+    return this.#state === "ready" ? this.#decoder.readTarget() : null;
+  }
+
   /** True when no message is partly received (nothing would be lost by closing now). */
   get idle(): boolean {
     return this.#decoder.idle;
@@ -194,13 +203,14 @@ export class Connection {
   }
 
   /**
-   * Queues a message for the peer. Only valid in the `ready` state.
+   * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
+   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}).
    */
-  send(frames: readonly Uint8Array[]): void {
+  send(frames: readonly Uint8Array[]): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
-    this.out.message(frames);
+    return this.out.message(frames);
   }
 
   /**

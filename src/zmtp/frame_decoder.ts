@@ -13,6 +13,8 @@ import { ZmtpError } from "./errors.ts";
  */
 const EAGER_ALLOCATION_LIMIT = 4 * 1024 * 1024;
 const TWO_POW_32 = 0x1_0000_0000;
+/** Bodies with at least this much left are worth reading into directly. */
+const DIRECT_READ_MIN = 64 * 1024;
 
 const enum State {
   Flags,
@@ -68,11 +70,28 @@ export class FrameDecoder {
   #bodyFill = 0;
   #frames: Uint8Array[] = [];
   #messageSize = 0;
+  #lastWasLarge = false;
+  #headerScratch = new Uint8Array(16);
 
   /** Creates a decoder with the given limits that delivers into `sink`. */
   constructor(limits: DecoderLimits, sink: DecoderSink) {
     this.#limits = limits;
     this.#sink = sink;
+  }
+
+  /**
+   * Where the next bytes from the peer may be read straight into, skipping a copy: the unfilled
+   * rest of a large frame body being received, or null. Bytes read there are then passed to
+   * {@linkcode FrameDecoder.feed} as the view they were read into.
+   */
+  readTarget(): Uint8Array | null {
+    const body = this.#body;
+    if (this.#state === State.Body && body !== null) {
+      return this.#size - this.#bodyFill < DIRECT_READ_MIN ? null : body.subarray(this.#bodyFill);
+    }
+    // After a large frame, another is likely: read just its header, so that its body can then
+    // be read in place instead of being copied out of a large shared read.
+    return this.#lastWasLarge ? this.#headerScratch : null;
   }
 
   /** True when no frame or message is partly received. */
@@ -141,8 +160,12 @@ export class FrameDecoder {
         }
       } else {
         const take = Math.min(this.#size - this.#bodyFill, len - pos);
-        if (this.#body !== null) {
-          this.#body.set(chunk.subarray(pos, pos + take), this.#bodyFill);
+        const target = this.#body;
+        if (target !== null) {
+          // Skip the copy when the bytes were read in place (see readTarget).
+          const inPlace = pos === 0 && chunk.buffer === target.buffer &&
+            chunk.byteOffset === target.byteOffset + this.#bodyFill;
+          if (!inPlace) target.set(chunk.subarray(pos, pos + take), this.#bodyFill);
         } else {
           this.#pieces!.push(chunk.slice(pos, pos + take));
         }
@@ -188,6 +211,7 @@ export class FrameDecoder {
   }
 
   #frame(body: Uint8Array): void {
+    this.#lastWasLarge = body.length >= DIRECT_READ_MIN;
     const flags = this.#flags;
     if ((flags & FLAG_COMMAND) !== 0) {
       if ((flags & FLAG_MORE) !== 0) {

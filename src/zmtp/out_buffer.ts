@@ -8,12 +8,16 @@
 import { FLAG_COMMAND, FLAG_LONG, FLAG_MORE, SHORT_FRAME_MAX } from "./constants.ts";
 
 const SEGMENT_SIZE = 64 * 1024;
-/** Bodies at least this large get a buffer of their own instead of a share of a segment. */
-const LARGE_BODY = 16 * 1024;
+/**
+ * Bodies at least this large are not copied: the chunk list refers to the caller's bytes, which
+ * must then stay unchanged until written (see {@linkcode OutBuffer.message}).
+ */
+export const ZERO_COPY_MIN = 64 * 1024;
 
 /**
  * Accumulates encoded frames until the I/O driver takes them with {@linkcode OutBuffer.take}.
- * Every body is copied in, so a caller may reuse its bytes as soon as a send returns.
+ * Small bodies are copied in; bodies of {@linkcode ZERO_COPY_MIN} bytes or more are referred to,
+ * saving a copy of every large message.
  *
  * @example
  * ```ts
@@ -50,11 +54,18 @@ export class OutBuffer {
     this.#bytes += bytes.length;
   }
 
-  /** Appends a multipart message, one frame per entry. */
-  message(frames: readonly Uint8Array[]): void {
+  /**
+   * Appends a multipart message, one frame per entry. Returns true when a body was referred to
+   * rather than copied: the caller's bytes must then stay unchanged until they are written.
+   */
+  message(frames: readonly Uint8Array[]): boolean {
     const last = frames.length - 1;
-    for (let i = 0; i <= last; i++) this.#frame(i < last ? FLAG_MORE : 0, frames[i]);
+    let referenced = false;
+    for (let i = 0; i <= last; i++) {
+      referenced = this.#frame(i < last ? FLAG_MORE : 0, frames[i]) || referenced;
+    }
     this.#messages++;
+    return referenced;
   }
 
   /** Appends a command frame whose body is `name-length name data`. */
@@ -77,21 +88,22 @@ export class OutBuffer {
     return { chunks, messages };
   }
 
-  #frame(flags: number, body: Uint8Array): void {
+  #frame(flags: number, body: Uint8Array): boolean {
     const size = body.length;
     const long = size > SHORT_FRAME_MAX;
     const header = long ? 9 : 2;
-    if (size >= LARGE_BODY) {
+    this.#bytes += header + size;
+    if (size >= ZERO_COPY_MIN) {
       this.#header(flags, size, long, header);
       this.#cut();
-      this.#chunks.push(body.slice());
-    } else {
-      this.#reserve(header + size);
-      this.#header(flags, size, long, header);
-      this.#segment.set(body, this.#end);
-      this.#end += size;
+      this.#chunks.push(body);
+      return true;
     }
-    this.#bytes += header + size;
+    this.#reserve(header + size);
+    this.#header(flags, size, long, header);
+    this.#segment.set(body, this.#end);
+    this.#end += size;
+    return false;
   }
 
   #header(flags: number, size: number, long: boolean, header: number): void {

@@ -1,0 +1,220 @@
+/**
+ * Our Dealer → Router benchmark, measured exactly as bench/zeromqjs_bench.mjs measures
+ * zeromq.js (same roles, same method), so the two compare as ratios in one run.
+ *
+ *   deno run -A bench/socket_bench.ts throughput --size 64 [--count N] [--duration S]
+ *   deno run -A bench/socket_bench.ts rtt --size 64
+ *   deno run -A bench/socket_bench.ts sink --bind EP --count N [--warmup W]   (child role)
+ *   deno run -A bench/socket_bench.ts echo --bind EP                          (child role)
+ *
+ * Method: the parent is a DEALER doing one `await send(msg)` per message; the child is a
+ * ROUTER in another process timing from the first to the last measured message. RTT: the
+ * child echoes, the parent sends one message and awaits its echo, N times after warm-up.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Dealer, Router } from "../mod.ts";
+
+const NAME = "gibbs (ours)";
+const SELF = fileURLToPath(import.meta.url);
+const MiB = 1 << 20;
+const WATCHDOG_MS = 19_000;
+const out = (o: unknown) => console.log(JSON.stringify(o));
+const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
+function percentile(sorted: Float64Array, p: number): number {
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+async function sink(bind: string, count: number, warmup: number): Promise<void> {
+  const sock = new Router({ linger: 0 });
+  const endpoint = await sock.bind(bind);
+  out({ ready: true, endpoint });
+  let seen = 0;
+  let measured = 0;
+  let bytes = 0;
+  let size = 0;
+  let t0 = 0;
+  let t1 = 0;
+  for await (const [, payload] of sock) {
+    if (payload === undefined || payload.length === 0) break;
+    seen++;
+    if (seen <= warmup) continue;
+    const now = performance.now();
+    if (measured === 0) t0 = now;
+    else bytes += payload.length;
+    t1 = now;
+    size = payload.length;
+    measured++;
+    if (measured >= count) break;
+  }
+  const elapsed = (t1 - t0) / 1000;
+  const ok = measured >= 2 && elapsed > 0;
+  out({
+    name: NAME,
+    test: "sink",
+    size,
+    count: measured,
+    elapsed_s: round(elapsed, 6),
+    msg_per_s: ok ? round((measured - 1) / elapsed) : null,
+    mb_per_s: ok ? round(bytes / elapsed / 1e6) : null,
+  });
+  sock.close();
+  process.exit(0);
+}
+
+async function echo(bind: string): Promise<void> {
+  const sock = new Router({ linger: 0 });
+  out({ ready: true, endpoint: await sock.bind(bind) });
+  for await (const msg of sock) await sock.send(msg);
+}
+
+interface Child {
+  process: ChildProcess;
+  endpoint: string;
+  nextLine(): Promise<Record<string, unknown>>;
+}
+
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+async function spawnChild(args: string[]): Promise<Child> {
+  const argv = isDeno ? ["run", "-A", SELF, ...args] : [SELF, ...args];
+  const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  children.add(child);
+  const queued: Record<string, unknown>[] = [];
+  const waiting: Array<(o: Record<string, unknown>) => void> = [];
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    const o = JSON.parse(line);
+    const w = waiting.shift();
+    if (w) w(o);
+    else queued.push(o);
+  });
+  child.on("exit", () => children.delete(child));
+  const nextLine = () =>
+    queued.length > 0
+      ? Promise.resolve(queued.shift()!)
+      : new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
+  const ready = await nextLine();
+  return { process: child, endpoint: ready.endpoint as string, nextLine };
+}
+
+async function throughput(size: number, count: number, duration: number, warmup: number) {
+  const child = await spawnChild([
+    "sink",
+    "--bind",
+    "tcp://127.0.0.1:0",
+    "--count",
+    `${count}`,
+    "--warmup",
+    `${warmup}`,
+  ]);
+  const sock = new Dealer({ linger: 0 });
+  sock.connect(child.endpoint);
+  const msg = new Uint8Array(size).fill(0x61);
+  for (let i = 0; i < warmup; i++) await sock.send(msg);
+  const deadline = performance.now() + duration * 1000;
+  let sent = 0;
+  while (sent < count) {
+    await sock.send(msg);
+    sent++;
+    if ((sent & 255) === 0 && performance.now() > deadline) break;
+  }
+  if (sent < count) await sock.send(new Uint8Array(0));
+  const result = await child.nextLine();
+  sock.close();
+  return {
+    name: NAME,
+    test: "throughput",
+    size,
+    count: result.count,
+    msg_per_s: result.msg_per_s,
+    mb_per_s: result.mb_per_s,
+    elapsed_s: result.elapsed_s,
+  };
+}
+
+async function rtt(size: number, count: number, duration: number, warmup: number) {
+  const child = await spawnChild(["echo", "--bind", "tcp://127.0.0.1:0"]);
+  const sock = new Dealer({ linger: 0 });
+  sock.connect(child.endpoint);
+  const msg = new Uint8Array(size).fill(0x61);
+  for (let i = 0; i < warmup; i++) {
+    await sock.send(msg);
+    await sock.receive();
+  }
+  const samples = new Float64Array(count);
+  const deadline = performance.now() + duration * 1000;
+  let n = 0;
+  while (n < count) {
+    const t0 = performance.now();
+    await sock.send(msg);
+    const [reply] = await sock.receive();
+    samples[n++] = (performance.now() - t0) * 1000;
+    if (reply.length !== size) throw new Error(`echo returned ${reply.length} bytes`);
+    if ((n & 255) === 0 && performance.now() > deadline) break;
+  }
+  sock.close();
+  child.process.kill("SIGKILL");
+  const sorted = samples.subarray(0, n).sort();
+  return {
+    name: NAME,
+    test: "rtt",
+    size,
+    count: n,
+    p50_us: round(percentile(sorted, 50)),
+    p99_us: round(percentile(sorted, 99)),
+  };
+}
+
+function parseSize(text: string): number {
+  const m = /^(\d+)\s*(k|kib|m|mib)?$/i.exec(text);
+  if (!m) throw new Error(`bad size ${text}`);
+  const unit = (m[2] ?? "").toLowerCase();
+  return Number(m[1]) * (unit.startsWith("k") ? 1024 : unit.startsWith("m") ? MiB : 1);
+}
+
+async function main(): Promise<void> {
+  const [role, ...rest] = process.argv.slice(isDeno ? 0 : 2).length > 0 && isDeno
+    ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
+    : process.argv.slice(2);
+  const { values: v } = parseArgs({
+    args: rest,
+    options: {
+      size: { type: "string", default: "64" },
+      count: { type: "string" },
+      warmup: { type: "string" },
+      duration: { type: "string", default: "3" },
+      bind: { type: "string" },
+    },
+  });
+  if (role === "sink") return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0));
+  if (role === "echo") return echo(v.bind!);
+  setTimeout(() => {
+    console.error(`${role}: watchdog fired after ${WATCHDOG_MS} ms`);
+    process.exit(3);
+  }, WATCHDOG_MS);
+  const size = parseSize(v.size!);
+  const duration = Number(v.duration);
+  if (role === "throughput") {
+    const count = Number(v.count ?? (size >= 65536 ? 2_000 : 1_000_000));
+    const warmup = Number(v.warmup ?? (size >= 65536 ? 200 : 20_000));
+    out(await throughput(size, count, duration, warmup));
+  } else if (role === "rtt") {
+    out(await rtt(size, Number(v.count ?? 20_000), duration, Number(v.warmup ?? 2_000)));
+  } else {
+    throw new Error(`unknown role ${role}: throughput, rtt, sink or echo`);
+  }
+  process.exit(0);
+}
+
+await main();
