@@ -48,6 +48,13 @@ export interface HubOptions {
    * it off for handlers that must never run twice.
    */
   redispatch?: boolean;
+  /**
+   * Most requests sent to one worker before it answers (default 1: a request goes only to an
+   * idle worker, as in gibbs). A higher value lets a worker's next requests wait in its socket
+   * while it computes, which hides the round trip for fast models; requests then queue behind
+   * a worker's current one instead of waiting for whichever worker frees first.
+   */
+  prefetch?: number;
   /** Seconds of silence on a connection (no ZMTP PONG) after which it is dropped (default 10). */
   deadAfter?: number;
   /** Largest message accepted from a worker, in bytes (default 256 MiB). */
@@ -96,7 +103,8 @@ interface WorkerEntry {
   lastSeen: number;
   connected: boolean;
   inAvailable: boolean;
-  holding: Pending | null;
+  /** Requests sent to it and not answered yet, oldest first. */
+  held: Pending[];
   pingsWhileHolding: number;
 }
 
@@ -148,6 +156,7 @@ export class Hub {
   #respBufferSize: number;
   #overflow: "evict-oldest" | "reject-new";
   #redispatch: boolean;
+  #prefetch: number;
   #log: (message: string) => void;
   #nextId = requestIdGenerator();
   #pending = new Map<string, Pending>();
@@ -170,6 +179,10 @@ export class Hub {
     if (!(this.#respBufferSize >= 1)) throw new RangeError("respBufferSize must be at least 1");
     this.#overflow = options.overflow ?? "evict-oldest";
     this.#redispatch = options.redispatch ?? true;
+    this.#prefetch = options.prefetch ?? 1;
+    if (!(Number.isInteger(this.#prefetch) && this.#prefetch >= 1)) {
+      throw new RangeError("prefetch must be an integer >= 1");
+    }
     this.#log = options.logger ?? ((m) => console.warn(`[gibbs hub] ${m}`));
     const deadAfterMs = (options.deadAfter ?? 10) * 1000;
     this.#router = new Router({
@@ -209,7 +222,7 @@ export class Hub {
   /** A snapshot of the hub's counters. */
   stats(): HubStats {
     let busy = 0;
-    for (const w of this.#workers.values()) if (w.connected && w.holding) busy++;
+    for (const w of this.#workers.values()) if (w.connected && w.held.length > 0) busy++;
     return {
       workers: this.workers,
       busy,
@@ -335,7 +348,7 @@ export class Hub {
       // ping: [id, ""] → pong [id, "", ""]. Never queued: a worker that stops reading must
       // not make the hub buffer for it.
       this.#router.trySend([id, EMPTY, EMPTY]);
-      if (w.holding !== null && ++w.pingsWhileHolding >= 2) {
+      if (w.held.length > 0 && ++w.pingsWhileHolding >= 2) {
         // A gibbs worker never pings while computing; one ping may have crossed our request,
         // a second means the request never reached it.
         this.#requeueHeld(w, "worker pinged twice while holding a request");
@@ -356,9 +369,9 @@ export class Hub {
       response = decodeResponse(bytes);
     } catch (error) {
       this.#log(`malformed response from worker ${describe(w.id)}: ${(error as Error).message}`);
-      const held = w.holding;
-      if (held !== null) {
-        w.holding = null;
+      // A gibbs worker answers in order: the malformed answer was for its oldest request.
+      const held = w.held.shift();
+      if (held !== undefined) {
         this.#retryElsewhere(
           held,
           new WorkerProtocolError(
@@ -370,7 +383,9 @@ export class Hub {
       }
       return;
     }
-    if (w.holding !== null && w.holding.reqId === response.reqId) w.holding = null;
+    const index = w.held.findIndex((h) => h.reqId === response.reqId);
+    if (index >= 0) w.held.splice(index, 1);
+    w.pingsWhileHolding = 0;
     const p = this.#pending.get(response.reqId);
     if (p === undefined) return; // late duplicate, or evicted: exactly one result was delivered
     this.#finish(p);
@@ -386,7 +401,7 @@ export class Hub {
       lastSeen: -Infinity,
       connected: true,
       inAvailable: false,
-      holding: null,
+      held: [],
       pingsWhileHolding: 0,
     };
     this.#workers.set(key, w);
@@ -394,7 +409,7 @@ export class Hub {
   }
 
   #markAvailable(w: WorkerEntry): void {
-    if (w.holding === null && !w.inAvailable) {
+    if (w.held.length < this.#prefetch && !w.inAvailable) {
       w.inAvailable = true;
       this.#available.push(w);
     }
@@ -422,12 +437,15 @@ export class Hub {
 
   /** Puts back the request a lost worker held, if re-dispatch is on. */
   #requeueHeld(w: WorkerEntry, why: string): void {
-    const held = w.holding;
-    w.holding = null;
+    const held = w.held;
+    w.held = [];
     w.pingsWhileHolding = 0;
-    if (held === null || held.state !== "sent") return;
     if (!this.#redispatch) return; // the caller's timeout and retries decide, as in gibbs
-    this.#retryElsewhere(held, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
+    // Reversed so that unshifting each keeps them in their original order at the queue's head.
+    for (const p of held.reverse()) {
+      if (p.state !== "sent") continue;
+      this.#retryElsewhere(p, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
+    }
   }
 
   #retryElsewhere(p: Pending, giveUp: Error): void {
@@ -492,8 +510,9 @@ export class Hub {
       this.#queue.shift();
       this.#queued--;
       p.state = "sent";
-      w.holding = p;
-      w.pingsWhileHolding = 0;
+      if (w.held.length === 0) w.pingsWhileHolding = 0;
+      w.held.push(p);
+      this.#markAvailable(w); // back in line if it may take more
     }
   }
 
@@ -501,7 +520,7 @@ export class Hub {
     while (this.#available.length > 0) {
       const w = this.#available.shift()!;
       w.inAvailable = false;
-      if (!w.connected || w.holding !== null) continue;
+      if (!w.connected || w.held.length >= this.#prefetch) continue;
       if (now - w.lastSeen > this.#hbMs) continue; // stale: it comes back when it speaks
       return w;
     }

@@ -5,7 +5,7 @@
  */
 
 import { Dealer } from "../socket/dealer.ts";
-import { SocketClosedError, TimeoutError } from "../socket/errors.ts";
+import { SocketClosedError } from "../socket/errors.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
 import { type Handler, instantiate } from "./handler.ts";
@@ -66,6 +66,8 @@ export class Worker {
   #handleSignals: boolean;
   #socket: Dealer | null = null;
   #waitingPong = 0;
+  #lastHeard = 0;
+  #lastPing = 0;
   #stopping = false;
   #busy = false;
   #served = 0;
@@ -110,27 +112,38 @@ export class Worker {
     const removeSignals = this.#handleSignals
       ? runtime.onShutdownSignal(() => this.stop())
       : () => {};
+    // One timer, re-armed, rather than a timeout per receive: the request path stays timer-free.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const check = () => {
+      if (this.#stopping) return;
+      const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
+      if (silent >= this.#hbMs && !this.#busy) {
+        this.#onSilence();
+        timer = setTimeout(check, this.#hbMs);
+      } else {
+        timer = setTimeout(check, Math.max(1, this.#hbMs - silent));
+      }
+    };
     try {
       this.#socket = this.#connect();
+      this.#lastHeard = runtime.now();
       this.#ping(); // tells the hub we are ready, as gibbs does
+      timer = setTimeout(check, this.#hbMs);
       while (!this.#stopping) {
         const socket = this.#socket;
         let message: Uint8Array[];
         try {
           message = await socket.receive();
         } catch (error) {
-          if (error instanceof SocketClosedError) {
-            if (this.#stopping) break;
-            continue; // reset under way
-          }
-          if (!(error instanceof TimeoutError)) throw error;
-          this.#onSilence();
-          continue;
+          if (error instanceof SocketClosedError) continue; // reset under way, or stopping
+          throw error;
         }
+        this.#lastHeard = runtime.now();
         this.#waitingPong = 0;
         await this.#onMessage(socket, message);
       }
     } finally {
+      clearTimeout(timer);
       removeSignals();
       // Linger so that the last response leaves before the socket goes.
       this.#socket?.close();
@@ -151,7 +164,6 @@ export class Worker {
   #connect(): Dealer {
     const socket = new Dealer({
       routingId: this.id,
-      receiveTimeout: this.#hbMs,
       linger: 1000,
       onEvent: (event) => {
         if (event.code) this.#log(`connection dropped: ${event.reason}`);
@@ -162,6 +174,7 @@ export class Worker {
   }
 
   #ping(): void {
+    this.#lastPing = runtime.now();
     // Not awaited: while no hub is connected the ping waits in the socket, as libzmq queues it.
     this.#socket!.send(EMPTY).catch(() => {});
     this.#waitingPong++;

@@ -17,6 +17,8 @@ export interface PipeOwner {
   pipeReady(pipe: Pipe, peer: PeerInfo): boolean;
   /** A message arrived; the pipe has queued it. */
   pipeMessage(pipe: Pipe): void;
+  /** True while received messages wait to be taken: more sends are probably coming. */
+  inputPending(): boolean;
   /** The pipe went from full to having room for sends. */
   pipeWritable(pipe: Pipe): void;
   /** The pipe is gone, with the reason when it was dropped for one. */
@@ -50,6 +52,7 @@ export class Pipe {
   #paused = false;
   #closed = false;
   #closeWhenFlushed = false;
+  #deferred = false;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
 
@@ -116,6 +119,18 @@ export class Pipe {
     let written: Promise<void> | null = null;
     if (referenced) {
       written = new Promise((resolve) => this.#nextWrite.push(resolve));
+    }
+    if (!this.#writing && this.#owner.inputPending()) {
+      // Answers to the messages still queued will follow at once: let them share one write.
+      // The last of them flushes when the queue is empty; the timer only guards a stall.
+      if (!this.#deferred) {
+        this.#deferred = true;
+        setTimeout(() => {
+          this.#deferred = false;
+          this.#flush();
+        }, 0);
+      }
+      return written;
     }
     this.#flush();
     return written;

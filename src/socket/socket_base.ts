@@ -451,6 +451,11 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   }
 
   /** @internal */
+  inputPending(): boolean {
+    return this.#active.length > 0;
+  }
+
+  /** @internal */
   pipeWritable(pipe: Pipe): void {
     this.retrySends(pipe);
   }

@@ -1,0 +1,85 @@
+/**
+ * Round trips through our Hub to 2 worker processes with a trivial model, measured as
+ * bench/gibbs_py_bench.py measures the Python gibbs protocol: many requests in flight for a
+ * few seconds (requests/s), then one request at a time (latency p50/p99).
+ *
+ *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
+ *                                  [--workers 2] [--prefetch 1]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Hub, spawnWorkers } from "../mod.ts";
+
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+const argv = isDeno
+  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
+  : process.argv.slice(2);
+const { values } = parseArgs({
+  args: argv,
+  options: {
+    seconds: { type: "string", default: "3" },
+    concurrency: { type: "string", default: "64" },
+    sequential: { type: "string", default: "2000" },
+    workers: { type: "string", default: "2" },
+    prefetch: { type: "string", default: "1" },
+  },
+});
+const seconds = Number(values.seconds);
+const concurrency = Number(values.concurrency);
+const sequential = Number(values.sequential);
+const count = Number(values.workers);
+
+const watchdog = setTimeout(() => {
+  console.error("hub bench: watchdog fired after 30 s");
+  process.exit(3);
+}, 30_000);
+
+const prefetch = Number(values.prefetch);
+const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000, prefetch });
+const endpoint = await hub.ready;
+const workers = spawnWorkers(new URL("./models.ts", import.meta.url), {
+  count,
+  endpoint,
+  quiet: true,
+});
+try {
+  while (hub.workers < count) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 2000; i++) await hub.request(i, 1); // warm-up
+
+  let done = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async (_, lane) => {
+    while (performance.now() < deadline) {
+      const r = await hub.request(lane, done);
+      if (typeof r !== "number") throw new Error(`bad result ${r}`);
+      done++;
+    }
+  }));
+  const rate = done / ((performance.now() - t0) / 1000);
+
+  const samples = new Float64Array(sequential);
+  for (let i = 0; i < sequential; i++) {
+    const t = performance.now();
+    await hub.request(i, 1);
+    samples[i] = (performance.now() - t) * 1000;
+  }
+  samples.sort();
+  const pct = (p: number) =>
+    samples[Math.min(sequential - 1, Math.ceil((p / 100) * sequential) - 1)];
+  console.log(JSON.stringify({
+    name: "gibbs (ours)",
+    test: "hub",
+    workers: count,
+    prefetch,
+    req_per_s: Math.round(rate),
+    p50_us: Number(pct(50).toFixed(1)),
+    p99_us: Number(pct(99).toFixed(1)),
+  }));
+} finally {
+  await workers.stop();
+  await hub.close();
+  clearTimeout(watchdog);
+}
