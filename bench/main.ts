@@ -69,7 +69,9 @@ function row(what: string, ours: unknown, anchor: unknown, digits: number, targe
 
 console.log(
   `gibbs benchmarks — ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, ` +
-    `Deno ${(globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno}, ` +
+    `Deno ${
+      (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno
+    }, ` +
     `median of ${runs} runs`,
 );
 

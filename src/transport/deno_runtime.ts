@@ -15,8 +15,12 @@ import type {
   SpawnOptions,
 } from "./runtime_types.ts";
 
-/** Large enough that a 1 MiB message arrives in a few reads. */
-const READ_BUFFER_SIZE = 256 * 1024;
+/**
+ * Read buffers start small, since a hub may hold thousands of mostly idle connections, and
+ * double while reads fill them, up to the largest size.
+ */
+const READ_BUFFER_MIN = 16 * 1024;
+const READ_BUFFER_MAX = 256 * 1024;
 
 class DenoStream implements ByteStream {
   readonly remote: string;
@@ -42,10 +46,11 @@ class DenoStream implements ByteStream {
     onData: (chunk: Uint8Array) => void,
     readTarget?: () => Uint8Array | null,
   ): Promise<void> {
-    const own = new Uint8Array(READ_BUFFER_SIZE);
+    let own = new Uint8Array(READ_BUFFER_MIN);
     while (true) {
       if (this.#paused) await new Promise<void>((resolve) => (this.#resume = resolve));
-      const buffer = readTarget?.() ?? own;
+      const target = readTarget?.();
+      const buffer = target ?? own;
       let n: number | null;
       try {
         n = await this.#conn.read(buffer);
@@ -56,6 +61,9 @@ class DenoStream implements ByteStream {
       }
       if (n === null) return;
       onData(buffer.subarray(0, n));
+      if (n === own.length && target == null && own.length < READ_BUFFER_MAX) {
+        own = new Uint8Array(own.length * 2);
+      }
     }
   }
 

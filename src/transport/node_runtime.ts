@@ -124,6 +124,9 @@ class NodeStream implements ByteStream {
     if (this.#closed || socket.destroyed) {
       return Promise.reject(this.#error ?? new Error(`Connection to ${this.remote} is closed`));
     }
+    // The peer ended its side and Node ended ours in reply: 'close' follows. Deno would still
+    // take the bytes (and lose them); writing now would turn the orderly end into an error.
+    if (socket.writableEnded) return Promise.resolve();
     if (chunks.length === 1) {
       socket.write(chunks[0]);
     } else {

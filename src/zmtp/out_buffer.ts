@@ -7,7 +7,12 @@
 
 import { FLAG_COMMAND, FLAG_LONG, FLAG_MORE, SHORT_FRAME_MAX } from "./constants.ts";
 
-const SEGMENT_SIZE = 64 * 1024;
+/**
+ * Segments start small, since a hub may hold thousands of mostly idle connections, and double
+ * each time one fills, up to the largest size.
+ */
+const SEGMENT_MIN = 2 * 1024;
+const SEGMENT_MAX = 64 * 1024;
 /**
  * Bodies at least this large are not copied: the chunk list refers to the caller's bytes, which
  * must then stay unchanged until written (see {@linkcode OutBuffer.message}).
@@ -29,7 +34,7 @@ export const ZERO_COPY_MIN = 64 * 1024;
  * ```
  */
 export class OutBuffer {
-  #segment = new Uint8Array(SEGMENT_SIZE);
+  #segment = new Uint8Array(SEGMENT_MIN);
   #start = 0;
   #end = 0;
   #chunks: Uint8Array[] = [];
@@ -140,7 +145,8 @@ export class OutBuffer {
     if (this.#end + n <= this.#segment.length) return;
     this.#cut();
     // Chunks already handed out may still view the old segment: never write into it again.
-    this.#segment = new Uint8Array(Math.max(SEGMENT_SIZE, n));
+    const next = Math.min(this.#segment.length * 2, SEGMENT_MAX);
+    this.#segment = new Uint8Array(Math.max(next, n));
     this.#start = 0;
     this.#end = 0;
   }

@@ -1,0 +1,137 @@
+/**
+ * The hub at scale: 1,000 connected workers (in a few processes) with 1 s heartbeats — hub CPU
+ * and memory, idle and under load — and 100,000 requests queued at once — memory and
+ * completion time.
+ *
+ *   deno run -A bench/scale_bench.ts [--workers 1000] [--processes 4] [--queued 100000]
+ *
+ * Prints one JSON line per measurement.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Hub } from "../mod.ts";
+
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+const argv = isDeno
+  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
+  : process.argv.slice(2);
+const { values } = parseArgs({
+  args: argv,
+  options: {
+    workers: { type: "string", default: "1000" },
+    processes: { type: "string", default: "4" },
+    queued: { type: "string", default: "100000" },
+    idle: { type: "string", default: "10" },
+  },
+});
+const total = Number(values.workers);
+const processes = Number(values.processes);
+const queued = Number(values.queued);
+const idleSeconds = Number(values.idle);
+const out = (o: unknown) => console.log(JSON.stringify(o));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes: number) => Math.round(bytes / 1e6);
+
+const watchdog = setTimeout(() => {
+  console.error("scale bench: watchdog fired after 120 s");
+  process.exit(3);
+}, 120_000);
+
+const swarm = fileURLToPath(new URL("./worker_swarm.ts", import.meta.url).href.replace(
+  /\.ts$/,
+  import.meta.url.endsWith(".ts") ? ".ts" : ".js",
+));
+const children: ChildProcess[] = [];
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+const hub = new Hub({
+  endpoint: "tcp://127.0.0.1:0",
+  respBufferSize: Math.max(queued * 2, 10_000),
+  maxConnections: total + 100,
+  logger: () => {},
+});
+const endpoint = await hub.ready;
+const rssBefore = process.memoryUsage().rss;
+const t0 = performance.now();
+for (let i = 0; i < processes; i++) {
+  const count = Math.floor(total / processes) + (i < total % processes ? 1 : 0);
+  const args = isDeno
+    ? ["run", "-A", swarm, endpoint, String(count)]
+    : [swarm, endpoint, String(count)];
+  children.push(spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] }));
+}
+while (hub.workers < total) await sleep(20);
+out({ test: "connect", workers: total, processes, seconds: (performance.now() - t0) / 1000 });
+
+// Idle: 1,000 workers pinging once a second, the hub answering.
+const cpu0 = process.cpuUsage();
+const idleStart = performance.now();
+await sleep(idleSeconds * 1000);
+const cpu1 = process.cpuUsage(cpu0);
+const idleWall = (performance.now() - idleStart) * 1000;
+out({
+  test: "idle",
+  workers: hub.workers,
+  hub_cpu_percent: Number((((cpu1.user + cpu1.system) / idleWall) * 100).toFixed(2)),
+  hub_rss_mb: mb(process.memoryUsage().rss),
+  hub_rss_growth_mb: mb(process.memoryUsage().rss - rssBefore),
+  hub_heap_used_mb: mb(process.memoryUsage().heapUsed),
+});
+
+// Load through all of them: requests spread over 1,000 workers.
+{
+  const n = 50_000;
+  let next = 0;
+  const cpu = process.cpuUsage();
+  const start = performance.now();
+  await Promise.all(Array.from({ length: 256 }, async () => {
+    while (next < n) await hub.request(next++, 1);
+  }));
+  const wall = performance.now() - start;
+  const used = process.cpuUsage(cpu);
+  out({
+    test: "load",
+    workers: hub.workers,
+    requests: n,
+    req_per_s: Math.round(n / (wall / 1000)),
+    hub_cpu_percent: Number((((used.user + used.system) / (wall * 1000)) * 100).toFixed(1)),
+  });
+}
+
+// 100,000 requests queued at once.
+{
+  const rss0 = process.memoryUsage().rss;
+  let peak = rss0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 20);
+  const start = performance.now();
+  const all = Array.from({ length: queued }, (_, i) => hub.request(i, 1));
+  const queuedAt = performance.now() - start;
+  peak = Math.max(peak, process.memoryUsage().rss);
+  const results = await Promise.all(all);
+  const wall = performance.now() - start;
+  clearInterval(sampler);
+  if (results.some((r, i) => r !== i + 1)) throw new Error("wrong result");
+  out({
+    test: "queued",
+    requests: queued,
+    workers: hub.workers,
+    enqueue_ms: Math.round(queuedAt),
+    completion_s: Number((wall / 1000).toFixed(2)),
+    req_per_s: Math.round(queued / (wall / 1000)),
+    peak_rss_growth_mb: mb(peak - rss0),
+    bytes_per_queued_request: Math.round((peak - rss0) / queued),
+  });
+}
+
+for (const c of children) c.kill("SIGTERM");
+await hub.close();
+clearTimeout(watchdog);
+process.exit(0);
