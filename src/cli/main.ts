@@ -230,9 +230,10 @@ async function hub(argv: string[]): Promise<void> {
   console.log(
     `gibbs hub: workers connect to ${endpoint}; HTTP gateway on http://${httpHost}:${server.port}`,
   );
-  const { promise, resolve } = Promise.withResolvers<string>();
-  const remove = runtime.onShutdownSignal(resolve);
-  const signal = await promise;
+  let remove = () => {};
+  const signal = await new Promise<string>((resolve) => {
+    remove = runtime.onShutdownSignal(resolve);
+  });
   remove();
   console.log(`gibbs hub: ${signal}, shutting down`);
   await server.close();
@@ -276,18 +277,19 @@ async function worker(argv: string[]): Promise<void> {
     const names = Object.keys(module).join(", ") || "none";
     throw new UsageError(`${specifier} has no export "${name}" (its exports: ${names})`);
   }
+  const options = {
+    host: values.host,
+    port: number(values.port, "--port"),
+    endpoint: values.endpoint,
+    heartbeatInterval: number(values.heartbeat, "--heartbeat"),
+    resetAfterNMiss: number(values["reset-after"], "--reset-after"),
+    args: ctorArgs,
+    kwargs: ctorKwargs,
+    handleSignals: true,
+  };
   let w: Worker;
   try {
-    w = new Worker(handler, {
-      host: values.host,
-      port: number(values.port, "--port"),
-      endpoint: values.endpoint,
-      heartbeatInterval: number(values.heartbeat, "--heartbeat"),
-      resetAfterNMiss: number(values["reset-after"], "--reset-after"),
-      args: ctorArgs,
-      kwargs: ctorKwargs,
-      handleSignals: true,
-    });
+    w = new Worker(handler, options);
   } catch (error) {
     console.error(
       `gibbs worker: the handler failed to start:\n${error instanceof Error ? error.stack : error}`,

@@ -47,9 +47,48 @@ const packr = new Packr(
   } as unknown as ConstructorParameters<typeof Packr>[0],
 );
 
+/**
+ * msgpackr writes whole numbers beyond 32 bits as float64, and Python then sees `2.0**40`, a
+ * float. Such numbers become bigints, which it writes as 64-bit integers. Copy-on-write: the
+ * caller's objects are left as they are, and a value without such numbers is returned as is.
+ */
+function widenIntegers(value: unknown): unknown {
+  if (typeof value === "number") {
+    return (value > 0xffff_ffff || value < -0x8000_0000) && Number.isSafeInteger(value)
+      ? BigInt(value)
+      : value;
+  }
+  if (typeof value !== "object" || value === null || ArrayBuffer.isView(value)) return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const widened = widenIntegers(value[i]);
+      if (widened !== value[i]) (copy ??= value.slice())[i] = widened;
+    }
+    return copy ?? value;
+  }
+  if (value instanceof Map) {
+    let copy: Map<unknown, unknown> | null = null;
+    for (const [k, v] of value) {
+      const widened = widenIntegers(v);
+      if (widened !== v) (copy ??= new Map(value)).set(k, widened);
+    }
+    return copy ?? value;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return value;
+  let copy: Record<string, unknown> | null = null;
+  for (const key in value as Record<string, unknown>) {
+    const v = (value as Record<string, unknown>)[key];
+    const widened = widenIntegers(v);
+    if (widened !== v) (copy ??= { ...(value as Record<string, unknown>) })[key] = widened;
+  }
+  return copy ?? value;
+}
+
 /** Encodes any value as msgpack. */
 export function pack(value: unknown): Uint8Array {
-  const bytes = packr.pack(value);
+  const bytes = packr.pack(widenIntegers(value));
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 

@@ -106,6 +106,8 @@ interface WorkerEntry {
   /** Requests sent to it and not answered yet, oldest first. */
   held: Pending[];
   pingsWhileHolding: number;
+  /** Sent a malformed answer: gets no more requests on this connection. */
+  quarantined: boolean;
 }
 
 interface Pending {
@@ -118,6 +120,8 @@ interface Pending {
   retriesLeft: number;
   attempts: number;
   redispatches: number;
+  /** Workers it was sent to: only they may answer it, and a lost copy is not re-sent to them. */
+  sentTo: WorkerEntry[];
   timer: ReturnType<typeof setTimeout> | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -282,6 +286,7 @@ export class Hub {
         retriesLeft: retries,
         attempts: 1,
         redispatches: 0,
+        sentTo: [],
         timer: undefined,
         signal: options.signal,
         onAbort: undefined,
@@ -312,6 +317,7 @@ export class Hub {
       p.reject(new HubClosedError());
     }
     await this.ready.catch(() => {});
+    await this.#router.whenClosed();
   }
 
   async #receiveLoop(): Promise<void> {
@@ -368,18 +374,21 @@ export class Hub {
     try {
       response = decodeResponse(bytes);
     } catch (error) {
-      this.#log(`malformed response from worker ${describe(w.id)}: ${(error as Error).message}`);
-      // A gibbs worker answers in order: the malformed answer was for its oldest request.
-      const held = w.held.shift();
-      if (held !== undefined) {
-        this.#retryElsewhere(
-          held,
-          new WorkerProtocolError(
-            `Worker ${describe(w.id)} answered with a malformed response: ${
-              (error as Error).message
-            }`,
-          ),
-        );
+      const reason = `malformed response from worker ${describe(w.id)}: ${
+        (error as Error).message
+      }`;
+      this.#log(`${reason}; it gets no more requests on this connection`);
+      // No gibbs worker sends such bytes: whatever it holds goes to the others, and it is out.
+      w.quarantined = true;
+      const others = [...this.#workers.values()].some((o) => o.connected && !o.quarantined);
+      for (const held of w.held.splice(0).reverse()) {
+        if (others) {
+          this.#retryElsewhere(held, new WorkerProtocolError(reason));
+        } else if (held.state !== "done") {
+          // No sound worker to turn to: a typed error now rather than an open-ended wait.
+          this.#finish(held);
+          held.reject(new WorkerProtocolError(reason));
+        }
       }
       return;
     }
@@ -388,6 +397,10 @@ export class Hub {
     w.pingsWhileHolding = 0;
     const p = this.#pending.get(response.reqId);
     if (p === undefined) return; // late duplicate, or evicted: exactly one result was delivered
+    if (!p.sentTo.includes(w)) {
+      this.#log(`worker ${describe(w.id)} answered request ${response.reqId}, never sent to it`);
+      return;
+    }
     this.#finish(p);
     this.#completed++;
     if (response.code === 0) p.resolve(response.result);
@@ -403,19 +416,21 @@ export class Hub {
       inAvailable: false,
       held: [],
       pingsWhileHolding: 0,
+      quarantined: false,
     };
     this.#workers.set(key, w);
     return w;
   }
 
   #markAvailable(w: WorkerEntry): void {
-    if (w.held.length < this.#prefetch && !w.inAvailable) {
+    if (w.held.length < this.#prefetch && !w.inAvailable && !w.quarantined) {
       w.inAvailable = true;
       this.#available.push(w);
     }
   }
 
   #onSocketEvent(event: SocketEvent): void {
+    if (this.#closed) return;
     if (event.type === "disconnected" && event.routingId) {
       const key = keyOf(event.routingId);
       const w = this.#workers.get(key);
@@ -497,6 +512,7 @@ export class Hub {
 
   /** Sends queued requests to available, live workers. */
   #pump(): void {
+    if (this.#closed) return;
     const now = runtime.now();
     while (this.#queue.length > 0) {
       const p = this.#queue.peek()!;
@@ -504,26 +520,47 @@ export class Hub {
         this.#queue.shift(); // finished or already re-sent elsewhere
         continue;
       }
-      const w = this.#takeWorker(now);
+      const w = this.#takeWorker(now, p.redispatches > 0 ? p.sentTo : undefined);
       if (w === undefined) return;
       if (!this.#router.trySend([w.id, EMPTY, p.payload])) continue; // full or gone: skip it
       this.#queue.shift();
       this.#queued--;
       p.state = "sent";
+      if (!p.sentTo.includes(w)) p.sentTo.push(w);
       if (w.held.length === 0) w.pingsWhileHolding = 0;
       w.held.push(p);
       this.#markAvailable(w); // back in line if it may take more
     }
   }
 
-  #takeWorker(now: number): WorkerEntry | undefined {
+  /**
+   * Takes the next available live worker, skipping stale ones (they come back when they speak)
+   * and, for a request that was lost, the workers that lost it while another one is available.
+   */
+  #takeWorker(now: number, avoid?: WorkerEntry[]): WorkerEntry | undefined {
+    let skipped: WorkerEntry[] | undefined;
+    let found: WorkerEntry | undefined;
     while (this.#available.length > 0) {
       const w = this.#available.shift()!;
       w.inAvailable = false;
-      if (!w.connected || w.held.length >= this.#prefetch) continue;
-      if (now - w.lastSeen > this.#hbMs) continue; // stale: it comes back when it speaks
-      return w;
+      if (!w.connected || w.quarantined || w.held.length >= this.#prefetch) continue;
+      if (now - w.lastSeen > this.#hbMs) continue;
+      if (avoid?.includes(w)) {
+        (skipped ??= []).push(w);
+        continue;
+      }
+      found = w;
+      break;
     }
-    return undefined;
+    if (skipped !== undefined) {
+      for (const w of skipped) this.#markAvailable(w);
+      // Nobody else is there: better the worker that lost it than no worker at all.
+      if (found === undefined) {
+        found = skipped[0];
+        this.#available.remove((x) => x === found);
+        found.inAvailable = false;
+      }
+    }
+    return found;
   }
 }

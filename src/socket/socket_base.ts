@@ -88,6 +88,7 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   #stopTimer: (() => void) | null = null;
   #closed = false;
   #lastEndpoint: string | undefined;
+  #released: Promise<void> = Promise.resolve();
 
   /** Sets the socket type and options. */
   protected constructor(type: SocketType, options: SocketOptions) {
@@ -132,7 +133,7 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     }
     const text = formatEndpoint(listener.endpoint);
     if (this.#closed) {
-      listener.close();
+      await listener.close();
       throw new SocketClosedError("bind");
     }
     this.#listeners.set(text, listener);
@@ -142,12 +143,23 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     return text;
   }
 
-  /** Stops accepting on an endpoint given to {@linkcode SocketBase.bind}. Peers stay. */
-  unbind(endpoint: string): void {
+  /**
+   * Stops accepting on an endpoint given to {@linkcode SocketBase.bind}; resolves once it can be
+   * bound again. Peers stay connected.
+   */
+  unbind(endpoint: string): Promise<void> {
     const listener = this.#listeners.get(endpoint);
-    if (!listener) throw new SocketError("EINVAL", `Not bound to ${endpoint}`);
-    listener.close();
+    if (!listener) return Promise.reject(new SocketError("EINVAL", `Not bound to ${endpoint}`));
     for (const [key, value] of this.#listeners) if (value === listener) this.#listeners.delete(key);
+    return listener.close();
+  }
+
+  /**
+   * Resolves once a closed socket has released its endpoints (their ports and paths can be
+   * bound again). `close()` itself returns at once, as zeromq.js's does.
+   */
+  whenClosed(): Promise<void> {
+    return this.#released;
   }
 
   /**
@@ -226,7 +238,8 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const listener of new Set(this.#listeners.values())) listener.close();
+    const closing = [...new Set(this.#listeners.values())].map((l) => l.close());
+    this.#released = Promise.all(closing).then(() => {});
     this.#listeners.clear();
     for (const connector of this.#connectors.values()) {
       connector.stopped = true;

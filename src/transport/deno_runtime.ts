@@ -118,7 +118,7 @@ function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<
     bound = endpoint;
   }
   let closed = false;
-  (async () => {
+  const acceptLoop = (async () => {
     while (true) {
       let conn: Deno.Conn;
       try {
@@ -135,15 +135,18 @@ function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<
   })();
   return Promise.resolve({
     endpoint: bound,
-    close() {
-      if (closed) return;
-      closed = true;
-      try {
-        listener.close();
-      } catch {
-        // already closed
+    async close() {
+      if (!closed) {
+        closed = true;
+        try {
+          listener.close();
+        } catch {
+          // already closed
+        }
+        if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
       }
-      if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+      // The port is free only once the pending accept has been cancelled.
+      await acceptLoop;
     },
   });
 }

@@ -36,8 +36,11 @@ export interface ByteStream {
 export interface Listener {
   /** The endpoint really bound (the real port when port 0 was asked for). */
   readonly endpoint: Endpoint;
-  /** Stops accepting; streams already accepted stay open. */
-  close(): void;
+  /**
+   * Stops accepting; streams already accepted stay open. Resolves once the endpoint is
+   * released (its port or path can be bound again).
+   */
+  close(): Promise<void>;
 }
 
 /** A child process started through the runtime. */
