@@ -1,0 +1,341 @@
+/**
+ * Shared helpers of the gibbs-layer tests: timeouts, polling, hubs and workers that clean up,
+ * child processes with line-by-line output. Runtime-neutral (node:* only, no `Deno.*`), so the
+ * same tests run under `deno test` and, built to JS, under `node --test`.
+ */
+
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
+
+/** True under Deno, false under Node. */
+export const isDeno = typeof (globalThis as any).Deno !== "undefined";
+
+/** `.ts` when running from source, `.js` in the built test tree. */
+export const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+
+/** The repository root (where mod.ts is). */
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+
+/** mod.ts (or mod.js), the CLI's entry under Deno (`import.meta.main`). */
+export const MOD_PATH: string = fileURLToPath(new URL(`../mod${EXT}`, import.meta.url));
+
+/** The fixture module of worker handlers, for spawned workers. */
+export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.url);
+
+/** Path of the fixture module. */
+export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
+
+/** The Python gibbs-0.3 protocol peer. */
+export const GIBBS_PY: string = fileURLToPath(new URL("./peers/gibbs_py.py", import.meta.url));
+
+/** Debian's interpreter, which has pyzmq and msgpack. */
+export const PYTHON = "/usr/bin/python3";
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Rejects with a clear message if `promise` does not settle within `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operation"): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `condition` every `step` ms until true; throws after `ms`. */
+export async function waitFor(
+  condition: () => boolean,
+  ms: number,
+  what = "condition",
+  step = 10,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting: ${what}`);
+    await sleep(step);
+  }
+}
+
+/**
+ * Awaits a promise that must reject within `ms`, checks the error's class, and returns it.
+ */
+export async function rejectsWith<E extends Error>(
+  promise: Promise<unknown>,
+  cls: abstract new (...args: any[]) => E,
+  ms: number,
+  what = "request",
+): Promise<E> {
+  let result: unknown;
+  try {
+    result = await withTimeout(promise, ms, what);
+  } catch (error) {
+    if (error instanceof cls) return error;
+    throw new Error(
+      `${what}: expected ${cls.name}, got ${(error as Error)?.stack ?? String(error)}`,
+    );
+  }
+  throw new Error(`${what}: expected ${cls.name}, but it resolved with ${String(result)}`);
+}
+
+/** Settles a promise into a plain record, never throwing (for many concurrent requests). */
+export function settle<T>(
+  promise: Promise<T>,
+): Promise<{ ok: true; value: T; at: number } | { ok: false; error: unknown; at: number }> {
+  return promise.then(
+    (value) => ({ ok: true as const, value, at: performance.now() }),
+    (error) => ({ ok: false as const, error, at: performance.now() }),
+  );
+}
+
+/** Warnings the hub or a worker printed, kept instead of printed. */
+export class Log {
+  readonly lines: string[] = [];
+  readonly fn = (message: string): void => {
+    this.lines.push(message);
+  };
+  /** True if a line contains `text` (case-insensitive). */
+  has(text: string): boolean {
+    const t = text.toLowerCase();
+    return this.lines.some((l) => l.toLowerCase().includes(t));
+  }
+}
+
+/** A hub on a free loopback port, with its warnings collected. */
+export interface TestHub {
+  hub: Hub;
+  endpoint: string;
+  port: number;
+  log: Log;
+}
+
+/** Starts a hub on `tcp://127.0.0.1:0` (unless `endpoint` is given) and waits until bound. */
+export async function startHub(options: HubOptions = {}): Promise<TestHub> {
+  const log = new Log();
+  const hub = new Hub({
+    endpoint: "tcp://127.0.0.1:0",
+    heartbeatInterval: 0.5,
+    logger: log.fn,
+    ...options,
+  });
+  const endpoint = await withTimeout(hub.ready, 5000, "hub.ready");
+  return { hub, endpoint, port: portOf(endpoint), log };
+}
+
+/** The port of a `tcp://host:port` endpoint. */
+export function portOf(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+}
+
+/** An in-process worker and the promise of its `run()`. */
+export interface RunningWorker {
+  worker: Worker;
+  done: Promise<void>;
+  log: Log;
+  /** Stops it and waits (bounded) for `run()` to end. */
+  stop(): Promise<void>;
+}
+
+/** Starts an in-process worker (heartbeat 0.2 s by default) connected to `endpoint`. */
+export function startWorker(
+  handler: Handler,
+  endpoint: string,
+  options: WorkerOptions = {},
+): RunningWorker {
+  const log = new Log();
+  const worker = new Worker(handler, {
+    endpoint,
+    heartbeatInterval: 0.2,
+    logger: log.fn,
+    ...options,
+  });
+  const done = worker.run();
+  // A failing run() surfaces through stop(); never as an unhandled rejection.
+  done.catch(() => {});
+  return {
+    worker,
+    done,
+    log,
+    async stop() {
+      worker.stop();
+      await withTimeout(done, 5000, `worker ${worker.id} run() after stop()`);
+    },
+  };
+}
+
+/** Runs cleanups in reverse order, all of them, then throws the first failure. */
+export class Cleanup {
+  #fns: (() => unknown)[] = [];
+  /** Registers a cleanup. */
+  add(fn: () => unknown): void {
+    this.#fns.push(fn);
+  }
+  /** Runs them all, newest first. */
+  async run(): Promise<void> {
+    let first: unknown;
+    for (const fn of this.#fns.reverse()) {
+      try {
+        await withTimeout(Promise.resolve().then(fn), 10_000, "cleanup");
+      } catch (error) {
+        first ??= error;
+      }
+    }
+    this.#fns = [];
+    if (first !== undefined) throw first;
+  }
+}
+
+/** A child process whose stdout is read line by line and whose stderr is kept. */
+export class Proc {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  stderr = "";
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  #partial = "";
+  #waiters: (() => void)[] = [];
+
+  constructor(command: string, args: string[], options: { cwd?: string } = {}) {
+    this.child = spawn(command, args, {
+      cwd: options.cwd ?? ROOT,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", (code, signal) => resolve({ code, signal }));
+      this.child.once("error", () => resolve({ code: -1, signal: null }));
+    });
+    this.child.stdout!.setEncoding("utf8");
+    this.child.stdout!.on("data", (chunk: string) => {
+      const parts = (this.#partial + chunk).split("\n");
+      this.#partial = parts.pop()!;
+      for (const line of parts) if (line.trim() !== "") this.lines.push(line);
+      this.#wake();
+    });
+    this.child.stderr!.setEncoding("utf8");
+    this.child.stderr!.on("data", (chunk: string) => {
+      this.stderr += chunk;
+      this.#wake();
+    });
+    this.child.stdin!.on("error", () => {});
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Waits for a stdout line matching `predicate`, among lines from index `from` on. */
+  async waitLine(
+    predicate: (line: string) => boolean,
+    ms: number,
+    what = "line",
+    from = 0,
+  ): Promise<string> {
+    const deadline = performance.now() + ms;
+    while (true) {
+      for (; from < this.lines.length; from++) {
+        if (predicate(this.lines[from])) return this.lines[from];
+      }
+      const left = deadline - performance.now();
+      if (left <= 0 || this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(
+          `no ${what} within ${ms} ms (exit ${this.child.exitCode}/${this.child.signalCode}); ` +
+            `stdout:\n${this.lines.join("\n")}\nstderr:\n${this.stderr}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Waits for a stdout JSON line whose object satisfies `predicate`; returns it parsed. */
+  async waitJson(
+    predicate: (value: any) => boolean,
+    ms: number,
+    what = "JSON line",
+    from = 0,
+  ): Promise<any> {
+    const line = await this.waitLine(
+      (l) => {
+        try {
+          return predicate(JSON.parse(l));
+        } catch {
+          return false;
+        }
+      },
+      ms,
+      what,
+      from,
+    );
+    return JSON.parse(line);
+  }
+
+  /** Writes one JSON line on stdin. */
+  send(value: unknown): void {
+    this.child.stdin!.write(JSON.stringify(value) + "\n");
+  }
+
+  /**
+   * Sends a signal; ignores a process that is gone. Through `process.kill(pid)`: Deno's
+   * `ChildProcess.kill()` makes the exit event report that signal even when the child caught
+   * it and exited 0.
+   */
+  kill(signal: NodeJS.Signals = "SIGTERM"): void {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    signalPid(this.pid, signal);
+  }
+
+  /** SIGKILLs it (if still running) and waits for it, bounded. */
+  async dispose(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.kill("SIGKILL");
+    await withTimeout(this.exited, 5000, `exit of pid ${this.pid}`).catch(() => {});
+  }
+}
+
+/** Runs our CLI in a child process (Deno only: `deno run -A mod.ts ...args`). */
+export function cli(args: string[]): Proc {
+  if (!isDeno) throw new Error("cli() runs mod.ts with Deno; not available under Node");
+  return new Proc(process.execPath, ["run", "-A", MOD_PATH, ...args]);
+}
+
+/** Why Python tests are skipped, or false when pyzmq and msgpack are there. */
+export const pythonSkip: string | false = (() => {
+  try {
+    const r = spawnSync(PYTHON, ["-c", "import zmq, msgpack"], {
+      stdio: "ignore",
+      timeout: 10_000,
+    });
+    return r.status === 0
+      ? false
+      : `${PYTHON} cannot import zmq and msgpack (install python3-zmq python3-msgpack)`;
+  } catch (error) {
+    return `${PYTHON} not runnable: ${error}`;
+  }
+})();
+
+/** Starts the Python gibbs peer with `args` (e.g. `["worker", "--model", "echo", ...]`). */
+export function python(args: string[]): Proc {
+  return new Proc(PYTHON, [GIBBS_PY, ...args]);
+}
+
+/** Sends a POSIX signal to a pid (SIGSTOP/SIGCONT included); ignores a pid that is gone. */
+export function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone
+  }
+}

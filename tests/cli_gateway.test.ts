@@ -1,0 +1,365 @@
+/**
+ * The CLI (`gibbs --help`, `gibbs worker --help`, `gibbs hub --help`, a hub with its HTTP
+ * gateway driving a worker command end to end) and the HTTP gateway's handler, called directly
+ * with `Request` objects.
+ */
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { gatewayHandler, toJson } from "../src/cli/gateway.ts";
+import {
+  Cleanup,
+  cli,
+  isDeno,
+  MODELS_PATH,
+  settle,
+  sleep,
+  startHub,
+  startWorker,
+  waitFor,
+  withTimeout,
+} from "./_helpers.ts";
+
+const denoOnly = isDeno
+  ? false
+  : "runs mod.ts as a subprocess with Deno; skipped under Node for now";
+
+describe("gibbs CLI", () => {
+  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", {
+    skip: denoOnly,
+  }, async () => {
+    const cases: [string[], RegExp[]][] = [
+      [["--help"], [/Usage:/, /gibbs demo/, /gibbs hub/, /gibbs worker/]],
+      [[], [/Usage:/]],
+      [["worker", "--help"], [
+        /MODULE/,
+        /--export NAME/,
+        /--port P/,
+        /--heartbeat S/,
+        /--args JSON/,
+      ]],
+      [["hub", "--help"], [/--http PORT/, /POST \/request/, /GET {2}\/health/]],
+      [["demo", "--help"], [/--workers N/]],
+    ];
+    for (const [args, patterns] of cases) {
+      const p = cli(args);
+      try {
+        const exit = await withTimeout(p.exited, 20_000, `gibbs ${args.join(" ")}`);
+        assert.equal(exit.code, 0, `gibbs ${args.join(" ")}: ${p.stderr}`);
+        const out = p.lines.join("\n");
+        for (const re of patterns) assert.match(out, re, `gibbs ${args.join(" ")}`);
+      } finally {
+        await p.dispose();
+      }
+    }
+  });
+
+  test("usage mistakes exit 2 with a message", { skip: denoOnly }, async () => {
+    const cases: [string[], RegExp][] = [
+      [["frobnicate"], /unknown command "frobnicate"/],
+      [["hub"], /--http PORT is required/],
+      [["worker"], /expected one MODULE/],
+      [["worker", MODELS_PATH, "--args", "{not json"], /--args is not valid JSON/],
+      [["worker", MODELS_PATH, "--args", '{"a": 1}'], /--args has the wrong shape/],
+      [["worker", MODELS_PATH, "--export", "nope"], /has no export "nope"/],
+      [["worker", MODELS_PATH, "--port", "abc"], /--port must be a number/],
+    ];
+    for (const [args, re] of cases) {
+      const p = cli(args);
+      try {
+        const exit = await withTimeout(p.exited, 20_000, `gibbs ${args.join(" ")}`);
+        assert.equal(exit.code, 2, `gibbs ${args.join(" ")}: exit ${exit.code}; ${p.stderr}`);
+        assert.match(p.stderr, re);
+      } finally {
+        await p.dispose();
+      }
+    }
+  });
+
+  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", {
+    skip: denoOnly,
+  }, async () => {
+    const c = new Cleanup();
+    try {
+      const hubProc = cli(["hub", "--http", "0", "--port", "0", "--heartbeat", "0.5"]);
+      c.add(() => hubProc.dispose());
+      const line = await hubProc.waitLine(
+        (l) => l.includes("HTTP gateway on"),
+        20_000,
+        "the hub's address line",
+      );
+      const m = /connect to tcp:\/\/[^:]+:(\d+); HTTP gateway on (http:\/\/\S+)/.exec(line);
+      assert.ok(m, line);
+      const [, port, base] = m;
+      const health0 = await (await fetch(`${base}/health`)).json();
+      assert.equal(health0.workers, 0);
+      const worker = cli([
+        "worker",
+        MODELS_PATH,
+        "--export",
+        "Scaled",
+        "--args",
+        "[3]",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--heartbeat",
+        "0.2",
+      ]);
+      c.add(() => worker.dispose());
+      await withTimeout(
+        (async () => {
+          while ((await (await fetch(`${base}/health`)).json()).workers < 1) await sleep(50);
+        })(),
+        20_000,
+        "the worker joins",
+      );
+      const res = await fetch(`${base}/request`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ args: [5], kwargs: { offset: 1 }, timeout: 5 }),
+      });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { result: 16 });
+      worker.kill("SIGTERM");
+      assert.equal((await withTimeout(worker.exited, 5000, "worker exit")).code, 0);
+      hubProc.kill("SIGTERM");
+      assert.equal((await withTimeout(hubProc.exited, 5000, "hub exit")).code, 0);
+      assert.match(hubProc.lines.join("\n"), /SIGTERM, shutting down/);
+    } finally {
+      await c.run();
+    }
+  });
+});
+
+/** POSTs a JSON (or raw string) body to the handler. */
+function post(body: unknown, path = "/request"): Request {
+  return new Request(`http://gateway.test${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+describe("HTTP gateway handler", () => {
+  test("POST /request: 200 with the result; kwargs, bytes and big ints as JSON", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub, endpoint } = await startHub();
+      c.add(() => hub.close());
+      const w = startWorker((x: unknown, opts?: { kind?: string }) => {
+        if (opts?.kind === "bytes") return new Uint8Array([104, 105]);
+        if (opts?.kind === "big") return 2n ** 62n;
+        if (opts?.kind === "nested") return { x, list: [1, null, "s"], f: 2.5 };
+        return x;
+      }, endpoint);
+      c.add(() => w.stop());
+      const handle = gatewayHandler(hub);
+      const cases: [unknown, unknown][] = [
+        [{ args: [7] }, 7],
+        [{ args: [[1, 2]], kwargs: { kind: "nested" } }, {
+          x: [1, 2],
+          list: [1, null, "s"],
+          f: 2.5,
+        }],
+        [{ args: [0], kwargs: { kind: "bytes" } }, { $bytes: "aGk=" }],
+        [{ args: [0], kwargs: { kind: "big" } }, "4611686018427387904"],
+        [{ args: ["t"], timeout: 5, retries: 1 }, "t"],
+        [{}, null], // no args: the handler gets undefined, answered as nil
+      ];
+      for (const [body, expected] of cases) {
+        const res = await withTimeout(
+          Promise.resolve(handle(post(body))),
+          5000,
+          JSON.stringify(body),
+        );
+        assert.equal(res.status, 200, JSON.stringify(body));
+        assert.equal(res.headers.get("content-type"), "application/json");
+        assert.deepEqual(await res.json(), { result: expected }, JSON.stringify(body));
+      }
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("POST /request: 500 with the traceback when the worker's code throws", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub, endpoint } = await startHub();
+      c.add(() => hub.close());
+      const w = startWorker((x: number) => {
+        throw new TypeError(`bad input ${x}`);
+      }, endpoint);
+      c.add(() => w.stop());
+      const res = await withTimeout(
+        Promise.resolve(gatewayHandler(hub)(post({ args: [3] }))),
+        5000,
+        "failing request",
+      );
+      assert.equal(res.status, 500);
+      const body = await res.json();
+      assert.match(body.error, /TypeError: bad input 3/);
+      assert.match(body.traceback, /^TypeError: bad input 3\n\s+at /);
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("POST /request: 504 on timeout", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub, endpoint } = await startHub();
+      c.add(() => hub.close());
+      const w = startWorker(async (ms: number) => {
+        await sleep(ms);
+        return ms;
+      }, endpoint);
+      c.add(() => w.stop());
+      const t0 = performance.now();
+      const res = await withTimeout(
+        Promise.resolve(gatewayHandler(hub)(post({ args: [600], timeout: 0.2 }))),
+        3000,
+        "timed-out request",
+      );
+      assert.equal(res.status, 504);
+      assert.match((await res.json()).error, /No result within 0\.2 s/);
+      assert.ok(performance.now() - t0 < 1000);
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("POST /request: 400 on a malformed body or bad arguments", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub } = await startHub();
+      c.add(() => hub.close());
+      const handle = gatewayHandler(hub);
+      const bodies: [string, RegExp][] = [
+        ["{not json", /not JSON/],
+        ["", /not JSON/],
+        ["[1, 2]", /must be an object/],
+        ["null", /must be an object/],
+        ['"text"', /must be an object/],
+        ['{"args": 5}', /"args" must be an array/],
+        ['{"args": {"a": 1}}', /"args" must be an array/],
+        ['{"kwargs": [1]}', /"kwargs" must be an object/],
+        ['{"kwargs": null}', /"kwargs" must be an object/],
+        ['{"timeout": -1}', /"timeout" must be a positive number/],
+        ['{"timeout": "5"}', /"timeout" must be a positive number/],
+        ['{"retries": 1.5}', /"retries" must be an integer/],
+        ['{"retries": -2}', /"retries" must be an integer/],
+      ];
+      for (const [body, re] of bodies) {
+        const res = await withTimeout(Promise.resolve(handle(post(body))), 2000, body);
+        assert.equal(res.status, 400, body);
+        assert.match((await res.json()).error, re, body);
+      }
+      assert.equal(hub.stats().pending, 0, "no bad body became a request");
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("POST /request: 503 when the queue is full (and when the hub is closed)", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub } = await startHub({ respBufferSize: 1, overflow: "reject-new" });
+      c.add(() => hub.close());
+      const handle = gatewayHandler(hub);
+      // No worker: the first request waits and fills the queue.
+      const first = settle(Promise.resolve(handle(post({ args: [1], timeout: 1 }))));
+      await waitFor(() => hub.stats().pending === 1, 1000, "one pending");
+      const res = await withTimeout(Promise.resolve(handle(post({ args: [2] }))), 1000, "second");
+      assert.equal(res.status, 503);
+      assert.match((await res.json()).error, /Queue full/);
+      await hub.close();
+      const closed = await withTimeout(Promise.resolve(handle(post({ args: [3] }))), 1000);
+      assert.equal(closed.status, 503);
+      const f = await withTimeout(first, 2000, "first");
+      assert.ok(f.ok);
+      assert.equal((f.value as Response).status, 503, "closing fails the pending one with 503");
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("GET /health counts the workers alive; 404 and 405 otherwise", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub, endpoint } = await startHub();
+      c.add(() => hub.close());
+      const handle = gatewayHandler(hub);
+      const health = async () => {
+        const res = await handle(new Request("http://gateway.test/health"));
+        assert.equal(res.status, 200);
+        return await res.json();
+      };
+      assert.deepEqual(await health(), {
+        workers: 0,
+        busy: 0,
+        queued: 0,
+        pending: 0,
+        completed: 0,
+        redispatched: 0,
+      });
+      const a = startWorker((x: number) => x, endpoint);
+      const b = startWorker((x: number) => x, endpoint);
+      c.add(() => a.stop());
+      c.add(() => b.stop());
+      await waitFor(() => hub.workers === 2, 5000, "2 workers");
+      assert.equal((await health()).workers, 2);
+      assert.equal(await withTimeout(hub.request(1), 5000), 1);
+      assert.equal((await health()).completed, 1);
+      await a.stop();
+      await withTimeout(
+        (async () => {
+          while ((await health()).workers !== 1) await sleep(20);
+        })(),
+        5000,
+        "health counts 1 worker after one stops",
+      );
+      const notFound = await handle(new Request("http://gateway.test/nope"));
+      assert.equal(notFound.status, 404);
+      const root = await handle(new Request("http://gateway.test/"));
+      assert.equal(root.status, 404);
+      const getRequest = await handle(new Request("http://gateway.test/request"));
+      assert.equal(getRequest.status, 405);
+      const postHealth = await handle(post({}, "/health"));
+      assert.equal(postHealth.status, 405);
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("a client that goes away aborts its request", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub } = await startHub();
+      c.add(() => hub.close());
+      const ac = new AbortController();
+      const req = new Request("http://gateway.test/request", {
+        method: "POST",
+        body: JSON.stringify({ args: [1] }),
+        signal: ac.signal,
+      });
+      const pending = settle(Promise.resolve(gatewayHandler(hub)(req)));
+      await waitFor(() => hub.stats().pending === 1, 1000, "pending");
+      ac.abort();
+      await withTimeout(pending, 1000, "aborted gateway request");
+      assert.equal(hub.stats().pending, 0);
+    } finally {
+      await c.run();
+    }
+  });
+
+  test("toJson: bytes as {$bytes: base64}, big ints as decimal strings", () => {
+    assert.equal(
+      toJson({ b: new Uint8Array([0, 1, 255]), n: 2n ** 62n, s: 5n, l: [1.5, null] }),
+      '{"b":{"$bytes":"AAH/"},"n":"4611686018427387904","s":5,"l":[1.5,null]}',
+    );
+    const big = new Uint8Array(100_000).fill(7);
+    assert.equal(JSON.parse(toJson(big)).$bytes.length, Math.ceil(100_000 / 3) * 4);
+  });
+});
