@@ -34,25 +34,38 @@ import type {
 } from "./runtime_types.ts";
 
 /**
- * Bytes read per system call, into one buffer reused for every read of a stream (as the Deno
- * adapter does). Node's default reads allocate a fresh 64 KiB Buffer each, which halves bulk
- * throughput on loopback.
+ * Read buffers start small, since a hub may hold thousands of mostly idle connections, and
+ * double while reads fill them, up to the largest size (as in the Deno adapter). Node's default
+ * reads instead allocate a fresh 64 KiB Buffer each, which halves bulk throughput on loopback.
  */
-const READ_BUFFER_SIZE = 256 * 1024;
+const READ_BUFFER_MIN = 16 * 1024;
+const READ_BUFFER_MAX = 256 * 1024;
 
 /**
- * The `onread` option of a socket: Node reads into `buffer`, then calls `callback`, which hands
- * the bytes to `onData` (set by {@linkcode NodeStream.start}). As with Deno's adapter, a chunk is
+ * The `onread` option of a socket. Before each read Node calls `buffer` for the memory to read
+ * into: the caller's read target (the rest of a large frame body, read in place) or our own
+ * buffer; then `callback`, which hands the bytes to `onData`. As with Deno's adapter, a chunk is
  * only valid during the call.
  */
 class ReadInto {
+  /** Receives each chunk; set by {@linkcode NodeStream.start}. */
+  onData: (chunk: Uint8Array) => void = () => {};
+  /** Where the caller wants the next bytes, if anywhere; set by {@linkcode NodeStream.start}. */
+  readTarget: (() => Uint8Array | null) | undefined;
   // A plain Uint8Array, not a Buffer: the frame decoder copies with slice(), which on a Buffer
   // would make a view of memory that the next read overwrites.
-  readonly buffer: Uint8Array = new Uint8Array(READ_BUFFER_SIZE);
-  onData: (chunk: Uint8Array) => void = () => {};
+  #own: Uint8Array = new Uint8Array(READ_BUFFER_MIN);
+
+  /** Picks the buffer of the next read (Node calls it once at first, then after each read). */
+  readonly buffer = (): Uint8Array => this.readTarget?.() ?? this.#own;
+
   /** Returning false would pause the socket: flow control goes through pause() instead. */
-  readonly callback = (bytesRead: number): boolean => {
-    this.onData(this.buffer.subarray(0, bytesRead));
+  readonly callback = (bytesRead: number, buffer: Uint8Array): boolean => {
+    this.onData(buffer.subarray(0, bytesRead));
+    const own = this.#own;
+    if (buffer === own && bytesRead === own.length && own.length < READ_BUFFER_MAX) {
+      this.#own = new Uint8Array(own.length * 2);
+    }
     return true;
   };
 }
@@ -65,10 +78,8 @@ class NodeStream implements ByteStream {
   #onEnd: ((error?: Error) => void) | null = null;
   #ended = false;
   #closed = false;
-  /** Writers waiting for 'drain' (or for the socket to close). */
-  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
-  /** A write resolved "at once" still waits for this tick's end: see {@linkcode NodeStream.write}. */
-  #tick: Promise<void> | null = null;
+  /** Writes not yet settled, failed if the socket closes first. */
+  #writers = new Set<{ reject: (error: Error) => void }>();
 
   /**
    * Wraps a paused socket (so that no byte is read before `start`) that reads into `readInto`'s
@@ -83,19 +94,26 @@ class NodeStream implements ByteStream {
     socket.on("error", (error) => {
       this.#error ??= error;
     });
-    socket.on("drain", () => this.#settleDrain(null));
     socket.on("close", () => this.#end());
   }
 
-  start(onData: (chunk: Uint8Array) => void, onEnd: (error?: Error) => void): void {
+  start(
+    onData: (chunk: Uint8Array) => void,
+    onEnd: (error?: Error) => void,
+    readTarget?: () => Uint8Array | null,
+  ): void {
     this.#onEnd = onEnd;
     if (this.#ended) {
       queueMicrotask(() => this.#end());
       return;
     }
-    // Without a buffer of ours, Node's 'data' Buffers are fresh for each read: hand them over.
-    if (this.#readInto) this.#readInto.onData = onData;
-    else this.#socket.on("data", onData);
+    if (this.#readInto) {
+      this.#readInto.onData = onData;
+      this.#readInto.readTarget = readTarget;
+    } else {
+      // Node's 'data' Buffers are fresh for each read: hand them over (no read target then).
+      this.#socket.on("data", onData);
+    }
     // Also in 'onread' mode: a flowing socket is what makes Node report the peer's end.
     this.#socket.resume();
   }
@@ -109,15 +127,19 @@ class NodeStream implements ByteStream {
   }
 
   /**
-   * Hands the chunks to the socket at once (corked, so several leave in one `writev`). Resolves
-   * at the end of the current event-loop turn when Node's buffer is below its high-water mark,
-   * else on 'drain'.
+   * Hands the chunks to the socket at once (corked, so several leave in one `writev`) and
+   * resolves once the system has taken all of them, but not before the current event-loop turn
+   * ends. Rejects if the connection fails first.
    *
-   * Why not resolve at once: the caller writes again as soon as this settles, taking every
-   * message queued meanwhile. Settling in the same turn would make one `write` system call per
-   * message; settling after the turn's other callbacks (`setImmediate`) lets the messages sent
-   * during the turn leave in one write, as they do with Deno's asynchronous writes. The first
-   * write of a burst still goes out immediately, so latency is unchanged.
+   * "Taken by the system" matters: large frames are sent without a copy and the sender may reuse
+   * its bytes once this resolves, while Node may still hold them queued in user space.
+   *
+   * Why wait for the turn's end: the caller writes again as soon as this settles, taking every
+   * message queued meanwhile. Settling within the turn (Node reports a write that the kernel
+   * took at once on the next tick) would make one `write` system call per message; settling
+   * after the turn's other callbacks (`setImmediate`) lets the messages sent during the turn
+   * leave in one write, as they do with Deno's asynchronous writes. The first write of a burst
+   * still goes out immediately, so latency is unchanged.
    */
   write(chunks: Uint8Array[]): Promise<void> {
     const socket = this.#socket;
@@ -126,23 +148,32 @@ class NodeStream implements ByteStream {
     }
     // The peer ended its side and Node ended ours in reply: 'close' follows. Deno would still
     // take the bytes (and lose them); writing now would turn the orderly end into an error.
-    if (socket.writableEnded) return Promise.resolve();
-    if (chunks.length === 1) {
-      socket.write(chunks[0]);
-    } else {
-      socket.cork();
-      for (const chunk of chunks) socket.write(chunk);
-      socket.uncork();
-    }
-    if (socket.writableNeedDrain) {
-      return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
-    }
-    return this.#tick ??= new Promise<void>((resolve) =>
+    if (socket.writableEnded || chunks.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let taken = false;
+      let turnEnded = false;
+      const waiter = { reject };
+      this.#writers.add(waiter);
+      const settle = (error?: Error | null) => {
+        if (!this.#writers.delete(waiter)) return;
+        if (error) reject(error);
+        else resolve();
+      };
+      const last = chunks.length - 1;
+      // Node calls a write's callback once the system took its bytes (or with the error).
+      const onWritten = (error?: Error | null) => {
+        taken = true;
+        if (error || turnEnded) settle(error);
+      };
+      if (last > 0) socket.cork();
+      for (let i = 0; i < last; i++) socket.write(chunks[i]);
+      socket.write(chunks[last], onWritten);
+      if (last > 0) socket.uncork();
       setImmediate(() => {
-        this.#tick = null;
-        resolve();
-      })
-    );
+        turnEnded = true;
+        if (taken) settle();
+      });
+    });
   }
 
   close(): void {
@@ -152,18 +183,13 @@ class NodeStream implements ByteStream {
     this.#socket.destroy();
   }
 
-  #settleDrain(error: Error | null): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const waiter of waiters) error ? waiter.reject(error) : waiter.resolve();
-  }
-
   /** Runs once the socket is closed: fails pending writes, then reports the end once. */
   #end(): void {
     this.#ended = true;
-    if (this.#drainWaiters.length > 0) {
-      this.#settleDrain(this.#error ?? new Error(`Connection to ${this.remote} closed`));
+    if (this.#writers.size > 0) {
+      const error = this.#error ?? new Error(`Connection to ${this.remote} closed`);
+      for (const writer of this.#writers) writer.reject(error);
+      this.#writers.clear();
     }
     const onEnd = this.#onEnd;
     if (onEnd === null) return;
@@ -245,11 +271,15 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
   });
   return {
     endpoint: bound,
-    close() {
-      if (closed) return;
-      closed = true;
-      server.close();
-      if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+    async close() {
+      if (!closed) {
+        closed = true;
+        server.close();
+        if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+      }
+      // libuv closes the listening handle on the next turn of the loop; the port is free then.
+      // (The server's own 'close' event waits for every accepted connection, which stay open.)
+      await new Promise((resolve) => setImmediate(resolve));
     },
   };
 }
