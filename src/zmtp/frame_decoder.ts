@@ -8,10 +8,12 @@ import { FLAG_COMMAND, FLAG_LONG, FLAG_MORE } from "./constants.ts";
 import { ZmtpError } from "./errors.ts";
 
 /**
- * A frame body larger than this is not allocated from its declared size; its bytes are collected
- * as they arrive, so a peer that lies about a length costs only the bytes it really sends.
+ * A frame body larger than this is not allocated from its declared size: its buffer starts at
+ * {@linkcode GROWING_START} and doubles as bytes arrive, so a peer that lies about a length
+ * costs at most about twice the bytes it really sends.
  */
 const EAGER_ALLOCATION_LIMIT = 4 * 1024 * 1024;
+const GROWING_START = 64 * 1024;
 const TWO_POW_32 = 0x1_0000_0000;
 /** Bodies with at least this much left are worth reading into directly. */
 const DIRECT_READ_MIN = 64 * 1024;
@@ -66,7 +68,6 @@ export class FrameDecoder {
   #headerNeed = 0;
   #size = 0;
   #body: Uint8Array | null = null;
-  #pieces: Uint8Array[] | null = null;
   #bodyFill = 0;
   #frames: Uint8Array[] = [];
   #messageSize = 0;
@@ -87,7 +88,7 @@ export class FrameDecoder {
   readTarget(): Uint8Array | null {
     const body = this.#body;
     if (this.#state === State.Body && body !== null) {
-      return this.#size - this.#bodyFill < DIRECT_READ_MIN ? null : body.subarray(this.#bodyFill);
+      return body.length - this.#bodyFill < DIRECT_READ_MIN ? null : body.subarray(this.#bodyFill);
     }
     // After a large frame, another is likely: read just its header, so that its body can then
     // be read in place instead of being copied out of a large shared read.
@@ -150,41 +151,26 @@ export class FrameDecoder {
           this.#frame(new Uint8Array(0));
         } else {
           this.#state = State.Body;
-          if (size <= EAGER_ALLOCATION_LIMIT) {
-            this.#body = new Uint8Array(size);
-            this.#pieces = null;
-          } else {
-            this.#body = null;
-            this.#pieces = [];
-          }
+          this.#body = new Uint8Array(size <= EAGER_ALLOCATION_LIMIT ? size : GROWING_START);
         }
       } else {
-        const take = Math.min(this.#size - this.#bodyFill, len - pos);
-        const target = this.#body;
-        if (target !== null) {
-          // Skip the copy when the bytes were read in place (see readTarget).
-          const inPlace = pos === 0 && chunk.buffer === target.buffer &&
-            chunk.byteOffset === target.byteOffset + this.#bodyFill;
-          if (!inPlace) target.set(chunk.subarray(pos, pos + take), this.#bodyFill);
-        } else {
-          this.#pieces!.push(chunk.slice(pos, pos + take));
+        let target = this.#body!;
+        if (this.#bodyFill === target.length) {
+          const grown = new Uint8Array(Math.min(this.#size, target.length * 2));
+          grown.set(target);
+          this.#body = target = grown;
         }
+        const take = Math.min(target.length - this.#bodyFill, len - pos);
+        // Skip the copy when the bytes were read in place (see readTarget).
+        const inPlace = pos === 0 && chunk.buffer === target.buffer &&
+          chunk.byteOffset === target.byteOffset + this.#bodyFill;
+        if (!inPlace) target.set(chunk.subarray(pos, pos + take), this.#bodyFill);
         this.#bodyFill += take;
         pos += take;
-        if (this.#bodyFill < this.#size) break;
-        let body = this.#body;
-        if (body === null) {
-          body = new Uint8Array(this.#size);
-          let at = 0;
-          for (const piece of this.#pieces!) {
-            body.set(piece, at);
-            at += piece.length;
-          }
-        }
+        if (this.#bodyFill < this.#size) continue;
         this.#body = null;
-        this.#pieces = null;
         this.#state = State.Flags;
-        this.#frame(body);
+        this.#frame(target);
       }
     }
   }
