@@ -10,13 +10,10 @@
 
 import { parseArgs } from "node:util";
 import { Hub, spawnWorkers } from "../mod.ts";
+import { scriptArgs, sibling } from "./_args.ts";
 
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-const argv = isDeno
-  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-  : process.argv.slice(2);
 const { values } = parseArgs({
-  args: argv,
+  args: scriptArgs(),
   options: {
     seconds: { type: "string", default: "10" },
     every: { type: "string", default: "300" },
@@ -24,10 +21,7 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const every = Number(values.every);
-const model = new URL("../tests/fixtures/chaos_model.ts", import.meta.url).href.replace(
-  /\.ts$/,
-  import.meta.url.endsWith(".ts") ? ".ts" : ".js",
-);
+const model = sibling("../tests/fixtures/chaos_model.ts", import.meta.url);
 
 async function run(chaos: boolean) {
   const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", heartbeatInterval: 0.5, logger: () => {} });

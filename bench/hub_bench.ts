@@ -11,13 +11,10 @@
 
 import { parseArgs } from "node:util";
 import { Hub, spawnWorkers } from "../mod.ts";
+import { scriptArgs, sibling } from "./_args.ts";
 
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-const argv = isDeno
-  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-  : process.argv.slice(2);
 const { values } = parseArgs({
-  args: argv,
+  args: scriptArgs(),
   options: {
     seconds: { type: "string", default: "3" },
     concurrency: { type: "string", default: "64" },
@@ -39,7 +36,7 @@ const watchdog = setTimeout(() => {
 const prefetch = Number(values.prefetch);
 const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000, prefetch });
 const endpoint = await hub.ready;
-const workers = spawnWorkers(new URL("./models.ts", import.meta.url), {
+const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   count,
   endpoint,
   quiet: true,

@@ -14,13 +14,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Hub } from "../mod.ts";
+import { sameRuntime, scriptArgs, sibling } from "./_args.ts";
 
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-const argv = isDeno
-  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-  : process.argv.slice(2);
 const { values } = parseArgs({
-  args: argv,
+  args: scriptArgs(),
   options: {
     workers: { type: "string", default: "1000" },
     processes: { type: "string", default: "4" },
@@ -41,10 +38,7 @@ const watchdog = setTimeout(() => {
   process.exit(3);
 }, 120_000);
 
-const swarm = fileURLToPath(new URL("./worker_swarm.ts", import.meta.url).href.replace(
-  /\.ts$/,
-  import.meta.url.endsWith(".ts") ? ".ts" : ".js",
-));
+const swarm = fileURLToPath(sibling("./worker_swarm.ts", import.meta.url));
 const children: ChildProcess[] = [];
 process.on("exit", () => {
   for (const c of children) c.kill("SIGKILL");
@@ -61,9 +55,7 @@ const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
 for (let i = 0; i < processes; i++) {
   const count = Math.floor(total / processes) + (i < total % processes ? 1 : 0);
-  const args = isDeno
-    ? ["run", "-A", swarm, endpoint, String(count)]
-    : [swarm, endpoint, String(count)];
+  const args = sameRuntime(swarm, [endpoint, String(count)]);
   children.push(spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] }));
 }
 while (hub.workers < total) await sleep(20);

@@ -19,6 +19,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Dealer, Router } from "../mod.ts";
+import { sameRuntime, scriptArgs } from "./_args.ts";
 
 const NAME = "gibbs (ours)";
 const SELF = fileURLToPath(import.meta.url);
@@ -26,7 +27,6 @@ const MiB = 1 << 20;
 const WATCHDOG_MS = 19_000;
 const out = (o: unknown) => console.log(JSON.stringify(o));
 const round = (x: number, digits = 1) => Number(x.toFixed(digits));
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 function percentile(sorted: Float64Array, p: number): number {
   const rank = Math.ceil((p / 100) * sorted.length);
@@ -88,8 +88,9 @@ process.on("exit", () => {
 });
 
 async function spawnChild(args: string[]): Promise<Child> {
-  const argv = isDeno ? ["run", "-A", SELF, ...args] : [SELF, ...args];
-  const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, sameRuntime(SELF, args), {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   children.add(child);
   const queued: Record<string, unknown>[] = [];
   const waiting: Array<(o: Record<string, unknown>) => void> = [];
@@ -184,9 +185,7 @@ function parseSize(text: string): number {
 }
 
 async function main(): Promise<void> {
-  const [role, ...rest] = process.argv.slice(isDeno ? 0 : 2).length > 0 && isDeno
-    ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-    : process.argv.slice(2);
+  const [role, ...rest] = scriptArgs();
   const { values: v } = parseArgs({
     args: rest,
     options: {

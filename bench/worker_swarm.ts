@@ -10,11 +10,9 @@
 
 import { Worker } from "../mod.ts";
 import add from "./models.ts";
+import { scriptArgs } from "./_args.ts";
 
-const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-const [endpoint, count, heartbeat = "1"] = isDeno
-  ? (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-  : process.argv.slice(2);
+const [endpoint, count, heartbeat = "1"] = scriptArgs();
 const workers = Array.from(
   { length: Number(count) },
   () => new Worker(add, { endpoint, heartbeatInterval: Number(heartbeat), logger: () => {} }),

@@ -7,7 +7,7 @@
 
 import { runtime } from "../transport/runtime.ts";
 import type { ChildProcess } from "../transport/runtime_types.ts";
-import type { Kwargs } from "./codec.ts";
+import type { WorkerOptions } from "./worker.ts";
 
 // The CLI entry next door: `.ts` when running from source, `.js` in the npm build.
 const CLI_ENTRY = new URL(
@@ -15,26 +15,19 @@ const CLI_ENTRY = new URL(
   import.meta.url,
 );
 
-/** Options of {@linkcode spawnWorkers}. Durations are in seconds. */
-export interface SpawnWorkersOptions {
+/**
+ * Options of {@linkcode spawnWorkers}: those of a worker, and how many to start. Constructor
+ * `args` and `kwargs` reach the children as JSON, so they must be JSON-serialisable.
+ */
+export interface SpawnWorkersOptions extends
+  Pick<
+    WorkerOptions,
+    "host" | "port" | "endpoint" | "heartbeatInterval" | "resetAfterNMiss" | "args" | "kwargs"
+  > {
   /** How many worker processes (default 1). */
   count?: number;
   /** Name of the module's export to serve (default: its default export). */
   export?: string;
-  /** Hub host (default `"localhost"`). */
-  host?: string;
-  /** Hub port (default 5019). */
-  port?: number;
-  /** Full hub endpoint instead of host and port. */
-  endpoint?: string;
-  /** Worker heartbeat interval (default 1). */
-  heartbeatInterval?: number;
-  /** Unanswered pings before a worker resets its connection (default 2). */
-  resetAfterNMiss?: number;
-  /** Constructor arguments of a class handler (JSON-serialisable). */
-  args?: unknown[];
-  /** Constructor keyword arguments of a class handler (JSON-serialisable). */
-  kwargs?: Kwargs;
   /** Show the workers' output (default true). */
   inheritOutput?: boolean;
   /** Workers print only warnings and errors (default false). */

@@ -5,6 +5,7 @@
  */
 
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
   ChildProcess,
@@ -14,13 +15,6 @@ import type {
   Runtime,
   SpawnOptions,
 } from "./runtime_types.ts";
-
-/**
- * Read buffers start small, since a hub may hold thousands of mostly idle connections, and
- * double while reads fill them, up to the largest size.
- */
-const READ_BUFFER_MIN = 16 * 1024;
-const READ_BUFFER_MAX = 256 * 1024;
 
 class DenoStream implements ByteStream {
   readonly remote: string;
@@ -46,11 +40,10 @@ class DenoStream implements ByteStream {
     onData: (chunk: Uint8Array) => void,
     readTarget?: () => Uint8Array | null,
   ): Promise<void> {
-    let own = new Uint8Array(READ_BUFFER_MIN);
+    const reads = new ReadBuffer();
     while (true) {
       if (this.#paused) await new Promise<void>((resolve) => (this.#resume = resolve));
-      const target = readTarget?.();
-      const buffer = target ?? own;
+      const buffer = reads.next(readTarget?.());
       let n: number | null;
       try {
         n = await this.#conn.read(buffer);
@@ -61,9 +54,7 @@ class DenoStream implements ByteStream {
       }
       if (n === null) return;
       onData(buffer.subarray(0, n));
-      if (n === own.length && target == null && own.length < READ_BUFFER_MAX) {
-        own = new Uint8Array(own.length * 2);
-      }
+      reads.filled(buffer, n);
     }
   }
 

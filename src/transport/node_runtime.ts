@@ -23,6 +23,7 @@ import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
   ChildProcess,
@@ -32,14 +33,6 @@ import type {
   Runtime,
   SpawnOptions,
 } from "./runtime_types.ts";
-
-/**
- * Read buffers start small, since a hub may hold thousands of mostly idle connections, and
- * double while reads fill them, up to the largest size (as in the Deno adapter). Node's default
- * reads instead allocate a fresh 64 KiB Buffer each, which halves bulk throughput on loopback.
- */
-const READ_BUFFER_MIN = 16 * 1024;
-const READ_BUFFER_MAX = 256 * 1024;
 
 /**
  * The `onread` option of a socket. Before each read Node calls `buffer` for the memory to read
@@ -52,20 +45,17 @@ class ReadInto {
   onData: (chunk: Uint8Array) => void = () => {};
   /** Where the caller wants the next bytes, if anywhere; set by {@linkcode NodeStream.start}. */
   readTarget: (() => Uint8Array | null) | undefined;
-  // A plain Uint8Array, not a Buffer: the frame decoder copies with slice(), which on a Buffer
-  // would make a view of memory that the next read overwrites.
-  #own: Uint8Array = new Uint8Array(READ_BUFFER_MIN);
+  // Node's default reads allocate a fresh 64 KiB Buffer each, which halves bulk throughput on
+  // loopback; reusing our own buffer avoids that.
+  #reads = new ReadBuffer();
 
   /** Picks the buffer of the next read (Node calls it once at first, then after each read). */
-  readonly buffer = (): Uint8Array => this.readTarget?.() ?? this.#own;
+  readonly buffer = (): Uint8Array => this.#reads.next(this.readTarget?.());
 
   /** Returning false would pause the socket: flow control goes through pause() instead. */
   readonly callback = (bytesRead: number, buffer: Uint8Array): boolean => {
     this.onData(buffer.subarray(0, bytesRead));
-    const own = this.#own;
-    if (buffer === own && bytesRead === own.length && own.length < READ_BUFFER_MAX) {
-      this.#own = new Uint8Array(own.length * 2);
-    }
+    this.#reads.filled(buffer, bytesRead);
     return true;
   };
 }
