@@ -4,7 +4,7 @@
  * few seconds (requests/s), then one request at a time (latency p50/p99).
  *
  *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
- *                                  [--workers 2] [--prefetch 1]
+ *                                  [--workers 2] [--prefetch auto|N]
  *
  * @module
  */
@@ -20,7 +20,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "64" },
     sequential: { type: "string", default: "2000" },
     workers: { type: "string", default: "2" },
-    prefetch: { type: "string", default: "1" },
+    prefetch: { type: "string", default: "auto" },
   },
 });
 const seconds = Number(values.seconds);
@@ -33,7 +33,7 @@ const watchdog = setTimeout(() => {
   process.exit(3);
 }, 30_000);
 
-const prefetch = Number(values.prefetch);
+const prefetch = values.prefetch === "auto" ? "auto" : Number(values.prefetch);
 const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000, prefetch });
 const endpoint = await hub.ready;
 const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {

@@ -21,6 +21,10 @@ import {
 import { requestIdGenerator } from "./ids.ts";
 
 const EMPTY = new Uint8Array(0);
+/** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
+const AUTO_PREFETCH_BUDGET_MS = 2;
+/** ...and never more than this many requests. */
+const AUTO_PREFETCH_MAX = 32;
 /** A request whose workers kept failing is given up after this many re-dispatches. */
 const MAX_REDISPATCH = 5;
 
@@ -49,12 +53,15 @@ export interface HubOptions {
    */
   redispatch?: boolean;
   /**
-   * Most requests sent to one worker before it answers (default 1: a request goes only to an
-   * idle worker, as in gibbs). A higher value lets a worker's next requests wait in its socket
-   * while it computes, which hides the round trip for fast models; requests then queue behind
-   * a worker's current one instead of waiting for whichever worker frees first.
+   * Most requests sent to one worker before it answers. `1` is gibbs's rule: a request goes
+   * only to an idle worker. A higher number lets a worker's next requests wait in its socket
+   * while it computes (still one at a time, so Python workers need no change), which hides the
+   * round trip for fast models. `"auto"` (the default) measures each worker's time per request
+   * and lets it hold as many as it serves in about 2 ms (at most 32): fast models get the
+   * throughput of a deep pipeline, slow models (anything over 1 ms) keep gibbs's rule, so that
+   * a request never queues behind a long one while another worker frees up.
    */
-  prefetch?: number;
+  prefetch?: number | "auto";
   /** Seconds of silence on a connection (no ZMTP PONG) after which it is dropped (default 10). */
   deadAfter?: number;
   /** Largest message accepted from a worker, in bytes (default 256 MiB). */
@@ -108,6 +115,10 @@ interface WorkerEntry {
   pingsWhileHolding: number;
   /** Sent a malformed answer: gets no more requests on this connection. */
   quarantined: boolean;
+  /** Moving average of its time per request, in ms (-1 until it answered once). */
+  serviceMs: number;
+  /** When it last answered (runtime ms). */
+  lastAnswer: number;
 }
 
 interface Pending {
@@ -122,6 +133,8 @@ interface Pending {
   redispatches: number;
   /** Workers it was sent to: only they may answer it, and a lost copy is not re-sent to them. */
   sentTo: WorkerEntry[];
+  /** When it was last sent (runtime ms). */
+  sentAt: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -160,7 +173,7 @@ export class Hub {
   #respBufferSize: number;
   #overflow: "evict-oldest" | "reject-new";
   #redispatch: boolean;
-  #prefetch: number;
+  #prefetch: number | "auto";
   #log: (message: string) => void;
   #nextId = requestIdGenerator();
   #pending = new Map<string, Pending>();
@@ -183,9 +196,11 @@ export class Hub {
     if (!(this.#respBufferSize >= 1)) throw new RangeError("respBufferSize must be at least 1");
     this.#overflow = options.overflow ?? "evict-oldest";
     this.#redispatch = options.redispatch ?? true;
-    this.#prefetch = options.prefetch ?? 1;
-    if (!(Number.isInteger(this.#prefetch) && this.#prefetch >= 1)) {
-      throw new RangeError("prefetch must be an integer >= 1");
+    this.#prefetch = options.prefetch ?? "auto";
+    if (
+      this.#prefetch !== "auto" && !(Number.isInteger(this.#prefetch) && this.#prefetch >= 1)
+    ) {
+      throw new RangeError('prefetch must be "auto" or an integer >= 1');
     }
     this.#log = options.logger ?? ((m) => console.warn(`[gibbs hub] ${m}`));
     const deadAfterMs = (options.deadAfter ?? 10) * 1000;
@@ -287,6 +302,7 @@ export class Hub {
         attempts: 1,
         redispatches: 0,
         sentTo: [],
+        sentAt: 0,
         timer: undefined,
         signal: options.signal,
         onAbort: undefined,
@@ -393,7 +409,14 @@ export class Hub {
       return;
     }
     const index = w.held.findIndex((h) => h.reqId === response.reqId);
-    if (index >= 0) w.held.splice(index, 1);
+    if (index >= 0) {
+      const [held] = w.held.splice(index, 1);
+      // A queued request's clock starts when the worker finished the one before it.
+      const now = runtime.now();
+      const sample = now - Math.max(held.sentAt, w.lastAnswer);
+      w.serviceMs = w.serviceMs < 0 ? sample : 0.8 * w.serviceMs + 0.2 * sample;
+      w.lastAnswer = now;
+    }
     w.pingsWhileHolding = 0;
     const p = this.#pending.get(response.reqId);
     if (p === undefined) return; // late duplicate, or evicted: exactly one result was delivered
@@ -417,13 +440,15 @@ export class Hub {
       held: [],
       pingsWhileHolding: 0,
       quarantined: false,
+      serviceMs: -1,
+      lastAnswer: -Infinity,
     };
     this.#workers.set(key, w);
     return w;
   }
 
   #markAvailable(w: WorkerEntry): void {
-    if (w.held.length < this.#prefetch && !w.inAvailable && !w.quarantined) {
+    if (w.held.length < this.#credit(w) && !w.inAvailable && !w.quarantined) {
       w.inAvailable = true;
       this.#available.push(w);
     }
@@ -526,11 +551,22 @@ export class Hub {
       this.#queue.shift();
       this.#queued--;
       p.state = "sent";
+      p.sentAt = now;
       if (!p.sentTo.includes(w)) p.sentTo.push(w);
       if (w.held.length === 0) w.pingsWhileHolding = 0;
       w.held.push(p);
       this.#markAvailable(w); // back in line if it may take more
     }
+  }
+
+  /** How many requests `w` may hold at once (see {@linkcode HubOptions.prefetch}). */
+  #credit(w: WorkerEntry): number {
+    if (this.#prefetch !== "auto") return this.#prefetch;
+    if (w.serviceMs < 0) return 1;
+    return Math.max(
+      1,
+      Math.min(AUTO_PREFETCH_MAX, Math.floor(AUTO_PREFETCH_BUDGET_MS / w.serviceMs)),
+    );
   }
 
   /**
@@ -543,7 +579,7 @@ export class Hub {
     while (this.#available.length > 0) {
       const w = this.#available.shift()!;
       w.inAvailable = false;
-      if (!w.connected || w.quarantined || w.held.length >= this.#prefetch) continue;
+      if (!w.connected || w.quarantined || w.held.length >= this.#credit(w)) continue;
       if (now - w.lastSeen > this.#hbMs) continue;
       if (avoid?.includes(w)) {
         (skipped ??= []).push(w);
