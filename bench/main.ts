@@ -3,7 +3,11 @@
  * same run on the same machine, printed as figures and ratios. Each figure is the median of
  * `--runs` runs (default 3).
  *
- *   deno task bench [--runs 3] [--only socket|hub] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket|hub] [--no-node] [--json FILE]
+ *
+ * Ours runs twice: from source under Deno, and as the npm package's build under Node
+ * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
+ * `--no-node` leaves Node out).
  *
  * Anchors: zeromq.js 6 (native libzmq) under Node for the socket layer, and a Python
  * implementation of the gibbs 0.3 protocol on pyzmq (bench/gibbs_py_bench.py) for the hub.
@@ -12,7 +16,7 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -26,10 +30,59 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     only: { type: "string" },
     json: { type: "string" },
+    "no-node": { type: "boolean", default: false },
   },
 });
 const runs = Number(values.runs);
 const deno = process.execPath;
+const root = here("../");
+/** The npm build's copy of the benchmark scripts, run by Node. */
+const nodeBench = (name: string) => `${root}npm/bench/${name}`;
+
+/** Newest modification time (ms) of the TypeScript files the npm build compiles under `path`. */
+function newest(path: string): number {
+  const stat = statSync(path);
+  if (!stat.isDirectory()) {
+    return path.endsWith(".ts") && path !== here("./main.ts") ? stat.mtimeMs : 0;
+  }
+  let latest = 0;
+  for (const entry of readdirSync(path)) {
+    if (entry !== "node_modules") latest = Math.max(latest, newest(`${path}/${entry}`));
+  }
+  return latest;
+}
+
+/**
+ * Makes sure `npm/bench` holds a build of the current sources, with the package's dependencies
+ * installed. Returns the Node version, or null (with the reason printed) if Node cannot run.
+ */
+function prepareNode(): string | null {
+  const version = spawnSync("node", ["--version"], { encoding: "utf8" });
+  if (version.status !== 0) {
+    console.error("  node not found: no Node figures");
+    return null;
+  }
+  const built = nodeBench("socket_bench.js");
+  const sources = ["mod.ts", "src", "bench", "scripts/build_npm.ts"].map((p) => newest(root + p));
+  if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...sources)) {
+    console.log("building the npm package for the Node figures (scripts/build_npm.ts)...");
+    const build = spawnSync(deno, ["run", "-A", `${root}scripts/build_npm.ts`], {
+      stdio: "inherit",
+    });
+    if (build.status !== 0) return null;
+  }
+  if (!existsSync(`${root}npm/node_modules/msgpackr`)) {
+    const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], {
+      cwd: `${root}npm`,
+      stdio: "inherit",
+    });
+    if (install.status !== 0) return null;
+  }
+  return version.stdout.trim();
+}
+
+const nodeVersion = values["no-node"] ? null : prepareNode();
+const withNode = nodeVersion !== null;
 
 function run(label: string, command: string, args: string[]): Result | null {
   const child = spawnSync(command, args, { encoding: "utf8", timeout: 60_000 });
@@ -63,8 +116,36 @@ const fmt = (x: unknown, digits = 0) =>
 const ratio = (a: unknown, b: unknown) =>
   typeof a === "number" && typeof b === "number" && b > 0 ? `${(a / b).toFixed(2)}x` : "n/a";
 
-function row(what: string, ours: unknown, anchor: unknown, digits: number, target: string) {
-  rows.push([what, fmt(ours, digits), fmt(anchor, digits), ratio(ours, anchor), target]);
+/** A table's header: ours on Deno (and Node), the anchor, the ratios to it, the target. */
+function header(title: string, anchor: string) {
+  rows.push(
+    withNode
+      ? [title, "ours Deno", "ours Node", anchor, "Deno ratio", "Node ratio", "target"]
+      : [title, "ours", anchor, "ratio", "target"],
+  );
+}
+
+function row(
+  what: string,
+  ours: unknown,
+  onNode: unknown,
+  anchor: unknown,
+  digits: number,
+  target: string,
+) {
+  rows.push(
+    withNode
+      ? [
+        what,
+        fmt(ours, digits),
+        fmt(onNode, digits),
+        fmt(anchor, digits),
+        ratio(ours, anchor),
+        ratio(onNode, anchor),
+        target,
+      ]
+      : [what, fmt(ours, digits), fmt(anchor, digits), ratio(ours, anchor), target],
+  );
 }
 
 console.log(
@@ -72,11 +153,14 @@ console.log(
     `Deno ${
       (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno
     }, ` +
-    `median of ${runs} runs`,
+    `${withNode ? `Node ${nodeVersion.replace(/^v/, "")}, ` : ""}median of ${runs} runs`,
 );
 
 if (!values.only || values.only === "socket") {
-  console.log("running socket benchmarks (ours under Deno, zeromq.js under Node)...");
+  console.log(
+    `running socket benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
+      "zeromq.js under Node)...",
+  );
   const ours = (role: string, size: string, key: string) =>
     median(`ours ${role} ${size}`, key, deno, [
       "run",
@@ -86,6 +170,15 @@ if (!values.only || values.only === "socket") {
       "--size",
       size,
     ]);
+  const onNode = (role: string, size: string, key: string) =>
+    withNode
+      ? median(`ours on Node ${role} ${size}`, key, "node", [
+        nodeBench("socket_bench.js"),
+        role,
+        "--size",
+        size,
+      ])
+      : null;
   const theirs = (role: string, size: string, key: string) =>
     median(`zeromq.js ${role} ${size}`, key, "node", [
       here("./zeromqjs_bench.mjs"),
@@ -93,27 +186,41 @@ if (!values.only || values.only === "socket") {
       "--size",
       size,
     ]);
-  const t64 = [ours("throughput", "64", "msg_per_s"), theirs("throughput", "64", "msg_per_s")];
-  const t1m = [ours("throughput", "1MiB", "mb_per_s"), theirs("throughput", "1MiB", "mb_per_s")];
-  const rtt = [ours("rtt", "64", "p50_us"), theirs("rtt", "64", "p50_us")];
+  // [ours on Deno, ours on Node, zeromq.js]
+  const all3 = (role: string, size: string, key: string) => [
+    ours(role, size, key),
+    onNode(role, size, key),
+    theirs(role, size, key),
+  ];
+  const t64 = all3("throughput", "64", "msg_per_s");
+  const t1m = all3("throughput", "1MiB", "mb_per_s");
+  const rtt = all3("rtt", "64", "p50_us");
   Object.assign(all, {
     ours_64: t64[0],
-    zeromqjs_64: t64[1],
+    node_64: t64[1],
+    zeromqjs_64: t64[2],
     ours_1mib: t1m[0],
-    zeromqjs_1mib: t1m[1],
+    node_1mib: t1m[1],
+    zeromqjs_1mib: t1m[2],
     ours_rtt: rtt[0],
-    zeromqjs_rtt: rtt[1],
+    node_rtt: rtt[1],
+    zeromqjs_rtt: rtt[2],
   });
-  rows.push(["socket: DEALER -> ROUTER, 2 processes", "ours", "zeromq.js", "ratio", "target"]);
-  row("64 B messages/s", t64[0]?.msg_per_s, t64[1]?.msg_per_s, 0, ">= 1,000,000 and >= 3x");
-  row("1 MiB messages, MB/s", t1m[0]?.mb_per_s, t1m[1]?.mb_per_s, 0, ">= 1x");
-  row("ping-pong RTT p50, us", rtt[0]?.p50_us, rtt[1]?.p50_us, 1, "<= 0.5x");
-  row("ping-pong RTT p99, us", rtt[0]?.p99_us, rtt[1]?.p99_us, 1, "");
+  header("socket: DEALER -> ROUTER, 2 processes", "zeromq.js");
+  const line = (what: string, r: (Result | null)[], key: string, digits: number, target: string) =>
+    row(what, r[0]?.[key], r[1]?.[key], r[2]?.[key], digits, target);
+  line("64 B messages/s", t64, "msg_per_s", 0, ">= 1,000,000 and >= 3x");
+  line("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
+  line("ping-pong RTT p50, us", rtt, "p50_us", 1, "<= 0.5x");
+  line("ping-pong RTT p99, us", rtt, "p99_us", 1, "");
 }
 
 if (!values.only || values.only === "hub") {
-  console.log("running hub benchmarks (ours under Deno, the Python gibbs protocol on pyzmq)...");
-  const hub = (prefetch: number) =>
+  console.log(
+    `running hub benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
+      "the Python gibbs protocol on pyzmq)...",
+  );
+  const hub = (prefetch: number | "auto") =>
     median(`ours hub prefetch ${prefetch}`, "req_per_s", deno, [
       "run",
       "-A",
@@ -121,24 +228,39 @@ if (!values.only || values.only === "hub") {
       "--prefetch",
       String(prefetch),
     ]);
+  const hubOnNode = (prefetch: number | "auto") =>
+    withNode
+      ? median(`ours on Node hub prefetch ${prefetch}`, "req_per_s", "node", [
+        nodeBench("hub_bench.js"),
+        "--prefetch",
+        String(prefetch),
+      ])
+      : null;
+  const auto = hub("auto");
   const h1 = hub(1);
-  const h32 = hub(32);
+  const nAuto = hubOnNode("auto");
+  const n1 = hubOnNode(1);
   const py = median("python gibbs protocol", "req_per_s", "/usr/bin/python3", [
     here("./gibbs_py_bench.py"),
   ]);
-  Object.assign(all, { ours_hub: h1, ours_hub_prefetch32: h32, python_hub: py });
-  rows.push(["hub: 2 workers, trivial model", "ours", "Python", "ratio", "target"]);
-  row("requests/s, 64 in flight", h1?.req_per_s, py?.req_per_s, 0, ">= 10x");
-  row("requests/s, prefetch 32", h32?.req_per_s, py?.req_per_s, 0, ">= 10x");
-  row("one at a time, p50 us", h1?.p50_us, py?.p50_us, 1, "");
-  row("one at a time, p99 us", h1?.p99_us, py?.p99_us, 1, "");
+  Object.assign(all, {
+    ours_hub: auto,
+    ours_hub_prefetch1: h1,
+    node_hub: nAuto,
+    node_hub_prefetch1: n1,
+    python_hub: py,
+  });
+  header("hub: 2 workers, trivial model", "Python");
+  row("requests/s, 64 in flight", auto?.req_per_s, nAuto?.req_per_s, py?.req_per_s, 0, ">= 10x");
+  row("  same, gibbs's rule (prefetch 1)", h1?.req_per_s, n1?.req_per_s, py?.req_per_s, 0, "");
+  row("one at a time, p50 us", auto?.p50_us, nAuto?.p50_us, py?.p50_us, 1, "");
+  row("one at a time, p99 us", auto?.p99_us, nAuto?.p99_us, py?.p99_us, 1, "");
 }
 
-const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((r) => r[i].length)));
+const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 console.log("");
 for (const r of rows) {
-  const header = r[1] === "ours";
-  if (header) console.log("");
+  if (r[1].startsWith("ours")) console.log("");
   console.log(
     r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
   );

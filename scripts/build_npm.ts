@@ -2,19 +2,21 @@
  * Builds the npm package in `npm/` from the Deno sources: `deno run -A scripts/build_npm.ts`.
  *
  * Steps:
- * 1. Stage `mod.ts`, `src/` and `tests/` in a temporary folder, putting every `X.node.ts` in
- *    place of its `X.ts` (the runtime adapter), and rewriting `npm:` specifiers and import-map
- *    names to bare package names.
- * 2. Compile the files reachable from {@linkcode LIBRARY_ROOTS}, the `*.test.ts` files and the
- *    test fixtures with the TypeScript compiler API (ESM for Node 20, `.d.ts` beside the
- *    library's JS), dropping the `if (import.meta.main)` blocks, since on Node the `gibbs` bin is
- *    the CLI entry. The library must type-check against Node's type definitions; the tests only
- *    get a note (`deno check` types them).
+ * 1. Stage `mod.ts`, `src/`, `tests/` and `bench/` in a temporary folder, putting every
+ *    `X.node.ts` in place of its `X.ts` (the runtime adapter), and rewriting `npm:` specifiers
+ *    and import-map names to bare package names.
+ * 2. Compile the files reachable from {@linkcode LIBRARY_ROOTS}, the `*.test.ts` files, the
+ *    test fixtures and the benchmark scripts (all of `bench/` but its Deno-only driver) with the
+ *    TypeScript compiler API (ESM for Node 20, `.d.ts` beside the library's JS), dropping the
+ *    `if (import.meta.main)` blocks, since on Node the `gibbs` bin is the CLI entry. The library
+ *    must type-check against Node's type definitions; the tests and benchmarks only get a note
+ *    (`deno check` types them).
  * 3. Write `package.json` (dependencies: the packages the staged library imports; test-only ones
  *    go to devDependencies), the bin, README.md and LICENSE, and copy the tests' helper files.
  *
- * Afterwards `cd npm && npm pack` makes the tarball (tests are left out of it), and
- * `cd npm && npm install && node --test tests/` runs the suite on Node.
+ * Afterwards `cd npm && npm pack` makes the tarball (tests and benchmarks are left out of it),
+ * `cd npm && npm install && node --test tests/` runs the suite on Node, and
+ * `node npm/bench/socket_bench.js throughput --size 64` (etc.) a benchmark on Node.
  *
  * Options: `--out DIR` (default `npm`), `--name NAME` (default {@linkcode DEFAULT_NAME}).
  *
@@ -39,6 +41,8 @@ const NODE_TYPES = "npm:@types/node@^20.19";
  * is reached by URL only (spawnWorkers starts it in child processes), so it is named here.
  */
 const LIBRARY_ROOTS = ["mod.ts", "src/cli/main.ts", "src/cli/entry.ts"];
+/** Benchmark files not built for Node: the driver runs the others under Deno and Node. */
+const BENCH_SKIPPED = new Set(["bench/main.ts"]);
 /** Folders never staged or copied. */
 const SKIPPED_DIRS = new Set(["node_modules", ".git"]);
 
@@ -182,7 +186,7 @@ function mapSpecifiers(text: string, map: (specifier: string) => string): string
  * exists and rewriting package specifiers. Returns the staged TypeScript files.
  */
 function stage(stageDir: string, imports: Record<string, string>): Map<string, StagedFile> {
-  const sources = ["mod.ts", ...walk("src"), ...walk("tests")];
+  const sources = ["mod.ts", ...walk("src"), ...walk("tests"), ...walk("bench")];
   const present = new Set(sources);
   const staged = new Map<string, StagedFile>();
   for (const path of sources) {
@@ -321,10 +325,10 @@ function compile(stageDir: string, roots: string[]): Set<string> {
     host,
   });
   // The library must type-check against Node's own type definitions: its .d.ts files ship.
-  // The tests are type-checked by `deno check`; under Node's definitions some web types differ
-  // (undici's `Response.json()` returns `unknown` where Deno's returns `any`), which is no
-  // reason not to run them on Node.
-  const inTests = (d: ts.Diagnostic) => d.file?.fileName.startsWith(`${stageDir}/tests/`) ?? false;
+  // The tests and benchmarks are type-checked by `deno check`; under Node's definitions some
+  // web types differ (undici's `Response.json()` returns `unknown` where Deno's returns `any`),
+  // which is no reason not to run them on Node.
+  const inTests = (d: ts.Diagnostic) => isDevPath(d.file?.fileName.slice(stageDir.length + 1));
   const diagnostics = ts.getPreEmitDiagnostics(program);
   const fatal = diagnostics.filter((d) => !inTests(d));
   if (fatal.length > 0) {
@@ -336,7 +340,7 @@ function compile(stageDir: string, roots: string[]): Set<string> {
     const names = [...inTestFiles].map((name) => name.slice(stageDir.length + 1)).join(", ");
     console.warn(
       `note: ${diagnostics.length} type error(s) under Node's type definitions in ${names} ` +
-        "(not fatal: deno check types the tests)",
+        "(not fatal: deno check types the tests and benchmarks)",
     );
   }
   const result = program.emit(
@@ -344,8 +348,8 @@ function compile(stageDir: string, roots: string[]): Set<string> {
     (fileName, text) => {
       const path = fileName.slice(outDir.length + 1);
       if (path.endsWith(".d.ts")) {
-        // Tests need no declarations.
-        if (path.startsWith("tests/")) return;
+        // Tests and benchmarks need no declarations.
+        if (isDevPath(path)) return;
         // TypeScript keeps `.ts` in declaration imports even when it rewrites them in the JS.
         text = mapSpecifiers(
           text,
@@ -410,11 +414,14 @@ async function build(): Promise<void> {
   const stageDir = Deno.makeTempDirSync({ prefix: "gibbs_npm_" });
   try {
     const staged = stage(stageDir, config.imports ?? {});
-    const isTest = (path: string) => path.startsWith("tests/");
     // The test files, and the fixtures (models that spawned workers load by URL, which no
     // import need lead to); helpers come along through their imports.
     const testRoots = [...staged.keys()].filter((path) =>
-      isTest(path) && (path.endsWith(".test.ts") || path.startsWith("tests/fixtures/"))
+      path.startsWith("tests/") && (path.endsWith(".test.ts") || path.startsWith("tests/fixtures/"))
+    );
+    // Every benchmark script: some are only started by others (worker_swarm.ts, models.ts).
+    const benchRoots = [...staged.keys()].filter((path) =>
+      path.startsWith("bench/") && !BENCH_SKIPPED.has(path)
     );
 
     // Every package any staged file imports, plus Node's types, for the type checker.
@@ -434,11 +441,16 @@ async function build(): Promise<void> {
       }
     }
 
-    const compiled = compile(stageDir, ["_deno_globals.d.ts", ...LIBRARY_ROOTS, ...testRoots]);
+    const compiled = compile(stageDir, [
+      "_deno_globals.d.ts",
+      ...LIBRARY_ROOTS,
+      ...testRoots,
+      ...benchRoots,
+    ]);
     const inBuild = [...staged.values()].filter((file) => compiled.has(file.path));
     for (const file of inBuild) if (file.error) throw file.error;
-    const dependencies = collect(inBuild.filter((file) => !isTest(file.path)));
-    const testDependencies = collect(inBuild.filter((file) => isTest(file.path)));
+    const dependencies = collect(inBuild.filter((file) => !isDevPath(file.path)));
+    const testDependencies = collect(inBuild.filter((file) => isDevPath(file.path)));
     const devDependencies = Object.fromEntries(
       Object.entries(testDependencies).filter(([dep]) => !(dep in dependencies)),
     );
@@ -483,7 +495,7 @@ async function build(): Promise<void> {
         "./package.json": "./package.json",
       },
       bin: { gibbs: "./bin/gibbs.js" },
-      // The tests stay out of the tarball.
+      // The tests and benchmarks stay out of the tarball.
       files: ["mod.js", "mod.d.ts", "src/", "bin/", ...extras],
       engines: { node: NODE_ENGINES },
       dependencies,
@@ -493,12 +505,18 @@ async function build(): Promise<void> {
     const deps = Object.keys(dependencies).join(", ") || "none";
     console.log(
       `Built ${name}@${config.version} in ${outDir}: ${compiled.size} modules, ` +
-        `${testRoots.filter((path) => path.endsWith(".test.ts")).length} test files; ` +
+        `${testRoots.filter((path) => path.endsWith(".test.ts")).length} test files, ` +
+        `${benchRoots.length} benchmark scripts; ` +
         `dependencies: ${deps}`,
     );
   } finally {
     Deno.removeSync(stageDir, { recursive: true });
   }
+}
+
+/** True for a path (relative to the root or the output) of a test or benchmark file. */
+function isDevPath(path: string | undefined): boolean {
+  return path !== undefined && (path.startsWith("tests/") || path.startsWith("bench/"));
 }
 
 function exists(path: string): boolean {

@@ -70,6 +70,8 @@ export class Worker {
   #lastPing = 0;
   #stopping = false;
   #busy = false;
+  #onStop!: () => void;
+  #stopRequested = new Promise<void>((resolve) => (this.#onStop = resolve));
   #served = 0;
   #resets = 0;
 
@@ -157,6 +159,7 @@ export class Worker {
   stop(): void {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#onStop();
     // An idle worker waits in receive(): closing ends that wait. A busy one closes after answering.
     if (!this.#busy) this.#socket?.close();
   }
@@ -225,11 +228,12 @@ export class Worker {
       response = encodeResponse(reqId, 1, errorText(error));
     }
     this.#served++;
-    try {
-      await socket.send([EMPTY, response]);
-    } finally {
-      this.#busy = false;
-    }
+    const sent = socket.send([EMPTY, response]);
+    sent.catch(() => {}); // a send cut short by close() has nowhere to go
+    // With no hub connected the send waits for one; a stop must not wait with it. Closing the
+    // socket (with linger) then still delivers the answer if a connection holds it.
+    await Promise.race([sent, this.#stopRequested]);
+    this.#busy = false;
   }
 }
 
