@@ -305,10 +305,14 @@ export class Proc {
   }
 }
 
-/** Runs our CLI in a child process (Deno only: `deno run -A mod.ts ...args`). */
+/** The npm package's `gibbs` bin, the CLI's entry under Node (in the built tree). */
+const BIN_PATH: string = fileURLToPath(new URL("../bin/gibbs.js", import.meta.url));
+
+/** Runs our CLI in a child process: `deno run -A mod.ts ...args`, or the bin under Node. */
 export function cli(args: string[]): Proc {
-  if (!isDeno) throw new Error("cli() runs mod.ts with Deno; not available under Node");
-  return new Proc(process.execPath, ["run", "-A", MOD_PATH, ...args]);
+  return isDeno
+    ? new Proc(process.execPath, ["run", "-A", MOD_PATH, ...args])
+    : new Proc(process.execPath, [BIN_PATH, ...args]);
 }
 
 /** Why Python tests are skipped, or false when pyzmq and msgpack are there. */

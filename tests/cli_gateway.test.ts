@@ -10,7 +10,6 @@ import { gatewayHandler, toJson } from "../src/cli/gateway.ts";
 import {
   Cleanup,
   cli,
-  isDeno,
   MODELS_PATH,
   settle,
   sleep,
@@ -20,14 +19,8 @@ import {
   withTimeout,
 } from "./_helpers.ts";
 
-const denoOnly = isDeno
-  ? false
-  : "runs mod.ts as a subprocess with Deno; skipped under Node for now";
-
 describe("gibbs CLI", () => {
-  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", {
-    skip: denoOnly,
-  }, async () => {
+  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", async () => {
     const cases: [string[], RegExp[]][] = [
       [["--help"], [/Usage:/, /gibbs demo/, /gibbs hub/, /gibbs worker/]],
       [[], [/Usage:/]],
@@ -54,7 +47,7 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("usage mistakes exit 2 with a message", { skip: denoOnly }, async () => {
+  test("usage mistakes exit 2 with a message", async () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command "frobnicate"/],
       [["hub"], /--http PORT is required/],
@@ -76,9 +69,7 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", {
-    skip: denoOnly,
-  }, async () => {
+  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", async () => {
     const c = new Cleanup();
     try {
       const hubProc = cli(["hub", "--http", "0", "--port", "0", "--heartbeat", "0.5"]);
