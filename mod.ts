@@ -48,7 +48,14 @@ export type { Kwargs } from "./src/gibbs/codec.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
 export { Router, type RouterOptions } from "./src/socket/router.ts";
-export type { Frame, Message } from "./src/socket/socket_base.ts";
+export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
+export type { ChildProcess } from "./src/transport/runtime_types.ts";
+export type {
+  Mechanism,
+  MechanismContext,
+  MechanismFactory,
+  MechanismStep,
+} from "./src/zmtp/mechanism.ts";
 export type { SocketEvent, SocketOptions } from "./src/socket/options.ts";
 export {
   HostUnreachableError,

@@ -62,20 +62,20 @@ export class Dealer extends SocketBase {
     return undefined;
   }
 
-  /** @internal */
+  /** @ignore */
   protected attach(_pipe: Pipe, _peer: PeerInfo): boolean {
     return true;
   }
 
-  /** @internal */
+  /** @ignore */
   protected detach(_pipe: Pipe): void {}
 
-  /** @internal */
+  /** @ignore */
   protected deliver(_pipe: Pipe, frames: Uint8Array[]): Uint8Array[] {
     return frames;
   }
 
-  /** @internal */
+  /** @ignore */
   protected retrySends(): void {
     while (this.pendingSends.length > 0) {
       const pipe = this.#pick();

@@ -119,7 +119,7 @@ export class Router extends SocketBase {
     return this.#byKey.has(keyOf(id));
   }
 
-  /** @internal */
+  /** @ignore */
   protected attach(pipe: Pipe, peer: PeerInfo): boolean {
     let id = peer.routingId;
     if (id.length === 0) id = this.#generateId();
@@ -142,7 +142,7 @@ export class Router extends SocketBase {
     return true;
   }
 
-  /** @internal */
+  /** @ignore */
   protected detach(pipe: Pipe): void {
     if (this.#byKey.get(pipe.routingKey) === pipe) this.#byKey.delete(pipe.routingKey);
     const waiting = this.#waiting.get(pipe);
@@ -156,13 +156,13 @@ export class Router extends SocketBase {
     }
   }
 
-  /** @internal */
+  /** @ignore */
   protected deliver(pipe: Pipe, frames: Uint8Array[]): Uint8Array[] {
     frames.unshift(pipe.routingId);
     return frames;
   }
 
-  /** @internal */
+  /** @ignore */
   protected retrySends(pipe: Pipe): void {
     const waiting = this.#waiting.get(pipe);
     if (waiting === undefined) return;

@@ -71,12 +71,24 @@ function toBytes(frame: Frame): Uint8Array {
 /**
  * The shared core of {@linkcode Dealer} and {@linkcode Router}. Not constructed directly.
  */
-export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[]> {
-  /** The options in force, defaults applied. */
+export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
+  /**
+   * The options in force, defaults applied.
+   *
+   * @ignore
+   */
   protected readonly options: ResolvedOptions;
-  /** Peers that finished the handshake, in connection order. */
+  /**
+   * Peers that finished the handshake, in connection order.
+   *
+   * @ignore
+   */
   protected readonly pipes: Pipe[] = [];
-  /** Sends waiting for room. */
+  /**
+   * Sends waiting for room.
+   *
+   * @ignore
+   */
   protected readonly pendingSends: Deque<PendingSend> = new Deque();
   #type: SocketType;
   #active = new Deque<Pipe>();
@@ -89,8 +101,20 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   #closed = false;
   #lastEndpoint: string | undefined;
   #released: Promise<void> = Promise.resolve();
+  /** What this socket's pipes report to; kept off the public surface. */
+  #owner: PipeOwner = {
+    pipeReady: (pipe, peer) => this.#pipeReady(pipe, peer),
+    pipeMessage: (pipe) => this.#pipeMessage(pipe),
+    inputPending: () => this.#inputPending(),
+    pipeWritable: (pipe) => this.#pipeWritable(pipe),
+    pipeClosed: (pipe, error) => this.#pipeClosed(pipe, error),
+  };
 
-  /** Sets the socket type and options. */
+  /**
+   * Sets the socket type and options.
+   *
+   * @ignore
+   */
   protected constructor(type: SocketType, options: SocketOptions) {
     this.#type = type;
     this.options = resolveOptions(options);
@@ -265,21 +289,39 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
   /** Sends a message; the subclass decides where it goes. */
   abstract send(message: Message): Promise<void>;
 
-  /** Called when a peer's handshake is done, before it may take messages. */
+  /**
+   * Called when a peer's handshake is done, before it may take messages.
+   *
+   * @ignore
+   */
   protected abstract attach(pipe: Pipe, peer: PeerInfo): boolean;
 
-  /** Called when a peer is gone. */
+  /**
+   * Called when a peer is gone.
+   *
+   * @ignore
+   */
   protected abstract detach(pipe: Pipe): void;
 
-  /** Lets a subclass shape a received message (ROUTER prepends the routing id). */
+  /**
+   * Lets a subclass shape a received message (ROUTER prepends the routing id).
+   *
+   * @ignore
+   */
   protected abstract deliver(pipe: Pipe, frames: Uint8Array[]): Uint8Array[];
 
-  /** Called when sends may proceed again: a peer was attached or drained below its mark. */
+  /**
+   * Called when sends may proceed again: a peer was attached or drained below its mark.
+   *
+   * @ignore
+   */
   protected abstract retrySends(pipe: Pipe): void;
 
   /**
    * Queues a send in `queue` to retry later, honouring `sendTimeout`. Every queue used here is
    * failed with {@linkcode SocketClosedError} on close.
+   *
+   * @ignore
    */
   protected waitToSend(
     frames: Uint8Array[],
@@ -300,7 +342,11 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     });
   }
 
-  /** Completes a pending send through `pipe`. */
+  /**
+   * Completes a pending send through `pipe`.
+   *
+   * @ignore
+   */
   protected completeSend(pending: PendingSend, pipe: Pipe): void {
     if (pending.timer) clearTimeout(pending.timer);
     const written = pipe.send(pending.frames);
@@ -308,7 +354,11 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     else written.then(pending.resolve);
   }
 
-  /** A promise already resolved, so the fast path allocates nothing. */
+  /**
+   * A promise already resolved, so the fast path allocates nothing.
+   *
+   * @ignore
+   */
   protected get resolved(): Promise<void> {
     return RESOLVED;
   }
@@ -346,7 +396,7 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
 
   #startPipe(stream: ByteStream, endpoint: string): Pipe {
     const pipe = new Pipe(
-      this,
+      this.#owner,
       stream,
       endpoint,
       this.#connectionOptions(),
@@ -429,10 +479,9 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     return this.deliver(pipe, frames);
   }
 
-  // PipeOwner
+  // What the pipes report (see #owner).
 
-  /** @internal */
-  pipeReady(pipe: Pipe, peer: PeerInfo): boolean {
+  #pipeReady(pipe: Pipe, peer: PeerInfo): boolean {
     if (this.#closed) return false;
     if (!this.attach(pipe, peer)) return false;
     this.pipes.push(pipe);
@@ -448,8 +497,7 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     return true;
   }
 
-  /** @internal */
-  pipeMessage(pipe: Pipe): void {
+  #pipeMessage(pipe: Pipe): void {
     const receiver = this.#receivers.shift();
     if (receiver !== undefined) {
       // Nothing else is queued when someone waits, so handing this one over stays fair.
@@ -463,18 +511,15 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     }
   }
 
-  /** @internal */
-  inputPending(): boolean {
+  #inputPending(): boolean {
     return this.#active.length > 0;
   }
 
-  /** @internal */
-  pipeWritable(pipe: Pipe): void {
+  #pipeWritable(pipe: Pipe): void {
     this.retrySends(pipe);
   }
 
-  /** @internal */
-  pipeClosed(pipe: Pipe, error?: Error): void {
+  #pipeClosed(pipe: Pipe, error?: Error): void {
     this.#allPipes.delete(pipe);
     const index = this.pipes.indexOf(pipe);
     const attached = index >= 0;
@@ -503,7 +548,11 @@ export abstract class SocketBase implements PipeOwner, AsyncIterable<Uint8Array[
     }
   }
 
-  /** Reports a refused peer (used by subclasses). */
+  /**
+   * Reports a refused peer (used by subclasses).
+   *
+   * @ignore
+   */
   protected reject(pipe: Pipe, code: string, reason: string): void {
     this.#emit({ type: "rejected", endpoint: pipe.endpoint, remote: pipe.remote, code, reason });
   }
