@@ -29,8 +29,8 @@ export const ZERO_COPY_MIN = 64 * 1024;
  * import { OutBuffer } from "./out_buffer.ts";
  * const out = new OutBuffer();
  * out.message([new TextEncoder().encode("hi")]);
- * const chunks = out.take(); // [Uint8Array [0x00, 0x02, 0x68, 0x69]]
- * console.log(chunks.length);
+ * const taken = out.take(); // { chunks: [Uint8Array [0x00, 0x02, 0x68, 0x69]], messages: 1 }
+ * console.log(taken?.chunks.length);
  * ```
  */
 export class OutBuffer {
