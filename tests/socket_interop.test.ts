@@ -145,10 +145,15 @@ for (const kind of ["pyzmq", "zeromq.js"] as PeerKind[]) {
         }
       });
 
-      test("libzmq ROUTER connects to our bound DEALER", async () => {
-        const dealer = new Dealer({ routingId: "bound-dealer" });
+      test("libzmq ROUTER connects to our bound DEALER, heartbeats on both sides", async () => {
+        const dealer = new Dealer({ routingId: "bound-dealer", heartbeatInterval: 100 });
         const endpoint = await dealer.bind(endpointFor(transport));
-        const peer = await startPeer(kind, ["--type=router", `--connect=${endpoint}`]);
+        const peer = await startPeer(kind, [
+          "--type=router",
+          `--connect=${endpoint}`,
+          "--heartbeat-ivl=100",
+          "--heartbeat-timeout=1500",
+        ]);
         try {
           await dealer.send(["hello", "router"]);
           const got = await peer.op({ op: "recv", timeout: 5000 });
@@ -166,9 +171,14 @@ for (const kind of ["pyzmq", "zeromq.js"] as PeerKind[]) {
         }
       });
 
-      test("our ROUTER connects to a bound libzmq DEALER without an identity", async () => {
-        const peer = await startPeer(kind, ["--type=dealer", `--bind=${endpointFor(transport)}`]);
-        const router = new Router();
+      test("our ROUTER connects to a bound libzmq DEALER without an identity, heartbeats on", async () => {
+        const peer = await startPeer(kind, [
+          "--type=dealer",
+          `--bind=${endpointFor(transport)}`,
+          "--heartbeat-ivl=100",
+          "--heartbeat-timeout=1500",
+        ]);
+        const router = new Router({ heartbeatInterval: 100 });
         try {
           router.connect(peer.endpoint);
           const hello = b64(new TextEncoder().encode("hello"));
