@@ -110,13 +110,13 @@ describe("prefetch", () => {
       await Promise.all(slow);
       // Answered at once, many times: the moving average drops and the worker gets several.
       worker.answerAtOnce(true);
-      for (let i = 0; i < 40; i++) await within(hub.request(), 5000, `fast request ${i}`);
+      for (let i = 0; i < 60; i++) await within(hub.request(), 5000, `fast request ${i}`);
       worker.answerAtOnce(false);
       const burst = Array.from({ length: 8 }, () => hub.request());
       await sleep(100);
-      const atOnce = worker.received() - 44;
+      const atOnce = worker.received() - 64;
       await worker.answerAll();
-      while (worker.received() < 52) {
+      while (worker.received() < 72) {
         await sleep(5);
         await worker.answerAll();
       }

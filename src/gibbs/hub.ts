@@ -22,7 +22,7 @@ import { requestIdGenerator } from "./ids.ts";
 
 const EMPTY = new Uint8Array(0);
 /** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
-const AUTO_PREFETCH_BUDGET_MS = 2;
+const AUTO_PREFETCH_BUDGET_MS = 5;
 /** ...and never more than this many requests. */
 const AUTO_PREFETCH_MAX = 32;
 /** A request whose workers kept failing is given up after this many re-dispatches. */
@@ -57,9 +57,9 @@ export interface HubOptions {
    * only to an idle worker. A higher number lets a worker's next requests wait in its socket
    * while it computes (still one at a time, so Python workers need no change), which hides the
    * round trip for fast models. `"auto"` (the default) measures each worker's time per request
-   * and lets it hold as many as it serves in about 2 ms (at most 32): fast models get the
-   * throughput of a deep pipeline, slow models (anything over 1 ms) keep gibbs's rule, so that
-   * a request never queues behind a long one while another worker frees up.
+   * and lets it hold as many as it serves in about 5 ms (at most 32): fast models get the
+   * throughput of a deep pipeline, slow models (anything over 2.5 ms) keep gibbs's rule, so
+   * that a request never queues behind a long one while another worker frees up.
    */
   prefetch?: number | "auto";
   /** Seconds of silence on a connection (no ZMTP PONG) after which it is dropped (default 10). */
