@@ -9,6 +9,7 @@
  */
 
 import fc from "fast-check";
+import assert from "node:assert/strict";
 import process from "node:process";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -35,6 +36,19 @@ export const EAGER_ALLOCATION_BYTES = 4 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
+
+/** Asserts that `fn` throws a ZmtpError with the given code; returns it. */
+export function throwsZmtp(fn: () => unknown, code: string): ZmtpError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof ZmtpError, `expected ZmtpError ${code}, got ${caught}`);
+  assert.equal(caught.code, code, caught.message);
+  return caught;
+}
 
 /** UTF-8 bytes of a string. */
 export function utf8(text: string): Uint8Array {

@@ -6,12 +6,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Hub, spawnWorkers } from "../mod.ts";
+import { EXT } from "./_helpers.ts";
 import { within } from "./_peer.ts";
 
-const MODEL = new URL("./fixtures/chaos_model.ts", import.meta.url).href.replace(
-  /\.ts$/,
-  import.meta.url.endsWith(".ts") ? ".ts" : ".js",
-);
+const MODEL = new URL(`./fixtures/chaos_model${EXT}`, import.meta.url);
 
 test("killing workers that hold requests loses none of them", async () => {
   const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", heartbeatInterval: 0.5 });

@@ -9,7 +9,15 @@ import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Dealer, Router, type SocketEvent } from "../mod.ts";
-import { b64, type PeerKind, peerUnavailable, startPeer, unb64, within } from "./_peer.ts";
+import {
+  b64,
+  type Peer,
+  type PeerKind,
+  peerUnavailable,
+  startPeer,
+  unb64,
+  within,
+} from "./_peer.ts";
 
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 255, 256, 65_536, MiB, 10 * MiB];
@@ -25,6 +33,33 @@ function endpointFor(transport: "tcp" | "ipc"): string {
     : `ipc://${join(tmpdir(), `gibbs-interop-${process.pid}-${ipcCounter++}.sock`)}`;
 }
 
+/**
+ * Our ROUTER, bound, with a libzmq DEALER (heartbeats on, monitored) connected to it under
+ * `routingId`; `heartbeatTimeout` is the peer's, in ms.
+ */
+async function routerWithLibzmqDealer(
+  kind: PeerKind,
+  transport: "tcp" | "ipc",
+  routingId: string,
+  heartbeatTimeout: number,
+): Promise<{ router: Router; events: SocketEvent[]; peer: Peer }> {
+  const events: SocketEvent[] = [];
+  const router = new Router({ onEvent: (e) => events.push(e) });
+  const endpoint = await router.bind(endpointFor(transport));
+  const peer = await startPeer(kind, [
+    "--type=dealer",
+    `--connect=${endpoint}`,
+    `--routing-id=${routingId}`,
+    "--heartbeat-ivl=100",
+    `--heartbeat-timeout=${heartbeatTimeout}`,
+    "--monitor",
+  ]).catch((error) => {
+    router.close();
+    throw error;
+  });
+  return { router, events, peer };
+}
+
 function allEqual(frame: Uint8Array, byte: number): boolean {
   for (let i = 0; i < frame.length; i++) if (frame[i] !== byte) return false;
   return true;
@@ -35,19 +70,14 @@ for (const kind of ["pyzmq", "zeromq.js"] as PeerKind[]) {
   for (const transport of ["tcp", "ipc"] as const) {
     describe(`${kind} over ${transport}`, { skip }, () => {
       test("libzmq DEALER connects to our ROUTER; frames 0 B to 10 MiB", async () => {
-        const events: SocketEvent[] = [];
-        const router = new Router({ onEvent: (e) => events.push(e) });
-        const endpoint = await router.bind(endpointFor(transport));
-        const peer = await startPeer(kind, [
-          "--type=dealer",
-          `--connect=${endpoint}`,
-          "--routing-id=peer-1",
-          "--heartbeat-ivl=100",
-          // libzmq counts only whole messages as traffic: on a loaded machine moving 10 MiB can
-          // outlast a short timeout. The heartbeat test below uses small messages.
-          "--heartbeat-timeout=10000",
-          "--monitor",
-        ]);
+        // libzmq counts only whole messages as traffic: on a loaded machine moving 10 MiB can
+        // outlast a short heartbeat timeout. The heartbeat test below uses small messages.
+        const { router, events, peer } = await routerWithLibzmqDealer(
+          kind,
+          transport,
+          "peer-1",
+          10_000,
+        );
         try {
           for (const [i, size] of SIZES.entries()) {
             const sent = await peer.op({ op: "send_fill", frames: [{ size, byte: i + 1 }] });
@@ -76,17 +106,12 @@ for (const kind of ["pyzmq", "zeromq.js"] as PeerKind[]) {
       });
 
       test("a libzmq DEALER with heartbeats on stays connected to our idle ROUTER", async () => {
-        const events: SocketEvent[] = [];
-        const router = new Router({ onEvent: (e) => events.push(e) });
-        const endpoint = await router.bind(endpointFor(transport));
-        const peer = await startPeer(kind, [
-          "--type=dealer",
-          `--connect=${endpoint}`,
-          "--routing-id=beating",
-          "--heartbeat-ivl=100",
-          "--heartbeat-timeout=600",
-          "--monitor",
-        ]);
+        const { router, events, peer } = await routerWithLibzmqDealer(
+          kind,
+          transport,
+          "beating",
+          600,
+        );
         try {
           await peer.op({ op: "send", frames: [b64(new TextEncoder().encode("hello"))] });
           await within(router.receive(), 5000, "first message");

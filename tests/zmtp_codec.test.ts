@@ -36,23 +36,11 @@ import {
   ROOMY,
   sameMessages,
   split,
+  throwsZmtp,
   utf8,
 } from "./_fuzz_cases.ts";
 
 const MiB = 1024 * 1024;
-
-/** Asserts that `fn` throws a ZmtpError with the given code. */
-function throwsZmtp(fn: () => unknown, code: string): ZmtpError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ZmtpError, `expected ZmtpError ${code}, got ${caught}`);
-  assert.equal(caught.code, code);
-  return caught;
-}
 
 /** Asserts that decoding ended with a ZmtpError of the given code. */
 function failedWith(result: { error?: unknown }, code: string): void {

@@ -6,7 +6,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Connection, type ConnectionOptions } from "../src/zmtp/connection.ts";
-import { ZmtpError } from "../src/zmtp/errors.ts";
 import {
   bytewise,
   COMMAND,
@@ -31,23 +30,11 @@ import {
   readyFrame,
   recorded,
   sameMessages,
+  throwsZmtp,
   utf8,
 } from "./_fuzz_cases.ts";
 
 const latin1 = new TextDecoder("latin1");
-
-/** Asserts that `fn` throws a ZmtpError with the given code; returns it. */
-function throwsZmtp(fn: () => unknown, code: string): ZmtpError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ZmtpError, `expected ZmtpError ${code}, got ${caught}`);
-  assert.equal(caught.code, code, caught.message);
-  return caught;
-}
 
 /** A decoded command frame we sent. */
 interface SentCommand {
