@@ -45,9 +45,18 @@ export {
   WorkerProtocolError,
 } from "./src/gibbs/errors.ts";
 export type { Kwargs } from "./src/gibbs/codec.ts";
+export {
+  createLogger,
+  type CreateLoggerOptions,
+  type LogFormat,
+  type Logger,
+  type LoggerOption,
+  type LogLevel,
+  type LogRecord,
+} from "./src/gibbs/logger.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
-export { Router, type RouterOptions } from "./src/socket/router.ts";
+export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
 export type { ChildProcess } from "./src/transport/runtime_types.ts";
 export type {
@@ -56,8 +65,9 @@ export type {
   MechanismFactory,
   MechanismStep,
 } from "./src/zmtp/mechanism.ts";
-export type { SocketEvent, SocketOptions } from "./src/socket/options.ts";
+export type { SocketEvent, SocketEventType, SocketOptions } from "./src/socket/options.ts";
 export {
+  EndpointError,
   HostUnreachableError,
   SocketClosedError,
   SocketError,
@@ -65,7 +75,7 @@ export {
   TimeoutError,
 } from "./src/socket/errors.ts";
 export { ZmtpError, type ZmtpErrorCode } from "./src/zmtp/errors.ts";
-export { EndpointError } from "./src/transport/endpoint.ts";
+export { TransportError, type TransportErrorCode } from "./src/transport/errors.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli/main.ts");

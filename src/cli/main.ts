@@ -5,6 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { DEFAULT_PORT } from "../gibbs/defaults.ts";
 import { DEMO_MODEL_URL } from "../gibbs/demo_model.ts";
 import { Hub } from "../gibbs/hub.ts";
 import type { Handler } from "../gibbs/handler.ts";
@@ -214,7 +215,7 @@ async function hub(argv: string[]): Promise<void> {
   if (values.help) return console.log(HUB_USAGE);
   if (values.http === undefined) throw new UsageError(`--http PORT is required\n\n${HUB_USAGE}`);
   const theHub = new Hub({
-    port: number(values.port, "--port", 5019),
+    port: number(values.port, "--port", DEFAULT_PORT),
     host: values.host,
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
     respBufferSize: number(values["resp-buffer"], "--resp-buffer"),

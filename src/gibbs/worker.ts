@@ -9,7 +9,9 @@ import { SocketClosedError } from "../socket/errors.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
 import { type Handler, instantiate } from "./handler.ts";
+import { DEFAULT_PORT } from "./defaults.ts";
 import { randomHexId } from "./ids.ts";
+import { Log, type LoggerOption } from "./logger.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -33,8 +35,11 @@ export interface WorkerOptions {
   routingId?: string;
   /** Stop gracefully on SIGINT/SIGTERM (default false; the CLI turns it on). */
   handleSignals?: boolean;
-  /** Where warnings go (default `console.warn`). */
-  logger?: (message: string) => void;
+  /**
+   * Where log records go: a {@linkcode Logger} (see {@linkcode createLogger}), or a function
+   * given each warning as a line of text. Default: warnings and errors as text on standard error.
+   */
+  logger?: LoggerOption;
 }
 
 /**
@@ -62,7 +67,7 @@ export class Worker {
   #endpoint: string;
   #hbMs: number;
   #resetAfter: number;
-  #log: (message: string) => void;
+  #log: Log;
   #handleSignals: boolean;
   #socket: Dealer | null = null;
   #waitingPong = 0;
@@ -83,11 +88,11 @@ export class Worker {
     this.#serve = instantiate(handler, options.args, options.kwargs);
     this.id = options.routingId ?? randomHexId();
     const host = options.host ?? "localhost";
-    this.#endpoint = options.endpoint ?? `tcp://${host}:${options.port ?? 5019}`;
+    this.#endpoint = options.endpoint ?? `tcp://${host}:${options.port ?? DEFAULT_PORT}`;
     this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
     if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
     this.#resetAfter = options.resetAfterNMiss ?? 2;
-    this.#log = options.logger ?? ((m) => console.warn(`[gibbs worker ${this.id}] ${m}`));
+    this.#log = new Log(options.logger, `worker ${this.id}`);
     this.#handleSignals = options.handleSignals ?? false;
   }
 
@@ -169,7 +174,13 @@ export class Worker {
       routingId: this.id,
       linger: 1000,
       onEvent: (event) => {
-        if (event.code) this.#log(`connection dropped: ${event.reason}`);
+        if (event.code) {
+          this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
+            peer: event.remote,
+            reason: event.reason,
+            code: event.code,
+          });
+        }
       },
     });
     socket.connect(this.#endpoint);
@@ -185,7 +196,8 @@ export class Worker {
 
   #onSilence(): void {
     if (this.#waitingPong >= this.#resetAfter) {
-      this.#log(
+      this.#log.warn(
+        "hub.silent",
         `hub silent after ${this.#waitingPong} pings: resetting the connection to ${this.#endpoint}`,
       );
       const old = this.#socket!;
@@ -202,7 +214,7 @@ export class Worker {
     const workload = message[message.length - 1];
     if (workload.length === 0) return; // pong
     if (message.length !== 2) {
-      this.#log(`ignored a ${message.length}-frame message from the hub`);
+      this.#log.warn("message.ignored", `ignored a ${message.length}-frame message from the hub`);
       return;
     }
     let reqId: string;
@@ -216,7 +228,10 @@ export class Worker {
       if (Array.isArray(value) && typeof value[0] === "string") {
         await socket.send([EMPTY, encodeResponse(value[0], 1, String(error))]);
       }
-      this.#log(`malformed request from the hub: ${(error as Error).message}`);
+      this.#log.warn(
+        "request.malformed",
+        `malformed request from the hub: ${(error as Error).message}`,
+      );
       return;
     }
     this.#busy = true;

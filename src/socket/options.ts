@@ -4,20 +4,41 @@
  * @module
  */
 
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../zmtp/constants.ts";
 import type { MechanismFactory } from "../zmtp/mechanism.ts";
+
+/**
+ * What a {@linkcode SocketEvent} reports, named as zeromq.js names its socket events:
+ * - `bind` / `bind:error`: an endpoint is listening, or could not be bound;
+ * - `accept` / `accept:error`: a peer connected to a bound endpoint, or was refused before its
+ *   handshake (the connection limit), or the listener failed to accept;
+ * - `connect` / `connect:retry`: a connection to an endpoint opened, or failed and will be tried
+ *   again after `interval` ms;
+ * - `handshake`: a peer finished the ZMTP handshake and may exchange messages;
+ * - `handshake:error:protocol` / `handshake:error:auth` / `handshake:error:other`: a peer was
+ *   dropped before its handshake finished, for breaking the protocol, for failing
+ *   authentication, or for another reason (its routing id already in use, a timeout);
+ * - `disconnect`: a connection ended (with `code` and `reason` when we dropped the peer);
+ * - `end`: the socket was closed.
+ */
+export type SocketEventType =
+  | "bind"
+  | "bind:error"
+  | "accept"
+  | "accept:error"
+  | "connect"
+  | "connect:retry"
+  | "handshake"
+  | "handshake:error:protocol"
+  | "handshake:error:auth"
+  | "handshake:error:other"
+  | "disconnect"
+  | "end";
 
 /** Something that happened to a socket's connections, for logs and tests. */
 export interface SocketEvent {
-  /** What happened. */
-  type:
-    | "listening"
-    | "accepted"
-    | "connected"
-    | "connect-failed"
-    | "handshake"
-    | "disconnected"
-    | "rejected"
-    | "closed";
+  /** What happened (see {@linkcode SocketEventType}). */
+  type: SocketEventType;
   /** Endpoint the event concerns (bound or connected). */
   endpoint: string;
   /** Address of the peer, when known. */
@@ -26,8 +47,12 @@ export interface SocketEvent {
   reason?: string;
   /** Machine-readable reason (a `ZmtpError` code, or `"duplicate-identity"`, ...). */
   code?: string;
-  /** Routing id of the peer (ROUTER, on `handshake` and `disconnected`). */
+  /** Routing id of the peer (on `handshake` and `disconnect` of a peer that finished it). */
   routingId?: Uint8Array;
+  /** The peer's handshake metadata, names lower-cased (on `handshake`). */
+  properties?: ReadonlyMap<string, Uint8Array>;
+  /** Milliseconds until the next attempt (on `connect:retry`). */
+  interval?: number;
 }
 
 /** Options of a socket. Times are in milliseconds. */
@@ -61,8 +86,9 @@ export interface SocketOptions {
   /** Most simultaneous connections; more are refused at once (default 0: no limit). */
   maxConnections?: number;
   /**
-   * Receives connection events. Without it, peers dropped for a protocol violation are logged
-   * with `console.warn`.
+   * Receives connection events (see {@linkcode SocketEventType}). The socket itself logs
+   * nothing; a callback that throws is reported once on standard error and never breaks a
+   * connection.
    */
   onEvent?: (event: SocketEvent) => void;
   /** Security mechanism (default NULL). */
@@ -91,7 +117,7 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
     linger: 1000,
     reconnectInterval: 100,
     reconnectMaxInterval: 1000,
-    maxMessageSize: 256 * 1024 * 1024,
+    maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
     handshakeTimeout: 30_000,
     heartbeatInterval: 0,
     heartbeatTimeout: 0,

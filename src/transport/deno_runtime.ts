@@ -5,6 +5,7 @@
  */
 
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
@@ -97,16 +98,24 @@ function wrap(conn: Deno.Conn): DenoStream {
   return new DenoStream(conn, remote);
 }
 
-function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+function listen(
+  endpoint: Endpoint,
+  onStream: (s: ByteStream) => void,
+  onError?: (error: TransportError) => void,
+): Promise<Listener> {
   let listener: Deno.Listener;
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
-    bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
-  } else {
-    removeStaleSocket(endpoint.path);
-    listener = Deno.listen({ path: endpoint.path, transport: "unix" });
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
+      bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
+    } else {
+      removeStaleSocket(endpoint.path);
+      listener = Deno.listen({ path: endpoint.path, transport: "unix" });
+      bound = endpoint;
+    }
+  } catch (error) {
+    return Promise.reject(transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`));
   }
   let closed = false;
   const acceptLoop = (async () => {
@@ -117,7 +126,7 @@ function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<
       } catch (error) {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // A failed accept (e.g. out of file descriptors) must not end the accept loop.
-        console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+        onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -152,9 +161,14 @@ function removeStaleSocket(path: string): void {
 }
 
 async function connect(endpoint: Endpoint): Promise<ByteStream> {
-  const conn = endpoint.transport === "tcp"
-    ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
-    : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  let conn: Deno.Conn;
+  try {
+    conn = endpoint.transport === "tcp"
+      ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
+      : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  } catch (error) {
+    throw transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`);
+  }
   return wrap(conn);
 }
 

@@ -23,6 +23,7 @@ import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
@@ -235,7 +236,11 @@ function listening(server: Server, listen: () => void): Promise<void> {
   });
 }
 
-async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+async function listen(
+  endpoint: Endpoint,
+  onStream: (s: ByteStream) => void,
+  onError?: (error: TransportError) => void,
+): Promise<Listener> {
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
     const socket = adopt(accepted, readInto);
@@ -244,20 +249,24 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
     );
   });
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
-    const address = server.address();
-    bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
-  } else {
-    removeStaleSocket(endpoint.path);
-    await listening(server, () => server.listen({ path: endpoint.path }));
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
+      const address = server.address();
+      bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
+    } else {
+      removeStaleSocket(endpoint.path);
+      await listening(server, () => server.listen({ path: endpoint.path }));
+      bound = endpoint;
+    }
+  } catch (error) {
+    throw transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`);
   }
   let closed = false;
   // A failed accept (e.g. out of file descriptors) is emitted as 'error' on the server: without a
   // listener it would crash the process. Node keeps accepting afterwards.
   server.on("error", (error) => {
-    if (!closed) console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+    if (!closed) onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
   });
   return {
     endpoint: bound,
@@ -293,7 +302,7 @@ function connect(endpoint: Endpoint): Promise<ByteStream> {
     socket.pause();
     const onError = (error: Error) => {
       socket.destroy();
-      reject(error);
+      reject(transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`));
     };
     socket.once("error", onError);
     socket.once("connect", () => {

@@ -6,6 +6,7 @@
  */
 
 import type { Endpoint } from "./endpoint.ts";
+import type { TransportError } from "./errors.ts";
 
 /** A connected byte stream (a TCP connection or a Unix domain socket). */
 export interface ByteStream {
@@ -76,9 +77,22 @@ export interface HttpServer {
 export interface Runtime {
   /** Runtime name, for messages. */
   readonly name: "deno" | "node";
-  /** Opens a listener; `onStream` receives each accepted stream. */
-  listen(endpoint: Endpoint, onStream: (stream: ByteStream) => void): Promise<Listener>;
-  /** Connects to an endpoint. */
+  /**
+   * Opens a listener; `onStream` receives each accepted stream, `onError` each failure to
+   * accept one (the listener goes on accepting).
+   *
+   * @throws {TransportError} when the endpoint cannot be bound (`EADDRINUSE`, `EACCES`, ...)
+   */
+  listen(
+    endpoint: Endpoint,
+    onStream: (stream: ByteStream) => void,
+    onError?: (error: TransportError) => void,
+  ): Promise<Listener>;
+  /**
+   * Connects to an endpoint.
+   *
+   * @throws {TransportError} when it cannot (`ECONNREFUSED`, `ENOENT`, ...)
+   */
   connect(endpoint: Endpoint): Promise<ByteStream>;
   /** Monotonic milliseconds. */
   now(): number;

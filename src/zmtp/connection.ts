@@ -204,13 +204,14 @@ export class Connection {
 
   /**
    * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
-   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}).
+   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}); `copy` copies
+   * every frame.
    */
-  send(frames: readonly Uint8Array[]): boolean {
+  send(frames: readonly Uint8Array[], copy = false): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
-    return this.out.message(frames);
+    return this.out.message(frames, copy);
   }
 
   /**

@@ -17,7 +17,21 @@ export type ZmtpErrorCode =
   | "unexpected-frame"
   | "peer-error"
   | "handshake-timeout"
-  | "heartbeat-timeout";
+  | "heartbeat-timeout"
+  | "auth-failed";
+
+/** Codes of peers refused by a mechanism's authentication (wrong key, wrong password, ...). */
+const AUTH_CODES: ReadonlySet<ZmtpErrorCode> = new Set<ZmtpErrorCode>(["auth-failed"]);
+
+/**
+ * Sorts a handshake failure as zeromq.js sorts its `handshake:error:*` events: `auth` for a
+ * peer refused by authentication, `other` for a handshake that timed out, `protocol` for the
+ * rest.
+ */
+export function handshakeFailureKind(code: ZmtpErrorCode): "protocol" | "auth" | "other" {
+  if (AUTH_CODES.has(code)) return "auth";
+  return code === "handshake-timeout" ? "other" : "protocol";
+}
 
 /**
  * A protocol violation by the peer, or a limit it exceeded. The connection that raised it is

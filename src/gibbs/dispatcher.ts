@@ -1,0 +1,717 @@
+/**
+ * The hub's scheduler as a sans-IO core: which request goes to which worker, and when a request
+ * ends. It never touches a socket or a timer: the hub feeds it what happened (a worker joined,
+ * spoke, answered, left; a request was made, aborted; time passed) with the current time, and
+ * it acts through a {@linkcode DispatcherHost} — send these bytes to that worker, settle that
+ * request — and tells when it next needs the time ({@linkcode Dispatcher.nextDeadline}).
+ *
+ * The rules, in one place:
+ * - A worker exists from its handshake ({@linkcode Dispatcher.join}) to its disconnect
+ *   ({@linkcode Dispatcher.leave}); messages from a worker that is not there are ignored.
+ * - A worker gets a request only while it holds fewer than its credit (see
+ *   {@linkcode DispatcherOptions.prefetch}), is not quarantined, and was heard from within
+ *   the heartbeat interval (gibbs's availability rule). Any message marks it available.
+ * - Requests leave the queue in the order they were made; a request taken back from a lost
+ *   worker goes to the head of the queue, and to another worker when one is available.
+ * - A request ends exactly once: with its result, its worker's error, a timeout after its
+ *   retries, eviction, its abort, a given-up re-dispatch, or the dispatcher's close. A late or
+ *   second answer is dropped; only a worker the request was sent to may answer it.
+ * - A worker that answers with bytes no gibbs worker sends is quarantined: what it holds goes
+ *   to the others (or fails with {@linkcode WorkerProtocolError} when none is sound).
+ *
+ * @module
+ */
+
+import { Deque } from "../socket/deque.ts";
+import { CODE_OK } from "./codec.ts";
+import {
+  GibbsError,
+  HubClosedError,
+  QueueFullError,
+  RequestEvictedError,
+  RequestTimeoutError,
+  UserCodeError,
+  WorkerProtocolError,
+} from "./errors.ts";
+import { formatMs } from "./logger.ts";
+
+/** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
+export const AUTO_PREFETCH_BUDGET_MS = 5;
+/** ...and never more than this many requests. */
+export const AUTO_PREFETCH_MAX = 32;
+/** A request whose workers kept failing is given up after this many re-dispatches. */
+export const MAX_REDISPATCH = 5;
+/** Requests waiting with no worker connected are reported this often, in ms. */
+export const NO_WORKER_WARNING_MS = 10_000;
+
+/** Settings of a {@linkcode Dispatcher}. Times are in milliseconds. */
+export interface DispatcherOptions {
+  /** A worker not heard from for longer gets no request. */
+  heartbeatMs: number;
+  /** Most requests pending at once. */
+  respBufferSize: number;
+  /** Past `respBufferSize`: fail the oldest request, or refuse the new one. */
+  overflow: "evict-oldest" | "reject-new";
+  /** Re-send at once what a lost worker held. */
+  redispatch: boolean;
+  /** Requests a worker may hold before it answers: a number, or measured (`"auto"`). */
+  prefetch: number | "auto";
+}
+
+/** What a worker told about itself when it joined. */
+export interface WorkerInfo {
+  /**
+   * Requests it serves at once, announced in its handshake (our own workers only). Without it,
+   * a worker gets gibbs's treatment: one request at a time, plus prefetch.
+   */
+  capacity?: number;
+  /** A label for log lines (its routing id as text). */
+  name?: string;
+  /** Its address, for log lines. */
+  remote?: string;
+}
+
+/** A worker as the dispatcher sees it. The host addresses it by {@linkcode WorkerState.id}. */
+export interface WorkerState<H = unknown> {
+  /** Map key of its routing id. */
+  readonly key: string;
+  /** Its routing id. */
+  readonly id: Uint8Array;
+  /** Label for log lines. */
+  readonly name: string;
+  /** Its address, when known. */
+  readonly remote: string | undefined;
+  /** Announced capacity, or 0 for a plain gibbs worker. */
+  capacity: number;
+  /** When it was last heard from. */
+  lastSeen: number;
+  /** Listed in the available queue. */
+  inAvailable: boolean;
+  /** Still connected (false once it left). */
+  connected: boolean;
+  /** Requests sent to it and not answered yet, oldest first. */
+  held: Request<H>[];
+  /** Pings received while holding requests (a plain gibbs worker never pings while busy). */
+  pingsWhileHolding: number;
+  /** Sent a malformed answer: gets no more requests on this connection. */
+  quarantined: boolean;
+  /** Moving average of its time per request, in ms (-1 until it answered once). */
+  serviceMs: number;
+  /** When it last answered. */
+  lastAnswer: number;
+  /** Requests it answered. */
+  served: number;
+}
+
+/** Where a request is. */
+export type RequestState = "queued" | "sent" | "done";
+
+/** A request as the dispatcher sees it; the host may keep its own fields in `handle`. */
+export interface Request<H = unknown> {
+  /** Request id (32 hex chars). */
+  readonly reqId: string;
+  /** The encoded `[req_id, args, kwargs]`. */
+  readonly payload: Uint8Array;
+  /** Whatever the host needs to settle it (its promise's resolvers). */
+  readonly handle: H;
+  /** Where it is. */
+  state: RequestState;
+  /** Per-attempt timeout in ms (0: none). */
+  readonly timeoutMs: number;
+  /** Retries left after a timeout (-1: forever). */
+  retriesLeft: number;
+  /** Attempts made (1 + retries used). */
+  attempts: number;
+  /** Times it was re-sent because its worker was lost. */
+  redispatches: number;
+  /** Workers it was sent to: only they may answer it; a lost copy is not re-sent to them. */
+  sentTo: WorkerState<H>[];
+  /** When it was made. */
+  readonly createdAt: number;
+  /** When it was last sent. */
+  sentAt: number;
+  /** When its current attempt times out (Infinity: never). */
+  deadline: number;
+  /** Its place in the deadline heap (-1: not there). */
+  heapIndex: number;
+}
+
+/** How a request ended. */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** What a {@linkcode Dispatcher} does to the world, implemented by the hub (or a test). */
+export interface DispatcherHost<H> {
+  /**
+   * Sends a request's payload to a worker now, without queueing: false when the worker cannot
+   * take it at once (its connection is full or gone).
+   */
+  send(worker: WorkerState<H>, payload: Uint8Array): boolean;
+  /** A request ended; called exactly once per request. */
+  settle(request: Request<H>, outcome: Outcome): void;
+  /** Something worth a log line. */
+  log(level: "debug" | "info" | "warn", event: string, message: string, fields?: object): void;
+}
+
+/** Counters of a {@linkcode Dispatcher}. */
+export interface DispatcherStats {
+  /** Workers connected. */
+  workers: number;
+  /** Workers holding at least one request. */
+  busy: number;
+  /** Requests waiting for a worker. */
+  queued: number;
+  /** Requests pending in all (waiting or sent). */
+  pending: number;
+  /** Requests answered by a worker (successes and user-code errors). */
+  completed: number;
+  /** Requests re-sent because their worker was lost. */
+  redispatched: number;
+}
+
+/**
+ * The hub's scheduler, with no I/O: see the module documentation for its rules.
+ *
+ * @example
+ * ```ts
+ * import { Dispatcher } from "./dispatcher.ts";
+ * const sent: string[] = [];
+ * const results: unknown[] = [];
+ * const d = new Dispatcher<null>({
+ *   heartbeatMs: 1000, respBufferSize: 10, overflow: "reject-new", redispatch: true, prefetch: 1,
+ * }, {
+ *   send: (w) => (sent.push(w.name), true),
+ *   settle: (_r, outcome) => results.push(outcome.ok ? outcome.value : outcome.error),
+ *   log: () => {},
+ * });
+ * const id = new TextEncoder().encode("w1");
+ * d.join("w1", id, 0, { name: "w1" });
+ * d.heard("w1", 0); // its first ping: available
+ * d.submit("r1", new Uint8Array(), null, 0, 0, 0);
+ * d.answer("w1", "r1", 0, 42, 1);
+ * if (sent[0] !== "w1" || results[0] !== 42) throw new Error("not dispatched");
+ * ```
+ */
+export class Dispatcher<H = unknown> {
+  #o: DispatcherOptions;
+  #host: DispatcherHost<H>;
+  #pending = new Map<string, Request<H>>();
+  #queue = new Deque<Request<H>>();
+  #queued = 0;
+  #workers = new Map<string, WorkerState<H>>();
+  #available = new Deque<WorkerState<H>>();
+  #deadlines = new DeadlineHeap<H>();
+  #completed = 0;
+  #redispatched = 0;
+  #closed = false;
+  #noWorkerSince = -1;
+  #noWorkerWarnedAt = -1;
+
+  /** Creates a dispatcher acting through `host`. */
+  constructor(options: DispatcherOptions, host: DispatcherHost<H>) {
+    this.#o = options;
+    this.#host = host;
+  }
+
+  /** Number of workers connected. */
+  get workerCount(): number {
+    return this.#workers.size;
+  }
+
+  /** The workers connected now. */
+  workers(): IterableIterator<WorkerState<H>> {
+    return this.#workers.values();
+  }
+
+  /** The worker with this key, if connected. */
+  worker(key: string): WorkerState<H> | undefined {
+    return this.#workers.get(key);
+  }
+
+  /** The pending request with this id, if any. */
+  request(reqId: string): Request<H> | undefined {
+    return this.#pending.get(reqId);
+  }
+
+  /** A snapshot of the counters. */
+  stats(): DispatcherStats {
+    let busy = 0;
+    for (const w of this.#workers.values()) if (w.held.length > 0) busy++;
+    return {
+      workers: this.#workers.size,
+      busy,
+      queued: this.#queued,
+      pending: this.#pending.size,
+      completed: this.#completed,
+      redispatched: this.#redispatched,
+    };
+  }
+
+  /**
+   * The earliest time at which {@linkcode Dispatcher.tick} has something to do: a request's
+   * deadline, or the next report of requests waiting with no worker (Infinity: nothing).
+   */
+  nextDeadline(): number {
+    let next = this.#deadlines.peekTime();
+    if (this.#noWorkerSince >= 0 && this.#pending.size > 0) {
+      const warnAt = Math.max(this.#noWorkerSince, this.#noWorkerWarnedAt) + NO_WORKER_WARNING_MS;
+      if (warnAt < next) next = warnAt;
+    }
+    return next;
+  }
+
+  /**
+   * A new request. Returns it, or null when it was refused (then it was already settled with
+   * {@linkcode QueueFullError}). `timeoutMs` 0 means no timeout; `retries` -1 retries forever.
+   */
+  submit(
+    reqId: string,
+    payload: Uint8Array,
+    handle: H,
+    timeoutMs: number,
+    retries: number,
+    now: number,
+  ): Request<H> | null {
+    const request: Request<H> = {
+      reqId,
+      payload,
+      handle,
+      state: "queued",
+      timeoutMs,
+      retriesLeft: retries,
+      attempts: 1,
+      redispatches: 0,
+      sentTo: [],
+      createdAt: now,
+      sentAt: 0,
+      deadline: timeoutMs > 0 ? now + timeoutMs : Infinity,
+      heapIndex: -1,
+    };
+    if (this.#closed) {
+      request.state = "done";
+      this.#host.settle(request, { ok: false, error: new HubClosedError() });
+      return null;
+    }
+    if (this.#pending.size >= this.#o.respBufferSize) {
+      if (this.#o.overflow === "reject-new") {
+        request.state = "done";
+        this.#host.settle(request, {
+          ok: false,
+          error: new QueueFullError(this.#o.respBufferSize),
+        });
+        return null;
+      }
+      const oldest = this.#pending.values().next().value!;
+      this.#end(oldest, { ok: false, error: new RequestEvictedError(this.#o.respBufferSize) });
+    }
+    this.#pending.set(reqId, request);
+    if (request.deadline < Infinity) this.#deadlines.set(request);
+    if (this.#workers.size === 0 && this.#noWorkerSince < 0) this.#noWorkerSince = now;
+    this.#enqueue(request, false);
+    this.#pump(now);
+    return request;
+  }
+
+  /** Ends a request at the caller's wish (its signal aborted), with `error`. */
+  cancel(reqId: string, error: Error): void {
+    const request = this.#pending.get(reqId);
+    if (request !== undefined) this.#end(request, { ok: false, error });
+  }
+
+  /** A worker finished its handshake. A worker already known under this key is replaced. */
+  join(key: string, id: Uint8Array, now: number, info: WorkerInfo = {}): WorkerState<H> {
+    const old = this.#workers.get(key);
+    if (old !== undefined) this.leave(key, "replaced by a new connection with its id", now);
+    const w: WorkerState<H> = {
+      key,
+      id,
+      name: info.name ?? key,
+      remote: info.remote,
+      capacity: info.capacity ?? 0,
+      lastSeen: -Infinity,
+      inAvailable: false,
+      connected: true,
+      held: [],
+      pingsWhileHolding: 0,
+      quarantined: false,
+      serviceMs: -1,
+      lastAnswer: -Infinity,
+      served: 0,
+    };
+    this.#workers.set(key, w);
+    this.#noWorkerSince = -1;
+    this.#noWorkerWarnedAt = -1;
+    return w;
+  }
+
+  /** A worker's connection ended: what it held goes back to the queue (with re-dispatch on). */
+  leave(key: string, why: string, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined) return;
+    this.#workers.delete(key);
+    w.connected = false;
+    if (w.inAvailable) {
+      this.#available.remove((x) => x === w);
+      w.inAvailable = false;
+    }
+    this.#takeBack(w, `worker ${w.name} disconnected${why ? `: ${why}` : ""}`);
+    if (this.#workers.size === 0 && this.#pending.size > 0) this.#noWorkerSince = now;
+    this.#pump(now);
+  }
+
+  /**
+   * A worker pinged (gibbs's `[""]`): it is alive and, by gibbs's rule, available. A plain gibbs
+   * worker never pings while computing, so a second ping while it holds a request means the
+   * request never reached it. Returns false for a worker that is not there.
+   */
+  ping(key: string, now: number): boolean {
+    const w = this.#workers.get(key);
+    if (w === undefined) return false;
+    w.lastSeen = now;
+    if (w.capacity === 0 && w.held.length > 0 && ++w.pingsWhileHolding >= 2) {
+      // One ping may have crossed our request; a second means the request never reached it.
+      this.#takeBack(w, `worker ${w.name} pinged twice while holding a request`);
+    }
+    this.#offer(w);
+    this.#pump(now);
+    return true;
+  }
+
+  /** Marks a worker heard from (any message) and available. */
+  heard(key: string, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined) return;
+    w.lastSeen = now;
+    this.#offer(w);
+    this.#pump(now);
+  }
+
+  /** A worker answered `[req_id, code, result]`. */
+  answer(key: string, reqId: string, code: number, result: unknown, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined) return;
+    w.lastSeen = now;
+    // Held requests may have ended meanwhile (timeout, abort): they are found by id.
+    let index = -1;
+    for (let i = 0; i < w.held.length; i++) {
+      if (w.held[i].reqId === reqId) {
+        index = i;
+        break;
+      }
+    }
+    let request: Request<H> | undefined;
+    if (index >= 0) {
+      request = w.held[index];
+      w.held.splice(index, 1);
+      // A queued request's clock starts when the worker finished the one before it.
+      const sample = now - Math.max(request.sentAt, w.lastAnswer);
+      w.serviceMs = w.serviceMs < 0 ? sample : 0.8 * w.serviceMs + 0.2 * sample;
+      w.lastAnswer = now;
+      w.served++;
+    } else {
+      request = this.#pending.get(reqId);
+      if (request !== undefined && !request.sentTo.includes(w)) {
+        this.#host.log(
+          "warn",
+          "response.unexpected",
+          `worker ${w.name} answered request ${reqId}, never sent to it`,
+          { peer: w.remote },
+        );
+        request = undefined;
+      }
+    }
+    w.pingsWhileHolding = 0;
+    // Undefined: a late duplicate, or evicted: exactly one result was delivered.
+    if (request !== undefined && request.state !== "done") {
+      this.#completed++;
+      this.#end(
+        request,
+        code === CODE_OK
+          ? { ok: true, value: result }
+          : { ok: false, error: new UserCodeError(String(result)) },
+      );
+    }
+    this.#offer(w);
+    this.#pump(now);
+  }
+
+  /**
+   * A worker sent what no gibbs worker sends (bytes that are not a response): it gets no more
+   * requests on this connection, and what it holds goes to the others.
+   */
+  malformed(key: string, reason: string, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined) return;
+    w.quarantined = true;
+    this.#host.log(
+      "warn",
+      "worker.quarantined",
+      `${reason}; worker ${w.name} gets no more requests on this connection`,
+      { peer: w.remote, reason },
+    );
+    let sound = false;
+    for (const o of this.#workers.values()) if (!o.quarantined) sound = true;
+    const held = w.held.splice(0).reverse();
+    for (const request of held) {
+      if (sound) {
+        this.#retryElsewhere(request, new WorkerProtocolError(reason));
+      } else if (request.state !== "done") {
+        // No sound worker to turn to: a typed error now rather than an open-ended wait.
+        this.#end(request, { ok: false, error: new WorkerProtocolError(reason) });
+      }
+    }
+    this.#pump(now);
+  }
+
+  /** Runs what is due at `now`: timeouts and retries, and the no-worker report. */
+  tick(now: number): void {
+    for (let r = this.#deadlines.popDue(now); r !== undefined; r = this.#deadlines.popDue(now)) {
+      this.#onTimeout(r, now);
+    }
+    if (this.#noWorkerSince >= 0 && this.#pending.size > 0) {
+      const since = Math.max(this.#noWorkerSince, this.#noWorkerWarnedAt);
+      if (now - since >= NO_WORKER_WARNING_MS) {
+        this.#noWorkerWarnedAt = now;
+        this.#host.log(
+          "warn",
+          "requests.waiting",
+          `${this.#pending.size} request${this.#pending.size === 1 ? "" : "s"} waiting for ${
+            formatMs(now - this.#noWorkerSince)
+          }: no worker connected`,
+          { pending: this.#pending.size },
+        );
+      }
+    }
+    this.#pump(now);
+  }
+
+  /** Tries to send queued requests again (a worker's connection may have room now). */
+  pump(now: number): void {
+    this.#pump(now);
+  }
+
+  /** Ends every pending request with `error`; further requests are refused the same way. */
+  close(error: Error): void {
+    this.#closed = true;
+    for (const request of [...this.#pending.values()]) this.#end(request, { ok: false, error });
+    this.#queue.drain();
+    this.#queued = 0;
+  }
+
+  #onTimeout(request: Request<H>, now: number): void {
+    if (request.retriesLeft === 0) {
+      this.#end(request, {
+        ok: false,
+        error: new RequestTimeoutError(request.timeoutMs / 1000, request.attempts),
+      });
+      return;
+    }
+    if (request.retriesLeft > 0) request.retriesLeft--;
+    request.attempts++;
+    // The worker that holds it stays busy until it answers; another one gets a copy.
+    if (request.state === "sent") this.#enqueue(request, true);
+    request.deadline = now + request.timeoutMs;
+    this.#deadlines.set(request);
+  }
+
+  /** Puts back the requests a lost worker held, if re-dispatch is on. */
+  #takeBack(w: WorkerState<H>, why: string): void {
+    const held = w.held;
+    w.held = [];
+    w.pingsWhileHolding = 0;
+    if (held.length === 0 || !this.#o.redispatch) return; // the caller's timeout decides
+    // Reversed so that unshifting each keeps them in their original order at the queue's head.
+    for (let i = held.length - 1; i >= 0; i--) {
+      const request = held[i];
+      if (request.state !== "sent") continue;
+      this.#host.log(
+        "info",
+        "request.redispatched",
+        `re-sending request ${request.reqId}: ${why}`,
+        {
+          reqId: request.reqId,
+          peer: w.remote,
+        },
+      );
+      this.#retryElsewhere(request, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
+    }
+  }
+
+  #retryElsewhere(request: Request<H>, giveUp: Error): void {
+    if (request.state !== "sent") return; // ended, or already waiting for another worker
+    if (++request.redispatches > MAX_REDISPATCH) {
+      this.#end(request, { ok: false, error: giveUp });
+      return;
+    }
+    this.#redispatched++;
+    this.#enqueue(request, true);
+  }
+
+  #enqueue(request: Request<H>, front: boolean): void {
+    request.state = "queued";
+    this.#queued++;
+    if (front) this.#queue.unshift(request);
+    else this.#queue.push(request);
+  }
+
+  #end(request: Request<H>, outcome: Outcome): void {
+    if (request.state === "done") return;
+    if (request.state === "queued") this.#queued--;
+    request.state = "done";
+    this.#deadlines.delete(request);
+    this.#pending.delete(request.reqId);
+    if (this.#pending.size === 0) this.#noWorkerWarnedAt = -1;
+    this.#host.settle(request, outcome);
+  }
+
+  /** How many requests `w` may hold at once (see {@linkcode DispatcherOptions.prefetch}). */
+  #credit(w: WorkerState<H>): number {
+    if (w.capacity > 0) return w.capacity;
+    const prefetch = this.#o.prefetch;
+    if (prefetch !== "auto") return prefetch;
+    if (w.serviceMs < 0) return 1;
+    return Math.max(
+      1,
+      Math.min(AUTO_PREFETCH_MAX, Math.floor(AUTO_PREFETCH_BUDGET_MS / w.serviceMs)),
+    );
+  }
+
+  /** Lists `w` as available if it may take more. */
+  #offer(w: WorkerState<H>): void {
+    if (!w.inAvailable && w.connected && !w.quarantined && w.held.length < this.#credit(w)) {
+      w.inAvailable = true;
+      this.#available.push(w);
+    }
+  }
+
+  /** Sends queued requests to available, live workers. */
+  #pump(now: number): void {
+    if (this.#closed) return;
+    while (this.#queue.length > 0) {
+      const request = this.#queue.peek()!;
+      if (request.state !== "queued") {
+        this.#queue.shift(); // finished, or already re-sent elsewhere
+        continue;
+      }
+      const w = this.#take(now, request.redispatches > 0 ? request.sentTo : undefined);
+      if (w === undefined) return;
+      // Full or gone: skip it; it is offered again when it speaks.
+      if (!this.#host.send(w, request.payload)) continue;
+      this.#queue.shift();
+      this.#queued--;
+      request.state = "sent";
+      request.sentAt = now;
+      if (!request.sentTo.includes(w)) request.sentTo.push(w);
+      if (w.held.length === 0) w.pingsWhileHolding = 0;
+      w.held.push(request);
+      this.#offer(w); // back in line if it may take more
+    }
+  }
+
+  /**
+   * Takes the next available live worker, skipping stale ones (they come back when they speak)
+   * and, for a request that was lost, the workers that lost it while another one is available.
+   */
+  #take(now: number, avoid?: WorkerState<H>[]): WorkerState<H> | undefined {
+    let skipped: WorkerState<H>[] | undefined;
+    let found: WorkerState<H> | undefined;
+    while (this.#available.length > 0) {
+      const w = this.#available.shift()!;
+      w.inAvailable = false;
+      if (!w.connected || w.quarantined || w.held.length >= this.#credit(w)) continue;
+      if (now - w.lastSeen > this.#o.heartbeatMs) continue;
+      if (avoid !== undefined && avoid.includes(w)) {
+        (skipped ??= []).push(w);
+        continue;
+      }
+      found = w;
+      break;
+    }
+    if (skipped !== undefined) {
+      for (const w of skipped) this.#offer(w);
+      // Nobody else is there: better the worker that lost it than no worker at all.
+      if (found === undefined) {
+        found = skipped[0];
+        this.#available.remove((x) => x === found);
+        found.inAvailable = false;
+      }
+    }
+    return found;
+  }
+}
+
+/**
+ * A min-heap of requests by deadline. Each request knows its place, so that one that ends is
+ * taken out at once instead of staying (with its payload) until its deadline.
+ */
+class DeadlineHeap<H> {
+  #items: Request<H>[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /** Adds `request`, or moves it if it is in already. */
+  set(request: Request<H>): void {
+    if (request.heapIndex >= 0) {
+      this.#siftDown(this.#siftUp(request.heapIndex));
+      return;
+    }
+    request.heapIndex = this.#items.length;
+    this.#items.push(request);
+    this.#siftUp(request.heapIndex);
+  }
+
+  delete(request: Request<H>): void {
+    const i = request.heapIndex;
+    if (i < 0) return;
+    request.heapIndex = -1;
+    const last = this.#items.pop()!;
+    if (i === this.#items.length) return;
+    this.#items[i] = last;
+    last.heapIndex = i;
+    this.#siftDown(this.#siftUp(i));
+  }
+
+  peekTime(): number {
+    return this.#items.length > 0 ? this.#items[0].deadline : Infinity;
+  }
+
+  popDue(now: number): Request<H> | undefined {
+    const top = this.#items[0];
+    if (top === undefined || top.deadline > now) return undefined;
+    this.delete(top);
+    return top;
+  }
+
+  #siftUp(i: number): number {
+    const items = this.#items;
+    const item = items[i];
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent].deadline <= item.deadline) break;
+      items[i] = items[parent];
+      items[i].heapIndex = i;
+      i = parent;
+    }
+    items[i] = item;
+    item.heapIndex = i;
+    return i;
+  }
+
+  #siftDown(i: number): void {
+    const items = this.#items;
+    const n = items.length;
+    const item = items[i];
+    while (true) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && items[child + 1].deadline < items[child].deadline) child++;
+      if (items[child].deadline >= item.deadline) break;
+      items[i] = items[child];
+      items[i].heapIndex = i;
+      i = child;
+    }
+    items[i] = item;
+    item.heapIndex = i;
+  }
+}
