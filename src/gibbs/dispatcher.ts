@@ -524,7 +524,7 @@ export class Dispatcher<H = unknown> {
       const request = held[i];
       if (request.state !== "sent") continue;
       this.#host.log(
-        "info",
+        "warn",
         "request.redispatched",
         `re-sending request ${request.reqId}: ${why}`,
         {

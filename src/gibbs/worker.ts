@@ -226,7 +226,10 @@ export class Worker {
       // Answer when at least the request id can be read, so the caller is not left waiting.
       const value = safeUnpack(workload);
       if (Array.isArray(value) && typeof value[0] === "string") {
-        await socket.send([EMPTY, encodeResponse(value[0], 1, String(error))]);
+        const sent = socket.send([EMPTY, encodeResponse(value[0], 1, String(error))]);
+        // Closed by a reset or stop meanwhile: the answer has nowhere to go, and run() goes on.
+        sent.catch(() => {});
+        await Promise.race([sent, this.#stopRequested]);
       }
       this.#log.warn(
         "request.malformed",
