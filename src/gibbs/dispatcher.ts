@@ -173,6 +173,7 @@ export interface DispatcherStats {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Dispatcher } from "./dispatcher.ts";
  * const sent: string[] = [];
  * const results: unknown[] = [];
@@ -188,7 +189,8 @@ export interface DispatcherStats {
  * d.heard("w1", 0); // its first ping: available
  * d.submit("r1", new Uint8Array(), null, 0, 0, 0);
  * d.answer("w1", "r1", 0, 42, 1);
- * if (sent[0] !== "w1" || results[0] !== 42) throw new Error("not dispatched");
+ * assert.deepEqual(sent, ["w1"]);
+ * assert.deepEqual(results, [42]);
  * ```
  */
 export class Dispatcher<H = unknown> {

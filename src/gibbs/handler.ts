@@ -24,9 +24,10 @@ export type Handler = HandlerFunction | HandlerClass | { call(...args: any[]): u
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { callArgs } from "./handler.ts";
- * callArgs([1, 2], {}); // [1, 2]
- * callArgs([1], { scale: 2 }); // [1, { scale: 2 }]
+ * assert.deepEqual(callArgs([1, 2], {}), [1, 2]);
+ * assert.deepEqual(callArgs([1], { scale: 2 }), [1, { scale: 2 }]);
  * ```
  */
 export function callArgs(args: readonly unknown[], kwargs: Kwargs): unknown[] {

@@ -81,11 +81,23 @@ export interface CreateLoggerOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLogger } from "./logger.ts";
  * const lines: string[] = [];
- * const logger = createLogger({ level: "info", format: "json", write: (l) => lines.push(l) });
+ * const logger = createLogger({
+ *   level: "info",
+ *   format: "json",
+ *   write: (line) => lines.push(line),
+ *   clock: () => 0,
+ * });
  * logger.write({ level: "warn", source: "hub", event: "peer.dropped", message: "dropped" });
- * if (JSON.parse(lines[0]).event !== "peer.dropped") throw new Error("not logged");
+ * assert.deepEqual(JSON.parse(lines[0]), {
+ *   time: "1970-01-01T00:00:00.000Z",
+ *   level: "warn",
+ *   source: "hub",
+ *   event: "peer.dropped",
+ *   message: "dropped",
+ * });
  * ```
  */
 export function createLogger(options: CreateLoggerOptions = {}): Logger {

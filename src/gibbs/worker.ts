@@ -7,7 +7,14 @@
 import { Dealer } from "../socket/dealer.ts";
 import { SocketClosedError } from "../socket/errors.ts";
 import { runtime } from "../transport/runtime.ts";
-import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
+import {
+  CODE_ERROR,
+  CODE_OK,
+  decodeRequest,
+  encodeResponse,
+  type Kwargs,
+  unpack,
+} from "./codec.ts";
 import { type Handler, instantiate } from "./handler.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
 import { randomHexId } from "./ids.ts";
@@ -226,7 +233,7 @@ export class Worker {
       // Answer when at least the request id can be read, so the caller is not left waiting.
       const value = safeUnpack(workload);
       if (Array.isArray(value) && typeof value[0] === "string") {
-        const sent = socket.send([EMPTY, encodeResponse(value[0], 1, String(error))]);
+        const sent = socket.send([EMPTY, encodeResponse(value[0], CODE_ERROR, String(error))]);
         // Closed by a reset or stop meanwhile: the answer has nowhere to go, and run() goes on.
         sent.catch(() => {});
         await Promise.race([sent, this.#stopRequested]);
@@ -241,9 +248,9 @@ export class Worker {
     let response: Uint8Array;
     try {
       const result = await this.#serve(args, kwargs);
-      response = encodeResponse(reqId, 0, result);
+      response = encodeResponse(reqId, CODE_OK, result);
     } catch (error) {
-      response = encodeResponse(reqId, 1, errorText(error));
+      response = encodeResponse(reqId, CODE_ERROR, errorText(error));
     }
     this.#served++;
     const sent = socket.send([EMPTY, response]);

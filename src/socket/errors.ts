@@ -20,12 +20,11 @@ export type SocketErrorCode = "EBADF" | "EHOSTUNREACH" | "EAGAIN" | TransportErr
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SocketError } from "./errors.ts";
- * try {
- *   throw new SocketError("EAGAIN", "receive timed out after 100 ms");
- * } catch (error) {
- *   if (error instanceof SocketError && error.code === "EAGAIN") console.log("try again");
- * }
+ * const error: unknown = new SocketError("EAGAIN", "receive timed out after 100 ms");
+ * // Match the code, never the message text:
+ * assert.ok(error instanceof SocketError && error.code === "EAGAIN");
  * ```
  */
 export class SocketError extends Error {

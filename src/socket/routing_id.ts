@@ -10,8 +10,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyOf } from "./routing_id.ts";
- * if (keyOf(new Uint8Array([0, 1, 255])) !== "\x00\x01\xff") throw new Error("wrong key");
+ * assert.equal(keyOf(new Uint8Array([0, 1, 255])), "\x00\x01\xff");
  * ```
  */
 export function keyOf(id: Uint8Array): string {
@@ -30,9 +31,10 @@ export function idOfKey(key: string): Uint8Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { describeId } from "./routing_id.ts";
- * if (describeId(new TextEncoder().encode("w1")) !== '"w1"') throw new Error("not text");
- * if (describeId(new Uint8Array([0, 1])) !== "0x0001") throw new Error("not hex");
+ * assert.equal(describeId(new TextEncoder().encode("w1")), '"w1"');
+ * assert.equal(describeId(new Uint8Array([0, 1])), "0x0001");
  * ```
  */
 export function describeId(id: Uint8Array): string {

@@ -21,9 +21,10 @@ function invalid(endpoint: string, reason: string): TransportError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseEndpoint } from "./endpoint.ts";
- * parseEndpoint("tcp://*:5019"); // { transport: "tcp", host: "0.0.0.0", port: 5019 }
- * parseEndpoint("ipc:///tmp/hub.sock"); // { transport: "ipc", path: "/tmp/hub.sock" }
+ * assert.deepEqual(parseEndpoint("tcp://*:5019"), { transport: "tcp", host: "0.0.0.0", port: 5019 });
+ * assert.deepEqual(parseEndpoint("ipc:///tmp/hub.sock"), { transport: "ipc", path: "/tmp/hub.sock" });
  * ```
  *
  * @throws {TransportError} `EINVAL` for an unknown transport or a malformed address

@@ -57,11 +57,10 @@ const MEANING: Partial<Record<TransportErrorCode, string>> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TransportError } from "./errors.ts";
  * const error = new TransportError("EADDRINUSE", "Cannot bind tcp://0.0.0.0:5019");
- * if (error.message !== "Cannot bind tcp://0.0.0.0:5019: address already in use") {
- *   throw new Error(error.message);
- * }
+ * assert.equal(error.message, "Cannot bind tcp://0.0.0.0:5019: address already in use");
  * ```
  */
 export class TransportError extends Error {

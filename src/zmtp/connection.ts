@@ -87,13 +87,23 @@ export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Connection } from "./connection.ts";
- * const conn = new Connection({ socketType: "DEALER" }, {
- *   ready: (peer) => console.log("peer is a", peer.socketType),
- *   message: (frames) => console.log(frames.length, "frames"),
+ * const dealer = new Connection({ socketType: "DEALER" }, {
+ *   ready: () => {},
+ *   message: () => {},
  * }, 0);
- * const greeting = conn.out.take(); // 64 bytes to write first
- * console.log(greeting?.chunks[0].length);
+ * const peers: string[] = [];
+ * const router = new Connection({ socketType: "ROUTER" }, {
+ *   ready: (peer) => peers.push(peer.socketType),
+ *   message: () => {},
+ * }, 0);
+ * // Each side writes its greeting and READY; feed one side's bytes to the other.
+ * for (const chunk of dealer.out.take()!.chunks) router.receive(chunk, 0);
+ * for (const chunk of router.out.take()!.chunks) dealer.receive(chunk, 0);
+ * for (const chunk of dealer.out.take()?.chunks ?? []) router.receive(chunk, 0);
+ * assert.deepEqual(peers, ["DEALER"]);
+ * assert.equal(router.state, "ready");
  * ```
  */
 export class Connection {

@@ -39,9 +39,11 @@ export function handshakeFailureKind(code: ZmtpErrorCode): "protocol" | "auth" |
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ZmtpError } from "./errors.ts";
  * const err = new ZmtpError("bad-signature", "first byte is 0x47, expected 0xff");
- * console.log(err.code, err.message);
+ * assert.equal(err.code, "bad-signature");
+ * assert.equal(err.message, "bad-signature: first byte is 0x47, expected 0xff");
  * ```
  */
 export class ZmtpError extends Error {

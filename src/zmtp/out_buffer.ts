@@ -26,11 +26,12 @@ export const ZERO_COPY_MIN = 64 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OutBuffer } from "./out_buffer.ts";
  * const out = new OutBuffer();
  * out.message([new TextEncoder().encode("hi")]);
- * const taken = out.take(); // { chunks: [Uint8Array [0x00, 0x02, 0x68, 0x69]], messages: 1 }
- * console.log(taken?.chunks.length);
+ * const taken = out.take();
+ * assert.deepEqual(taken, { chunks: [new Uint8Array([0x00, 0x02, 0x68, 0x69])], messages: 1 });
  * ```
  */
 export class OutBuffer {
