@@ -34,6 +34,8 @@
 export { Hub, type HubOptions, type HubStats, type RequestOptions } from "./src/gibbs/hub.ts";
 export { Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
 export type { Handler, HandlerClass, HandlerFunction } from "./src/gibbs/handler.ts";
+export { HandlerModuleError } from "./src/gibbs/handler_module.ts";
+export { HandlerStartError } from "./src/gibbs/executor.ts";
 export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";
 export {
   GibbsError,

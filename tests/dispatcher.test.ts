@@ -149,10 +149,26 @@ describe("dispatcher rules", () => {
     const t = rig({ prefetch: 3 });
     t.join("a");
     t.join("b", 0, 4);
-    for (let i = 0; i < 10; i++) t.submit();
-    assert.equal(t.sentTo("a").length, 3);
-    assert.equal(t.sentTo("b").length, 4);
+    for (let i = 0; i < 12; i++) t.submit();
+    assert.equal(t.sentTo("a").length, 3, "one serving, two waiting in its socket");
+    assert.equal(t.sentTo("b").length, 4 + 2, "four serving, two waiting");
     assert.equal(t.d.stats().queued, 3);
+  });
+
+  test("one of our workers may change its capacity; 0 pauses it", () => {
+    const t = rig({ prefetch: 1 });
+    t.join("a", 0, 2);
+    for (let i = 0; i < 6; i++) t.submit();
+    assert.equal(t.sentTo("a").length, 2);
+    t.d.setCapacity("a", 0, 1);
+    t.d.answer("a", t.sent[0].reqId, 0, 0, 2);
+    t.d.answer("a", t.sent[1].reqId, 0, 0, 3);
+    assert.equal(t.sentTo("a").length, 2, "paused: nothing more");
+    t.d.setCapacity("a", 3, 4);
+    assert.equal(t.sentTo("a").length, 5);
+    t.d.ping("a", 5);
+    t.d.ping("a", 6); // ours may ping while it computes: nothing is taken back
+    assert.equal(t.d.stats().redispatched, 0);
   });
 
   test('prefetch "auto": one at a time until fast answers, then up to the 5 ms budget', () => {
@@ -397,6 +413,7 @@ type Op =
   | { op: "malformed"; w: number }
   | { op: "cancel"; pick: number }
   | { op: "full"; w: number; on: boolean }
+  | { op: "capacity"; w: number; capacity: number }
   | { op: "time"; ms: number };
 
 const WORKERS = 4;
@@ -433,6 +450,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant("cancel" as const), pick: fc.nat() }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant("full" as const), w, on: fc.boolean() }), weight: 1 },
   {
+    arbitrary: fc.record({
+      op: fc.constant("capacity" as const),
+      w,
+      capacity: fc.constantFrom(0, 1, 3),
+    }),
+    weight: 1,
+  },
+  {
     arbitrary: fc.record({ op: fc.constant("time" as const), ms: fc.constantFrom(1, 40, 400) }),
     weight: 3,
   },
@@ -462,7 +487,9 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
   const everSent = new Set<string>();
   const key = (i: number) => `w${i}`;
   const indexOf = (k: string) => Number(k.slice(1));
-  const credit = (m: ModelWorker) => (m.capacity > 0 ? m.capacity : prefetch);
+  // Capacity: 0 a plain worker (prefetch applies), -1 one of ours that takes nothing now.
+  const credit = (m: ModelWorker) =>
+    m.capacity > 0 ? m.capacity - 1 + prefetch : m.capacity < 0 ? 0 : prefetch;
   const d = new Dispatcher<null>({
     heartbeatMs: 1e9, // staleness has its own scenario test; here every worker is live
     respBufferSize,
@@ -509,7 +536,10 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
           held: [],
           full: false,
         };
-        d.join(key(op.w), new TextEncoder().encode(key(op.w)), now, { capacity: op.capacity });
+        // Capacity 0 stands for a plain gibbs worker, which announces none.
+        d.join(key(op.w), new TextEncoder().encode(key(op.w)), now, {
+          capacity: op.capacity || undefined,
+        });
         d.ping(key(op.w), now);
         break;
       case "leave":
@@ -563,6 +593,14 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
         m.full = op.on;
         // Room again: the hub's sweep tries the queue again (a plain worker does not ping).
         if (!op.on) d.pump(now);
+        break;
+      }
+      case "capacity": {
+        const m = workers[op.w];
+        if (!m?.connected || m.capacity === 0) break; // only our workers announce changes
+        // Lowered below what it holds: it keeps those, and gets no more until below again.
+        m.capacity = op.capacity === 0 ? -1 : op.capacity;
+        d.setCapacity(key(op.w), op.capacity, now);
         break;
       }
       case "time":

@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { DEFAULT_PORT } from "../gibbs/defaults.ts";
 import { DEMO_MODEL_URL } from "../gibbs/demo_model.ts";
 import { Hub } from "../gibbs/hub.ts";
-import type { Handler } from "../gibbs/handler.ts";
+import { HandlerStartError } from "../gibbs/executor.ts";
+import { moduleUrl } from "../gibbs/handler_module.ts";
 import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
@@ -20,6 +21,7 @@ Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
+                [--threads N] [--concurrency N]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
 
 Run "gibbs COMMAND --help" for the options of a command.`;
@@ -59,6 +61,11 @@ Options:
   --port P           hub port (default 5019)
   --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub)
   --heartbeat S      heartbeat interval in seconds (default 1)
+  --threads N        handler threads, each with its own instance of the handler; the
+                     connection's thread answers heartbeats while they compute, so a
+                     handler may block for minutes (default 1; 0: run on the connection's
+                     thread)
+  --concurrency N    most requests served at once (default: one per thread, or 1)
   --reset-after N    unanswered pings before reconnecting (default 2)
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
@@ -108,6 +115,14 @@ function number(value: string | undefined, name: string, fallback?: number): num
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got "${value}"`);
+  return n;
+}
+
+function integer(value: string | undefined, name: string, min: number): number | undefined {
+  const n = number(value, name);
+  if (n !== undefined && !(Number.isInteger(n) && n >= min)) {
+    throw new UsageError(`${name} must be an integer >= ${min}, got "${value}"`);
+  }
   return n;
 }
 
@@ -252,6 +267,8 @@ async function worker(argv: string[]): Promise<void> {
       endpoint: { type: "string" },
       heartbeat: { type: "string" },
       "reset-after": { type: "string" },
+      threads: { type: "string" },
+      concurrency: { type: "string" },
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
@@ -268,17 +285,13 @@ async function worker(argv: string[]): Promise<void> {
     (v) => typeof v === "object" && v !== null && !Array.isArray(v),
   );
   const specifier = positionals[0];
-  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:\\/i.test(specifier)
-    ? specifier
-    : new URL(specifier, `file://${runtime.cwd()}/`).href;
-  const module = await import(url);
   const name = values.export ?? "default";
-  const handler = module[name] as Handler | undefined;
-  if (handler === undefined) {
-    const names = Object.keys(module).join(", ") || "none";
-    throw new UsageError(`${specifier} has no export "${name}" (its exports: ${names})`);
-  }
+  const threads = integer(values.threads, "--threads", 0);
+  const concurrency = integer(values.concurrency, "--concurrency", 1);
   const options = {
+    threads,
+    concurrency,
+    export: name,
     host: values.host,
     port: number(values.port, "--port"),
     endpoint: values.endpoint,
@@ -288,17 +301,23 @@ async function worker(argv: string[]): Promise<void> {
     kwargs: ctorKwargs,
     handleSignals: true,
   };
-  let w: Worker;
+  const w = new Worker(moduleUrl(specifier, runtime.cwd()), options);
+  const where = w.threads > 0
+    ? `on ${w.threads} thread${w.threads === 1 ? "" : "s"}`
+    : "on the connection's thread";
+  say(
+    `gibbs worker ${w.id}: serving ${specifier} (${name}) ${where}, up to ${w.concurrency} at once, to ${w.endpoint}`,
+  );
   try {
-    w = new Worker(handler, options);
+    await w.run();
   } catch (error) {
-    console.error(
-      `gibbs worker: the handler failed to start:\n${error instanceof Error ? error.stack : error}`,
-    );
-    runtime.exit(1);
+    if (error instanceof HandlerStartError) {
+      if (error.kind === "module") throw new UsageError(error.message);
+      console.error(`gibbs worker: the handler failed to start:\n${error.detail}`);
+      runtime.exit(1);
+    }
+    throw error;
   }
-  say(`gibbs worker ${w.id}: serving ${specifier} (${name}) to ${w.endpoint}`);
-  await w.run();
   say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
   runtime.exit(0);
 }

@@ -61,8 +61,9 @@ export interface DispatcherOptions {
 /** What a worker told about itself when it joined. */
 export interface WorkerInfo {
   /**
-   * Requests it serves at once, announced in its handshake (our own workers only). Without it,
-   * a worker gets gibbs's treatment: one request at a time, plus prefetch.
+   * Requests it serves at once, announced in its handshake: a worker that announces one is one
+   * of ours (it may change it later with {@linkcode Dispatcher.setCapacity}). Without it, a
+   * worker gets gibbs's treatment: one request at a time, plus prefetch.
    */
   capacity?: number;
   /** A label for log lines (its routing id as text). */
@@ -81,7 +82,9 @@ export interface WorkerState<H = unknown> {
   readonly name: string;
   /** Its address, when known. */
   readonly remote: string | undefined;
-  /** Announced capacity, or 0 for a plain gibbs worker. */
+  /** One of ours: it announced a capacity, and may ping while it computes. */
+  extended: boolean;
+  /** Its announced capacity (0 for a plain gibbs worker, or one that takes nothing now). */
   capacity: number;
   /** When it was last heard from. */
   lastSeen: number;
@@ -328,6 +331,7 @@ export class Dispatcher<H = unknown> {
       id,
       name: info.name ?? key,
       remote: info.remote,
+      extended: info.capacity !== undefined,
       capacity: info.capacity ?? 0,
       lastSeen: -Infinity,
       inAvailable: false,
@@ -369,13 +373,26 @@ export class Dispatcher<H = unknown> {
     const w = this.#workers.get(key);
     if (w === undefined) return false;
     w.lastSeen = now;
-    if (w.capacity === 0 && w.held.length > 0 && ++w.pingsWhileHolding >= 2) {
+    if (!w.extended && w.held.length > 0 && ++w.pingsWhileHolding >= 2) {
       // One ping may have crossed our request; a second means the request never reached it.
       this.#takeBack(w, `worker ${w.name} pinged twice while holding a request`);
     }
     this.#offer(w);
     this.#pump(now);
     return true;
+  }
+
+  /**
+   * One of our workers announced a new capacity. Requests it holds beyond it stay with it (it
+   * serves or declines them); it gets no more until it is below.
+   */
+  setCapacity(key: string, capacity: number, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined || !w.extended) return;
+    w.capacity = capacity;
+    w.lastSeen = now;
+    this.#offer(w);
+    this.#pump(now);
   }
 
   /** Marks a worker heard from (any message) and available. */
@@ -565,9 +582,17 @@ export class Dispatcher<H = unknown> {
     this.#host.settle(request, outcome);
   }
 
-  /** How many requests `w` may hold at once (see {@linkcode DispatcherOptions.prefetch}). */
+  /**
+   * How many requests `w` may hold at once: its capacity (1 for a plain gibbs worker), plus
+   * what prefetch lets wait in its socket meanwhile (see {@linkcode DispatcherOptions.prefetch}).
+   */
   #credit(w: WorkerState<H>): number {
-    if (w.capacity > 0) return w.capacity;
+    const capacity = w.extended ? w.capacity : 1;
+    if (capacity === 0) return 0;
+    return capacity - 1 + this.#prefetch(w);
+  }
+
+  #prefetch(w: WorkerState<H>): number {
     const prefetch = this.#o.prefetch;
     if (prefetch !== "auto") return prefetch;
     if (w.serviceMs < 0) return 1;

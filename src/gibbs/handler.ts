@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Kwargs } from "./codec.ts";
+import { CODE_ERROR, CODE_OK, encodeResponse, type Kwargs } from "./codec.ts";
 
 /** A function serving requests. */
 export type HandlerFunction = (...args: any[]) => unknown;
@@ -64,4 +64,37 @@ export function instantiate(
   throw new TypeError(
     "A worker handler must be a function, a class with a call() method, or an object with one",
   );
+}
+
+/** The text sent back for a failure: the stack when there is one, as gibbs sends a traceback. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return `Thrown: ${String(error)}`;
+}
+
+/**
+ * Serves one request with `serve` and returns the encoded response: code 0 with the result, or
+ * code 1 with the error's text when the handler throws or its result cannot be encoded.
+ */
+export async function respond(
+  serve: (args: readonly unknown[], kwargs: Kwargs) => unknown,
+  reqId: string,
+  args: readonly unknown[],
+  kwargs: Kwargs,
+): Promise<Uint8Array> {
+  let result: unknown;
+  try {
+    result = await serve(args, kwargs);
+  } catch (error) {
+    return encodeResponse(reqId, CODE_ERROR, errorText(error));
+  }
+  try {
+    return encodeResponse(reqId, CODE_OK, result);
+  } catch (error) {
+    return encodeResponse(
+      reqId,
+      CODE_ERROR,
+      `The handler's result cannot be sent as msgpack: ${errorText(error)}`,
+    );
+  }
 }

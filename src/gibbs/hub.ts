@@ -12,6 +12,13 @@ import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
 import { Dispatcher, type Outcome, type Request } from "./dispatcher.ts";
 import { GibbsError, HubClosedError } from "./errors.ts";
+import {
+  decodeExtension,
+  extensionMetadata,
+  ExtKind,
+  isExtendedPeer,
+  readCapacity,
+} from "./extension.ts";
 import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
@@ -174,6 +181,8 @@ export class Hub {
       handshakeTimeout: (options.handshakeTimeout ?? 10) * 1000,
       maxConnections: options.maxConnections ?? 10_000,
       linger: 0,
+      // Our workers recognise us by it; Python workers never read it.
+      metadata: extensionMetadata(),
       onEvent: (event) => this.#onSocketEvent(event),
     });
     const endpoint = options.endpoint ??
@@ -316,8 +325,18 @@ export class Hub {
         return;
       }
       d.answer(key, response.reqId, response.code, response.result, now);
+    } else if (message.length === 4 && message[1].length === 0 && d.worker(key)?.extended) {
+      let ext;
+      try {
+        ext = decodeExtension(message[2], message[3]);
+      } catch (error) {
+        d.malformed(key, `worker ${describeId(id)}: ${(error as Error).message}`, now);
+        this.#arm();
+        return;
+      }
+      if (ext.kind === ExtKind.capacity) d.setCapacity(key, ext.body as number, now);
     } else if (d.worker(key) !== undefined) {
-      // No gibbs worker sends any other shape.
+      // No gibbs worker sends any other shape (nor does one of ours that did not announce itself).
       d.malformed(
         key,
         `worker ${describeId(id)} sent a ${message.length - 1}-frame message no gibbs worker sends`,
@@ -332,9 +351,14 @@ export class Hub {
     switch (event.type) {
       case "handshake":
         if (event.routingId) {
+          // One of ours announces itself and its capacity; a Python worker gets gibbs's rules.
+          const capacity = isExtendedPeer(event.properties)
+            ? readCapacity(event.properties) ?? 1
+            : undefined;
           this.#dispatcher.join(keyOf(event.routingId), event.routingId, now, {
             name: describeId(event.routingId),
             remote: event.remote,
+            capacity,
           });
           this.#log.debug("worker.joined", `worker ${describeId(event.routingId)} joined`, {
             peer: event.remote,

@@ -22,7 +22,15 @@ const CLI_ENTRY = new URL(
 export interface SpawnWorkersOptions extends
   Pick<
     WorkerOptions,
-    "host" | "port" | "endpoint" | "heartbeatInterval" | "resetAfterNMiss" | "args" | "kwargs"
+    | "host"
+    | "port"
+    | "endpoint"
+    | "heartbeatInterval"
+    | "resetAfterNMiss"
+    | "args"
+    | "kwargs"
+    | "threads"
+    | "concurrency"
   > {
   /** How many worker processes (default 1). */
   count?: number;
@@ -74,6 +82,8 @@ export function spawnWorkers(
   if (options.resetAfterNMiss !== undefined) {
     args.push("--reset-after", String(options.resetAfterNMiss));
   }
+  if (options.threads !== undefined) args.push("--threads", String(options.threads));
+  if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
   if (options.args) args.push("--args", JSON.stringify(options.args));
   if (options.kwargs) args.push("--kwargs", JSON.stringify(options.kwargs));
   if (options.quiet) args.push("--quiet");

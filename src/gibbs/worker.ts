@@ -1,22 +1,34 @@
 /**
- * The Worker: connects to a hub and serves its requests, one at a time.
+ * The Worker: connects to a hub and serves its requests — one at a time as gibbs does, or
+ * several at once — on the connection's thread or on handler threads of its own.
  *
  * @module
  */
 
+import { Deque } from "../socket/deque.ts";
 import { Dealer } from "../socket/dealer.ts";
 import { SocketClosedError } from "../socket/errors.ts";
+import type { SocketEvent } from "../socket/options.ts";
 import { runtime } from "../transport/runtime.ts";
 import {
   CODE_ERROR,
-  CODE_OK,
   decodeRequest,
   encodeResponse,
   type Kwargs,
+  type RequestMessage,
   unpack,
 } from "./codec.ts";
-import { type Handler, instantiate } from "./handler.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
+import { type Executor, InProcessExecutor, ThreadPoolExecutor } from "./executor.ts";
+import {
+  encodeExtension,
+  extensionMetadata,
+  ExtKind,
+  isExtendedPeer,
+  MAX_CAPACITY,
+} from "./extension.ts";
+import type { Handler } from "./handler.ts";
+import { moduleUrl } from "./handler_module.ts";
 import { randomHexId } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
@@ -38,6 +50,25 @@ export interface WorkerOptions {
   args?: unknown[];
   /** Constructor keyword arguments (one trailing object) when the handler is a class. */
   kwargs?: Kwargs;
+  /**
+   * Handler threads, for a handler given as a module URL: each thread imports the module and
+   * constructs its own instance, and the connection's thread stays free to answer heartbeats
+   * while the handler computes. 0 runs the handler on the connection's thread. A handler given
+   * as a function or class runs there always (JavaScript cannot send one to another thread).
+   * @default {1 for a module, 0 for a function or class}
+   */
+  threads?: number;
+  /**
+   * The export of the module to serve, for a handler given as a module URL.
+   * @default {"default"}
+   */
+  export?: string;
+  /**
+   * Most requests this worker serves at once: async handlers interleave on a thread, and
+   * requests spread over `threads`. 1 is gibbs's rule.
+   * @default {the number of threads, or 1}
+   */
+  concurrency?: number;
   /** Routing id (default: 32 random lowercase hex chars, like a uuid4's hex). */
   routingId?: string;
   /** Stop gracefully on SIGINT/SIGTERM (default false; the CLI turns it on). */
@@ -49,10 +80,21 @@ export interface WorkerOptions {
   logger?: LoggerOption;
 }
 
+/** A request received and not started yet (the worker was at its concurrency). */
+interface Waiting {
+  request: RequestMessage;
+  payload: Uint8Array;
+}
+
 /**
  * A gibbs worker, wire-compatible with Python gibbs 0.3 hubs. The handler is a function, or a
  * class constructed once with `args`/`kwargs` whose `call` method serves requests; positional
- * arguments are spread and non-empty kwargs arrive as one trailing object.
+ * arguments are spread and non-empty kwargs arrive as one trailing object. Given as a module URL,
+ * the handler runs on threads of its own (`threads`, default 1), so that a long synchronous
+ * computation does not stop the worker from answering the hub's heartbeats.
+ *
+ * Toward our own hub the worker announces its capacity in the ZMTP handshake; toward a Python
+ * gibbs hub it asks for more work, while it has room, by pinging (gibbs's availability rule).
  *
  * @example
  * ```ts ignore
@@ -65,41 +107,82 @@ export interface WorkerOptions {
  * }
  * const worker = new Worker(Model, { port: 5019, args: [10] });
  * await worker.run(); // until worker.stop() or, with handleSignals, SIGINT/SIGTERM
+ *
+ * // A module's default export on 2 threads, 8 requests at once:
+ * await new Worker(new URL("./model.ts", import.meta.url), { threads: 2, concurrency: 8 }).run();
  * ```
  */
 export class Worker {
   /** The routing id this worker announces. */
   readonly id: string;
-  #serve: (args: readonly unknown[], kwargs: Kwargs) => unknown;
+  #executor: Executor;
   #endpoint: string;
   #hbMs: number;
   #resetAfter: number;
   #log: Log;
   #handleSignals: boolean;
+  #capacity: number;
   #socket: Dealer | null = null;
+  /** The capacity the current socket announced in its handshake. */
+  #announced = 0;
+  /** The hub on the current connection announced itself as ours. */
+  #hubExtended = false;
   #waitingPong = 0;
   #lastHeard = 0;
   #lastPing = 0;
   #stopping = false;
-  #busy = false;
-  #onStop!: () => void;
-  #stopRequested = new Promise<void>((resolve) => (this.#onStop = resolve));
+  #inFlight = 0;
+  #peakInFlight = 0;
+  #waiting = new Deque<Waiting>();
   #served = 0;
   #resets = 0;
+  #unreachableReported = false;
 
   /**
-   * Creates a worker. A class handler is constructed here: whatever its constructor throws is
-   * thrown from this constructor, so a broken model fails before connecting.
+   * Creates a worker. A class handler given as a value is constructed here: whatever its
+   * constructor throws is thrown from this constructor, so a broken model fails before
+   * connecting. A handler given as a module is loaded by {@linkcode Worker.run}, which rejects
+   * before connecting when the module or its constructor fails.
    */
-  constructor(handler: Handler, options: WorkerOptions = {}) {
-    this.#serve = instantiate(handler, options.args, options.kwargs);
+  constructor(handler: Handler | URL | string, options: WorkerOptions = {}) {
     this.id = options.routingId ?? randomHexId();
+    const args = options.args ?? [];
+    const kwargs = options.kwargs ?? {};
+    const isModule = handler instanceof URL || typeof handler === "string";
+    const threads = options.threads ?? (isModule ? 1 : 0);
+    if (!(Number.isInteger(threads) && threads >= 0 && threads <= 256)) {
+      throw new RangeError(`threads must be an integer 0 to 256, got ${threads}`);
+    }
+    if (threads > 0 && !isModule) {
+      throw new RangeError(
+        "threads need the handler as a module URL: a function or class cannot be sent to " +
+          "another thread (pass new URL('./model.ts', import.meta.url), or threads: 0)",
+      );
+    }
+    this.#capacity = options.concurrency ?? Math.max(1, threads);
+    checkConcurrency(this.#capacity);
+    this.#log = new Log(options.logger, `worker ${this.id}`);
+    if (isModule) {
+      const url = moduleUrl(handler, runtime.cwd());
+      const name = options.export ?? "default";
+      this.#executor = threads > 0
+        ? new ThreadPoolExecutor(
+          url,
+          name,
+          threads,
+          args,
+          kwargs,
+          (message) => this.#log.error("thread.failed", message),
+        )
+        : new InProcessExecutor({ module: url, export: name }, args, kwargs);
+    } else {
+      this.#executor = new InProcessExecutor(handler, args, kwargs);
+    }
     const host = options.host ?? "localhost";
     this.#endpoint = options.endpoint ?? `tcp://${host}:${options.port ?? DEFAULT_PORT}`;
     this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
     if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
     this.#resetAfter = options.resetAfterNMiss ?? 2;
-    this.#log = new Log(options.logger, `worker ${this.id}`);
     this.#handleSignals = options.handleSignals ?? false;
   }
 
@@ -118,9 +201,43 @@ export class Worker {
     return this.#endpoint;
   }
 
+  /** Handler threads (0: the handler runs on the connection's thread). */
+  get threads(): number {
+    return this.#executor.threads;
+  }
+
+  /** Most requests served at once. */
+  get concurrency(): number {
+    return this.#capacity;
+  }
+
+  /** Requests being served now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Most requests ever served at once. */
+  get peakInFlight(): number {
+    return this.#peakInFlight;
+  }
+
+  /**
+   * Changes how many requests this worker serves at once. Our hub is told at once; a Python
+   * gibbs hub learns it from the worker's pings.
+   */
+  setConcurrency(concurrency: number): void {
+    checkConcurrency(concurrency);
+    this.#capacity = concurrency;
+    this.#announce();
+    this.#startWaiting();
+    this.#askForWork();
+  }
+
   /**
    * Serves requests until {@linkcode Worker.stop} (or a shutdown signal with `handleSignals`).
-   * Resolves once the request in hand is answered and the connection is closed.
+   * Resolves once the requests in hand are answered and the connection is closed.
+   *
+   * @throws {HandlerStartError} when a handler given as a module fails to load or construct
    */
   async run(): Promise<void> {
     const removeSignals = this.#handleSignals
@@ -131,7 +248,8 @@ export class Worker {
     const check = () => {
       if (this.#stopping) return;
       const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
-      if (silent >= this.#hbMs && !this.#busy) {
+      // A full worker says nothing to a gibbs hub: any message would mark it available.
+      if (silent >= this.#hbMs && (this.#hubExtended || this.#free() > 0)) {
         this.#onSilence();
         timer = setTimeout(check, this.#hbMs);
       } else {
@@ -139,48 +257,71 @@ export class Worker {
       }
     };
     try {
+      await this.#executor.start();
+      if (this.#stopping) return;
       this.#socket = this.#connect();
       this.#lastHeard = runtime.now();
       this.#ping(); // tells the hub we are ready, as gibbs does
       timer = setTimeout(check, this.#hbMs);
       while (!this.#stopping) {
-        const socket = this.#socket;
         let message: Uint8Array[];
         try {
-          message = await socket.receive();
+          message = await this.#socket.receive();
         } catch (error) {
           if (error instanceof SocketClosedError) continue; // reset under way, or stopping
           throw error;
         }
         this.#lastHeard = runtime.now();
         this.#waitingPong = 0;
-        await this.#onMessage(socket, message);
+        this.#onMessage(message);
       }
     } finally {
       clearTimeout(timer);
       removeSignals();
-      // Linger so that the last response leaves before the socket goes.
+      // Linger so that the last responses leave before the socket goes.
       this.#socket?.close();
       this.#socket = null;
+      await this.#executor.close();
     }
   }
 
   /**
-   * Stops after the request in hand is answered; stops at once when idle. `run()` then resolves.
+   * Stops once the requests in hand are answered; stops at once when idle. `run()` then
+   * resolves. Requests received but not started are not served (our hub sends them elsewhere
+   * when the connection closes).
    */
   stop(): void {
     if (this.#stopping) return;
     this.#stopping = true;
-    this.#onStop();
+    this.#waiting.drain();
     // An idle worker waits in receive(): closing ends that wait. A busy one closes after answering.
-    if (!this.#busy) this.#socket?.close();
+    if (this.#inFlight === 0) this.#socket?.close();
   }
 
   #connect(): Dealer {
+    this.#announced = this.#capacity;
+    this.#hubExtended = false;
     const socket = new Dealer({
       routingId: this.id,
       linger: 1000,
-      onEvent: (event) => {
+      metadata: extensionMetadata(this.#capacity),
+      onEvent: (event) => this.#onSocketEvent(socket, event),
+    });
+    socket.connect(this.#endpoint);
+    return socket;
+  }
+
+  #onSocketEvent(socket: Dealer, event: SocketEvent): void {
+    if (socket !== this.#socket) return;
+    switch (event.type) {
+      case "handshake":
+        this.#unreachableReported = false;
+        this.#hubExtended = isExtendedPeer(event.properties);
+        // A reconnect of the same socket announced the capacity it was created with.
+        if (this.#hubExtended && this.#announced !== this.#capacity) this.#announce();
+        break;
+      case "disconnect":
+        this.#hubExtended = false;
         if (event.code) {
           this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
             peer: event.remote,
@@ -188,10 +329,32 @@ export class Worker {
             code: event.code,
           });
         }
-      },
-    });
-    socket.connect(this.#endpoint);
-    return socket;
+        break;
+      case "connect:retry":
+        if (!this.#unreachableReported) {
+          this.#unreachableReported = true;
+          this.#log.warn(
+            "hub.unreachable",
+            `cannot reach the hub at ${this.#endpoint} (${event.reason}); retrying every ${event.interval} ms`,
+            { reason: event.reason, code: event.code },
+          );
+        }
+        break;
+      case "handshake:error:protocol":
+      case "handshake:error:auth":
+      case "handshake:error:other":
+        this.#log.warn("hub.refused", `handshake with the hub failed: ${event.reason}`, {
+          peer: event.remote,
+          reason: event.reason,
+          code: event.code,
+        });
+        break;
+    }
+  }
+
+  /** Requests this worker can still take: its capacity minus what it serves or holds. */
+  #free(): number {
+    return this.#capacity - this.#inFlight - this.#waiting.length;
   }
 
   #ping(): void {
@@ -199,6 +362,24 @@ export class Worker {
     // Not awaited: while no hub is connected the ping waits in the socket, as libzmq queues it.
     this.#socket!.send(EMPTY).catch(() => {});
     this.#waitingPong++;
+  }
+
+  /** Tells our hub the capacity, if it is ours and has not heard this figure. */
+  #announce(): void {
+    if (!this.#hubExtended || this.#socket === null || this.#announced === this.#capacity) return;
+    this.#announced = this.#capacity;
+    this.#socket.send(encodeExtension(ExtKind.capacity, this.#capacity)).catch(() => {});
+  }
+
+  /**
+   * Toward a gibbs hub, a worker with room asks for one more request by pinging: the hub marks
+   * it available once, whatever it sends, and each request it sends takes that mark away. One
+   * ping per request received keeps exactly one mark while there is room.
+   */
+  #askForWork(): void {
+    if (!this.#hubExtended && !this.#stopping && this.#socket !== null && this.#free() > 0) {
+      this.#ping();
+    }
   }
 
   #onSilence(): void {
@@ -217,26 +398,21 @@ export class Worker {
     this.#ping();
   }
 
-  async #onMessage(socket: Dealer, message: Uint8Array[]): Promise<void> {
+  #onMessage(message: Uint8Array[]): void {
     const workload = message[message.length - 1];
-    if (workload.length === 0) return; // pong
+    if (message.length === 2 && workload.length === 0) return; // pong
     if (message.length !== 2) {
       this.#log.warn("message.ignored", `ignored a ${message.length}-frame message from the hub`);
       return;
     }
-    let reqId: string;
-    let args: unknown[];
-    let kwargs: Kwargs;
+    let request: RequestMessage;
     try {
-      ({ reqId, args, kwargs } = decodeRequest(workload));
+      request = decodeRequest(workload);
     } catch (error) {
       // Answer when at least the request id can be read, so the caller is not left waiting.
       const value = safeUnpack(workload);
       if (Array.isArray(value) && typeof value[0] === "string") {
-        const sent = socket.send([EMPTY, encodeResponse(value[0], CODE_ERROR, String(error))]);
-        // Closed by a reset or stop meanwhile: the answer has nowhere to go, and run() goes on.
-        sent.catch(() => {});
-        await Promise.race([sent, this.#stopRequested]);
+        this.#send(encodeResponse(value[0], CODE_ERROR, String(error)));
       }
       this.#log.warn(
         "request.malformed",
@@ -244,21 +420,40 @@ export class Worker {
       );
       return;
     }
-    this.#busy = true;
-    let response: Uint8Array;
-    try {
-      const result = await this.#serve(args, kwargs);
-      response = encodeResponse(reqId, CODE_OK, result);
-    } catch (error) {
-      response = encodeResponse(reqId, CODE_ERROR, errorText(error));
+    if (this.#stopping) return;
+    if (this.#inFlight < this.#capacity) this.#start({ request, payload: workload });
+    else this.#waiting.push({ request, payload: workload });
+    this.#askForWork();
+  }
+
+  #start(job: Waiting): void {
+    this.#inFlight++;
+    if (this.#inFlight > this.#peakInFlight) this.#peakInFlight = this.#inFlight;
+    this.#executor.serve(job.request, job.payload).then((response) => {
+      this.#served++;
+      this.#inFlight--;
+      this.#send(response);
+      this.#startWaiting();
+      if (this.#stopping && this.#inFlight === 0) this.#socket?.close();
+    });
+  }
+
+  #startWaiting(): void {
+    while (!this.#stopping && this.#waiting.length > 0 && this.#inFlight < this.#capacity) {
+      this.#start(this.#waiting.shift()!);
     }
-    this.#served++;
-    const sent = socket.send([EMPTY, response]);
-    sent.catch(() => {}); // a send cut short by close() has nowhere to go
-    // With no hub connected the send waits for one; a stop must not wait with it. Closing the
-    // socket (with linger) then still delivers the answer if a connection holds it.
-    await Promise.race([sent, this.#stopRequested]);
-    this.#busy = false;
+  }
+
+  #send(response: Uint8Array): void {
+    // Not awaited: with no hub connected the answer waits in the socket for one, and a stop
+    // closes the socket (with linger) rather than wait with it.
+    this.#socket?.send([EMPTY, response]).catch(() => {});
+  }
+}
+
+function checkConcurrency(concurrency: number): void {
+  if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= MAX_CAPACITY)) {
+    throw new RangeError(`concurrency must be an integer 1 to ${MAX_CAPACITY}, got ${concurrency}`);
   }
 }
 
@@ -268,10 +463,4 @@ function safeUnpack(bytes: Uint8Array): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** The text sent back for a failure: the stack when there is one, as gibbs sends a traceback. */
-export function errorText(error: unknown): string {
-  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  return `Thrown: ${String(error)}`;
 }

@@ -69,9 +69,13 @@ export interface SocketOptions {
   receiveTimeout?: number;
   /** How long `close` keeps unsent messages trying to leave; -1 forever (default 1000). */
   linger?: number;
-  /** First delay before reconnecting (default 100). */
+  /** Delay before reconnecting, as libzmq's `ZMQ_RECONNECT_IVL` (default 100). */
   reconnectInterval?: number;
-  /** Largest delay between reconnect attempts, doubling from the first; 0 keeps it fixed (default 1000). */
+  /**
+   * Largest delay between reconnect attempts, doubling from the first, as libzmq's
+   * `ZMQ_RECONNECT_IVL_MAX`; 0 keeps `reconnectInterval` fixed (default 0, as libzmq and
+   * zeromq.js have it: a peer that comes back is reached within one interval).
+   */
   reconnectMaxInterval?: number;
   /** Largest message accepted from a peer, in bytes (default 256 MiB); a peer over it is dropped. */
   maxMessageSize?: number;
@@ -93,13 +97,19 @@ export interface SocketOptions {
   onEvent?: (event: SocketEvent) => void;
   /** Security mechanism (default NULL). */
   mechanism?: MechanismFactory;
+  /**
+   * Application metadata sent to every peer in the ZMTP handshake, as libzmq's `ZMQ_METADATA`
+   * does: names start with `X-`; a peer sees them in its `handshake` event's `properties`
+   * (names lower-cased). Peers that do not know a property ignore it.
+   */
+  metadata?: Readonly<Record<string, string | Uint8Array>>;
 }
 
 /** Options with their defaults applied. */
 export type ResolvedOptions =
-  & Required<Omit<SocketOptions, "routingId" | "onEvent" | "mechanism">>
+  & Required<Omit<SocketOptions, "routingId" | "onEvent" | "mechanism" | "metadata">>
   & Pick<SocketOptions, "onEvent" | "mechanism">
-  & { routingId: Uint8Array | undefined };
+  & { routingId: Uint8Array | undefined; metadata: ReadonlyMap<string, Uint8Array> | undefined };
 
 /** Applies defaults and checks values. */
 export function resolveOptions(options: SocketOptions): ResolvedOptions {
@@ -116,7 +126,7 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
     receiveTimeout: -1,
     linger: 1000,
     reconnectInterval: 100,
-    reconnectMaxInterval: 1000,
+    reconnectMaxInterval: 0,
     maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
     handshakeTimeout: 30_000,
     heartbeatInterval: 0,
@@ -125,11 +135,28 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
     maxConnections: 0,
     ...stripUndefined(options),
     routingId,
+    metadata: resolveMetadata(options.metadata),
   };
   for (const key of ["sendHighWaterMark", "receiveHighWaterMark"] as const) {
     if (!(resolved[key] >= 1)) throw new RangeError(`${key} must be at least 1`);
   }
   return resolved;
+}
+
+function resolveMetadata(
+  metadata: SocketOptions["metadata"],
+): ReadonlyMap<string, Uint8Array> | undefined {
+  if (metadata === undefined) return undefined;
+  const map = new Map<string, Uint8Array>();
+  for (const [name, value] of Object.entries(metadata)) {
+    if (!/^X-[\x21-\x7e]{1,253}$/i.test(name)) {
+      throw new RangeError(
+        `metadata property "${name}" must start with "X-" and be 3 to 255 printable ASCII bytes`,
+      );
+    }
+    map.set(name, typeof value === "string" ? new TextEncoder().encode(value) : value);
+  }
+  return map;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -441,6 +441,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       socketType: this.#type,
       routingId: o.routingId,
       mechanism: o.mechanism?.(),
+      metadata: o.metadata,
       maxMessageSize: o.maxMessageSize,
       heartbeatInterval: o.heartbeatInterval,
       heartbeatTimeout: o.heartbeatTimeout,

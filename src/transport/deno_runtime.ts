@@ -15,6 +15,8 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Thread,
+  ThreadPort,
 } from "./runtime_types.ts";
 
 class DenoStream implements ByteStream {
@@ -204,6 +206,46 @@ async function serveHttp(host: string, port: number, handler: HttpHandler): Prom
   return { port: bound, close: () => server.shutdown() };
 }
 
+function startThread(url: URL): Thread {
+  const worker = new Worker(url.href, { type: "module" });
+  let onError: ((error: Error) => void) | undefined;
+  worker.onerror = (event) => {
+    // Handled here: an error in the thread must not end the whole process.
+    event.preventDefault();
+    onError?.(new Error(event.message || "thread failed"));
+  };
+  worker.onmessageerror = () => onError?.(new Error("a thread message could not be read"));
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.onmessage = (event) => handler(event.data);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    terminate() {
+      worker.terminate();
+      return Promise.resolve();
+    },
+  };
+}
+
+interface WorkerScope {
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  onmessage: ((event: MessageEvent) => void) | null;
+}
+
+function parentPort(): ThreadPort | null {
+  const scope = globalThis as unknown as { WorkerGlobalScope?: unknown } & WorkerScope;
+  if (typeof scope.WorkerGlobalScope === "undefined") return null;
+  return {
+    post: (message, transfer) => scope.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      scope.onmessage = (event) => handler(event.data);
+    },
+  };
+}
+
 /** The Deno runtime adapter. */
 export const denoRuntime: Runtime = {
   name: "deno",
@@ -225,6 +267,8 @@ export const denoRuntime: Runtime = {
       Deno.removeSignalListener("SIGTERM", onTerm);
     };
   },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
   args: () => Deno.args,

@@ -22,6 +22,7 @@ import {
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
+import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_threads";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
@@ -33,6 +34,8 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Thread,
+  ThreadPort,
 } from "./runtime_types.ts";
 
 /**
@@ -432,6 +435,41 @@ function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+function startThread(url: URL): Thread {
+  const worker = new NodeWorker(url);
+  let onError: ((error: Error) => void) | undefined;
+  let terminating = false;
+  // Handled here: without an 'error' listener, an error in the thread ends the process.
+  worker.on("error", (error) => onError?.(error));
+  worker.on("exit", (code) => {
+    if (!terminating) onError?.(new Error(`thread exited with code ${code}`));
+  });
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.on("message", handler);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    async terminate() {
+      terminating = true;
+      await worker.terminate();
+    },
+  };
+}
+
+function parentPort(): ThreadPort | null {
+  const port = nodeParentPort;
+  if (port === null) return null;
+  return {
+    post: (message, transfer) => port.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      port.on("message", handler);
+    },
+  };
+}
+
 /** The Node runtime adapter. */
 export const nodeRuntime: Runtime = {
   name: "node",
@@ -453,6 +491,8 @@ export const nodeRuntime: Runtime = {
       process.off("SIGTERM", onTerm);
     };
   },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
   args: () => process.argv.slice(2),

@@ -62,6 +62,29 @@ export interface SpawnOptions {
   stdio?: "inherit" | "ignore";
 }
 
+/**
+ * A module running on a thread of its own (a Web Worker on Deno, `node:worker_threads` on
+ * Node). Messages are copied by structured clone; buffers in `transfer` are moved instead.
+ */
+export interface Thread {
+  /** Sends a message to the thread. */
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
+  /** Receives the thread's messages. */
+  onMessage(handler: (message: unknown) => void): void;
+  /** Learns that the thread failed (an uncaught error) or ended on its own. */
+  onError(handler: (error: Error) => void): void;
+  /** Stops the thread at once. */
+  terminate(): Promise<void>;
+}
+
+/** Inside a thread: the way to the thread that started it. */
+export interface ThreadPort {
+  /** Sends a message to the parent. */
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
+  /** Receives the parent's messages. */
+  onMessage(handler: (message: unknown) => void): void;
+}
+
 /** An HTTP handler in the fetch style. */
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
@@ -100,6 +123,10 @@ export interface Runtime {
   every(ms: number, fn: () => void): () => void;
   /** Runs `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onShutdownSignal(handler: (signal: string) => void): () => void;
+  /** Starts `url` (a module of this library) on a thread of its own. */
+  startThread(url: URL): Thread;
+  /** In a thread started by {@linkcode Runtime.startThread}: its port; null elsewhere. */
+  parentPort(): ThreadPort | null;
   /** Starts a process of this same runtime running `script` (a path or URL) with `args`. */
   spawnScript(script: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Serves HTTP on host:port. */

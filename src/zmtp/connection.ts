@@ -40,6 +40,11 @@ export interface ConnectionOptions {
   routingId?: Uint8Array;
   /** Security mechanism for this connection (default NULL). */
   mechanism?: Mechanism;
+  /**
+   * Application metadata added to our READY (ZMTP 3.1 allows it; peers keep what they do not
+   * know). Names should start with `X-`, as libzmq requires of its `ZMQ_METADATA`.
+   */
+  metadata?: ReadonlyMap<string, Uint8Array>;
   /** Minor version we announce (default 1: ZMTP 3.1). */
   minorVersion?: number;
   /** Largest message accepted, in bytes (default 256 MiB). */
@@ -141,6 +146,9 @@ export class Connection {
     ]);
     if (["DEALER", "ROUTER", "REQ"].includes(options.socketType)) {
       properties.set("Identity", options.routingId ?? EMPTY);
+    }
+    if (options.metadata) {
+      for (const [name, value] of options.metadata) properties.set(name, value);
     }
     const out = this.out;
     this.#context = {
