@@ -31,9 +31,23 @@
  * @module
  */
 
-export { Hub, type HubOptions, type HubStats, type RequestOptions } from "./src/gibbs/hub.ts";
-export { Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
-export type { Handler, HandlerClass, HandlerFunction } from "./src/gibbs/handler.ts";
+export {
+  Hub,
+  type HubOptions,
+  type HubStats,
+  type RequestOptions,
+  ServiceClient,
+  type ServiceCounters,
+} from "./src/gibbs/hub.ts";
+export { ResponseStream } from "./src/gibbs/response_stream.ts";
+export { type BatchOptions, Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
+export {
+  batched,
+  type Handler,
+  type HandlerClass,
+  type HandlerFunction,
+} from "./src/gibbs/handler.ts";
+export { type RequestContext, requestContext, requestSignal } from "./src/gibbs/context.ts";
 export { HandlerModuleError } from "./src/gibbs/handler_module.ts";
 export { HandlerStartError } from "./src/gibbs/executor.ts";
 export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";

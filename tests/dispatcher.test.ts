@@ -13,6 +13,7 @@ import {
   NO_WORKER_WARNING_MS,
   type Outcome,
   type Request,
+  type SubmitOptions,
   type WorkerState,
 } from "../src/gibbs/dispatcher.ts";
 import {
@@ -40,6 +41,7 @@ function rig(options: Partial<DispatcherOptions> = {}) {
   const settleCounts = new Map<string, number>();
   const logs: { level: string; event: string; message: string }[] = [];
   const full = new Set<string>();
+  const cancelled: Sent[] = [];
   const d = new Dispatcher<null>({
     heartbeatMs: HB,
     respBufferSize: 100,
@@ -48,10 +50,13 @@ function rig(options: Partial<DispatcherOptions> = {}) {
     prefetch: 1,
     ...options,
   }, {
-    send(w: WorkerState<null>, payload: Uint8Array) {
+    send(w: WorkerState<null>, r: Request<null>) {
       if (full.has(w.key)) return false;
-      sent.push({ worker: w.key, reqId: new TextDecoder().decode(payload) });
+      sent.push({ worker: w.key, reqId: r.reqId });
       return true;
+    },
+    cancel(w: WorkerState<null>, r: Request<null>) {
+      cancelled.push({ worker: w.key, reqId: r.reqId });
     },
     settle(r: Request<null>, outcome: Outcome) {
       settled.set(r.reqId, outcome);
@@ -65,18 +70,19 @@ function rig(options: Partial<DispatcherOptions> = {}) {
   return {
     d,
     sent,
+    cancelled,
     settled,
     settleCounts,
     logs,
     full,
     /** Joins a worker and marks it available (its first ping), as a gibbs worker does. */
-    join(key: string, now = 0, capacity?: number) {
-      d.join(key, enc.encode(key), now, { name: key, capacity });
+    join(key: string, now = 0, capacity?: number, service?: string) {
+      d.join(key, enc.encode(key), now, { name: key, capacity, service });
       d.ping(key, now);
     },
-    submit(now = 0, timeoutMs = 0, retries = 0): string {
+    submit(now = 0, timeoutMs = 0, retries = 0, options: SubmitOptions = {}): string {
       const reqId = `r${n++}`;
-      d.submit(reqId, enc.encode(reqId), null, timeoutMs, retries, now);
+      d.submit(reqId, enc.encode(reqId), null, now, { timeoutMs, retries, ...options });
       return reqId;
     },
     value(reqId: string): unknown {
@@ -107,14 +113,8 @@ describe("dispatcher rules", () => {
     assert.equal(t.value(r), "result");
     t.d.answer("a", r, 0, "again", 2); // a late duplicate
     assert.equal(t.settleCounts.get(r), 1);
-    assert.deepEqual(t.d.stats(), {
-      workers: 1,
-      busy: 0,
-      queued: 0,
-      pending: 0,
-      completed: 1,
-      redispatched: 0,
-    });
+    const counts = { workers: 1, busy: 0, queued: 0, pending: 0, completed: 1, redispatched: 0 };
+    assert.deepEqual(t.d.stats(), { ...counts, services: { default: counts } });
   });
 
   test("code 1 fails the request with UserCodeError carrying the traceback", () => {
@@ -387,6 +387,83 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.nextDeadline(), Infinity);
   });
 
+  test("a worker of service b never gets service a's requests; a's wait for a's workers", () => {
+    const t = rig();
+    t.join("b1", 0, 1, "b");
+    const a1 = t.submit(0, 0, 0, { service: "a" });
+    const b1 = t.submit(0, 0, 0, { service: "b" });
+    assert.deepEqual(t.sent, [{ worker: "b1", reqId: b1 }]);
+    t.d.answer("b1", b1, 0, "b", 1);
+    assert.equal(t.sentTo("b1").length, 1, "a's request did not go to b's worker");
+    t.join("a1", 2, 1, "a");
+    assert.deepEqual(t.sentTo("a1"), [a1]);
+    const stats = t.d.stats();
+    assert.equal(stats.services.a.workers, 1);
+    assert.equal(stats.services.b.completed, 1);
+    assert.equal(stats.workers, 2);
+  });
+
+  test("requests for a service nobody serves are reported, and time out", () => {
+    const t = rig();
+    t.join("d", 0);
+    const r = t.submit(0, 15_000, 0, { service: "gpu" });
+    t.d.tick(NO_WORKER_WARNING_MS);
+    assert.match(t.logs.at(-1)!.message, /no worker serves "gpu"/);
+    t.d.tick(15_000);
+    assert.ok(t.error(r) instanceof RequestTimeoutError);
+    assert.equal(t.d.stats().services.gpu, undefined, "a service nobody serves is forgotten");
+  });
+
+  test("cancelling a request one of our workers holds tells that worker", () => {
+    const t = rig();
+    t.join("ours", 0, 2);
+    t.join("plain", 0);
+    const a = t.submit();
+    const b = t.submit();
+    const c = t.submit();
+    const holderOf = (r: string) => t.sent.find((s) => s.reqId === r)!.worker;
+    for (const r of [a, b, c]) t.d.cancel(r, new Error("aborted"));
+    assert.deepEqual(
+      t.cancelled.map((x) => x.reqId).sort(),
+      [a, b, c].filter((r) => holderOf(r) === "ours").sort(),
+      "only our worker is told; a gibbs worker's late answer is dropped",
+    );
+    assert.equal(t.d.stats().busy, 2, "their slots stay taken until they answer");
+    for (const s of [...t.sent]) t.d.answer(s.worker, s.reqId, 1, "cancelled", 1);
+    assert.equal(t.d.stats().busy, 0);
+    assert.ok([a, b, c].every((r) => t.settleCounts.get(r) === 1));
+  });
+
+  test("a stream: chunks only from its worker, no timeout after the first, loss ends it", () => {
+    const t = rig();
+    t.join("w", 0, 1);
+    const r = t.submit(0, 100, 3, { stream: true });
+    assert.equal(t.d.chunk("w", r, 10)?.reqId, r);
+    t.d.tick(1000); // past its timeout: a stream that delivered a chunk is not retried
+    assert.equal(t.sent.length, 1);
+    assert.equal(t.settled.size, 0);
+    t.join("x", 1000, 1);
+    assert.equal(t.d.chunk("x", r, 1001), undefined, "a worker without it cannot add chunks");
+    t.d.leave("w", "killed", 1002);
+    const error = t.error(r);
+    assert.match(error.message, /Stream interrupted/);
+    assert.equal(t.sentTo("x").length, 0, "not re-sent: its chunks were delivered");
+  });
+
+  test("a stream lost before its first chunk is re-sent like any request", () => {
+    const t = rig();
+    t.join("w", 0, 1);
+    t.join("x", 0, 1);
+    const r = t.submit(0, 0, 0, { stream: true });
+    const first = t.sent[0].worker;
+    t.d.leave(first, "killed", 5);
+    const second = first === "w" ? "x" : "w";
+    assert.deepEqual(t.sentTo(second), [r]);
+    t.d.chunk(second, r, 6);
+    t.d.answer(second, r, 0, null, 7);
+    assert.equal(t.value(r), null);
+  });
+
   test("close fails everything pending and refuses what comes after", () => {
     const t = rig();
     t.join("a");
@@ -405,8 +482,9 @@ describe("dispatcher rules", () => {
 // Generated interleavings against a reference model.
 
 type Op =
-  | { op: "submit"; timeout: number; retries: number }
-  | { op: "join"; w: number; capacity: number }
+  | { op: "submit"; timeout: number; retries: number; service: string; stream: boolean }
+  | { op: "join"; w: number; capacity: number; service: string }
+  | { op: "chunk"; w: number; pick: number }
   | { op: "leave"; w: number }
   | { op: "ping"; w: number }
   | { op: "answer"; w: number; pick: number; code: 0 | 1 }
@@ -424,6 +502,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       op: fc.constant("submit" as const),
       timeout: fc.constantFrom(0, 0, 50, 300),
       retries: fc.constantFrom(0, 1, 2, -1),
+      service: fc.constantFrom("default", "default", "b"),
+      stream: fc.boolean(),
     }),
     weight: 5,
   },
@@ -432,7 +512,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       op: fc.constant("join" as const),
       w,
       capacity: fc.constantFrom(0, 0, 2, 5),
+      service: fc.constantFrom("default", "default", "b"),
     }),
+    weight: 2,
+  },
+  {
+    arbitrary: fc.record({ op: fc.constant("chunk" as const), w, pick: fc.nat() }),
     weight: 2,
   },
   { arbitrary: fc.record({ op: fc.constant("leave" as const), w }), weight: 1 },
@@ -464,6 +549,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 interface ModelWorker {
+  service: string;
   connected: boolean;
   quarantined: boolean;
   capacity: number;
@@ -483,8 +569,11 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
   const settled = new Map<string, Outcome>();
   const workers: (ModelWorker | undefined)[] = [];
   const submitted: string[] = [];
-  const firstSends: number[] = [];
+  const firstSends = new Map<string, number[]>();
   const everSent = new Set<string>();
+  const serviceOf = new Map<string, string>();
+  /** Streams that delivered a chunk, and the worker whose chunks count. */
+  const streamingFrom = new Map<string, string>();
   const key = (i: number) => `w${i}`;
   const indexOf = (k: string) => Number(k.slice(1));
   // Capacity: 0 a plain worker (prefetch applies), -1 one of ours that takes nothing now.
@@ -497,20 +586,29 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
     redispatch: true,
     prefetch,
   }, {
-    send(ws, payload) {
+    send(ws, r) {
       const m = workers[indexOf(ws.key)];
       assert.ok(m?.connected, `sent to ${ws.key}, which is not connected`);
       assert.equal(m.quarantined, false, `sent to quarantined ${ws.key}`);
       if (m.full) return false;
-      const reqId = new TextDecoder().decode(payload);
+      const reqId = r.reqId;
       assert.equal(settled.has(reqId), false, `sent ${reqId} after it ended`);
+      assert.equal(m.service, serviceOf.get(reqId), `${reqId} sent to another service's worker`);
+      assert.equal(streamingFrom.has(reqId), false, `${reqId} re-sent after its stream began`);
       assert.ok(m.held.length < credit(m), `${ws.key} over its credit of ${credit(m)}`);
       m.held.push(reqId);
       if (!everSent.has(reqId)) {
         everSent.add(reqId);
-        firstSends.push(Number(reqId.slice(1)));
+        const list = firstSends.get(m.service) ?? [];
+        list.push(Number(reqId.slice(1)));
+        firstSends.set(m.service, list);
       }
       return true;
+    },
+    cancel(ws, r) {
+      const m = workers[indexOf(ws.key)];
+      assert.ok(m?.connected && m.capacity !== 0, `cancel sent to ${ws.key}, not one of ours`);
+      assert.ok(m.held.includes(r.reqId), `cancel of ${r.reqId} sent to ${ws.key}, which lacks it`);
     },
     settle(r, outcome) {
       assert.equal(settled.has(r.reqId), false, `${r.reqId} settled twice`);
@@ -524,12 +622,19 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
       case "submit": {
         const reqId = `r${submitted.length}`;
         submitted.push(reqId);
-        d.submit(reqId, new TextEncoder().encode(reqId), null, op.timeout, op.retries, now);
+        serviceOf.set(reqId, op.service);
+        d.submit(reqId, new TextEncoder().encode(reqId), null, now, {
+          timeoutMs: op.timeout,
+          retries: op.retries,
+          service: op.service,
+          stream: op.stream,
+        });
         break;
       }
       case "join":
         if (workers[op.w]?.connected) d.leave(key(op.w), "replaced", now);
         workers[op.w] = {
+          service: op.service,
           connected: true,
           quarantined: false,
           capacity: op.capacity,
@@ -539,6 +644,7 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
         // Capacity 0 stands for a plain gibbs worker, which announces none.
         d.join(key(op.w), new TextEncoder().encode(key(op.w)), now, {
           capacity: op.capacity || undefined,
+          service: op.service,
         });
         d.ping(key(op.w), now);
         break;
@@ -557,7 +663,10 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
         const m = workers[op.w];
         if (!m?.connected || m.quarantined || m.held.length === 0) break;
         const [reqId] = m.held.splice(op.pick % m.held.length, 1);
-        const wasPending = d.request(reqId) !== undefined;
+        const from = streamingFrom.get(reqId);
+        // A stream that began on another copy ends with that copy's answer only.
+        const wasPending = d.request(reqId) !== undefined &&
+          (from === undefined || from === key(op.w));
         d.answer(key(op.w), reqId, op.code, `value of ${reqId}`, now);
         if (wasPending) {
           const outcome = settled.get(reqId);
@@ -567,6 +676,19 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
           } else {
             assert.ok(!outcome.ok && outcome.error instanceof UserCodeError, "wrong error");
           }
+        }
+        break;
+      }
+      case "chunk": {
+        const m = workers[op.w];
+        if (!m?.connected || m.quarantined || m.capacity === 0 || m.held.length === 0) break;
+        const reqId = m.held[op.pick % m.held.length];
+        const accepted = d.chunk(key(op.w), reqId, now);
+        const from = streamingFrom.get(reqId);
+        if (accepted !== undefined) {
+          assert.ok(from === undefined || from === key(op.w), `${reqId}: chunks from two workers`);
+          assert.equal(settled.has(reqId), false, `chunk accepted for ended ${reqId}`);
+          streamingFrom.set(reqId, key(op.w));
         }
         break;
       }
@@ -612,9 +734,11 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
     assert.equal(d.stats().pending, open, "pending count");
     assert.equal(d.stats().workers, workers.filter((m) => m?.connected).length, "worker count");
   }
-  // Fresh requests first go out in the order they were made.
-  for (let i = 1; i < firstSends.length; i++) {
-    assert.ok(firstSends[i - 1] < firstSends[i], `order broken: ${firstSends}`);
+  // Fresh requests of a service first go out in the order they were made.
+  for (const [service, list] of firstSends) {
+    for (let i = 1; i < list.length; i++) {
+      assert.ok(list[i - 1] < list[i], `order broken for ${service}: ${list}`);
+    }
   }
   d.close(new HubClosedError());
   for (const reqId of submitted) assert.ok(settled.has(reqId), `${reqId} never ended`);

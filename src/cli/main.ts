@@ -21,7 +21,8 @@ Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
-                [--threads N] [--concurrency N]
+                [--threads N] [--concurrency N] [--service NAME]
+                [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
 
 Run "gibbs COMMAND --help" for the options of a command.`;
@@ -65,7 +66,14 @@ Options:
                      connection's thread answers heartbeats while they compute, so a
                      handler may block for minutes (default 1; 0: run on the connection's
                      thread)
-  --concurrency N    most requests served at once (default: one per thread, or 1)
+  --concurrency N    most requests served at once (default: one per thread, or 1);
+                     with --batch-size, batches at once (default 1)
+  --service NAME     the service this worker serves (default "default"); the hub sends
+                     it only hub.service(NAME) requests
+  --batch-size N     serve requests in batches of up to N: the handler's batch(items)
+                     (a class method, or a function marked with batched()) is called once
+                     per batch
+  --batch-wait-ms MS longest a request waits for its batch to fill (default 5)
   --reset-after N    unanswered pings before reconnecting (default 2)
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
@@ -269,6 +277,9 @@ async function worker(argv: string[]): Promise<void> {
       "reset-after": { type: "string" },
       threads: { type: "string" },
       concurrency: { type: "string" },
+      service: { type: "string" },
+      "batch-size": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
@@ -288,9 +299,18 @@ async function worker(argv: string[]): Promise<void> {
   const name = values.export ?? "default";
   const threads = integer(values.threads, "--threads", 0);
   const concurrency = integer(values.concurrency, "--concurrency", 1);
+  const batchSize = integer(values["batch-size"], "--batch-size", 1);
+  if (batchSize === undefined && values["batch-wait-ms"] !== undefined) {
+    throw new UsageError("--batch-wait-ms needs --batch-size");
+  }
   const options = {
     threads,
     concurrency,
+    service: values.service,
+    batch: batchSize === undefined ? undefined : {
+      maxSize: batchSize,
+      maxWaitMs: number(values["batch-wait-ms"], "--batch-wait-ms", 5)!,
+    },
     export: name,
     host: values.host,
     port: number(values.port, "--port"),

@@ -8,6 +8,8 @@
  * The rules, in one place:
  * - A worker exists from its handshake ({@linkcode Dispatcher.join}) to its disconnect
  *   ({@linkcode Dispatcher.leave}); messages from a worker that is not there are ignored.
+ * - Every worker serves one service (Python workers: `"default"`); a request goes only to a
+ *   worker of its service, and waits while that service has none.
  * - A worker gets a request only while it holds fewer than its credit (see
  *   {@linkcode DispatcherOptions.prefetch}), is not quarantined, and was heard from within
  *   the heartbeat interval (gibbs's availability rule). Any message marks it available.
@@ -16,6 +18,10 @@
  * - A request ends exactly once: with its result, its worker's error, a timeout after its
  *   retries, eviction, its abort, a given-up re-dispatch, or the dispatcher's close. A late or
  *   second answer is dropped; only a worker the request was sent to may answer it.
+ * - A streamed request that delivered a chunk is past retrying: from then on it has no timeout,
+ *   and the loss of its worker ends it with an error (its chunks cannot be taken back).
+ * - An aborted request held by one of our workers is cancelled there; its slot is free when
+ *   the worker answers (as a plain gibbs worker's slot is).
  * - A worker that answers with bytes no gibbs worker sends is quarantined: what it holds goes
  *   to the others (or fails with {@linkcode WorkerProtocolError} when none is sound).
  *
@@ -33,6 +39,7 @@ import {
   UserCodeError,
   WorkerProtocolError,
 } from "./errors.ts";
+import { DEFAULT_SERVICE } from "./extension.ts";
 import { formatMs } from "./logger.ts";
 
 /** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
@@ -66,6 +73,8 @@ export interface WorkerInfo {
    * worker gets gibbs's treatment: one request at a time, plus prefetch.
    */
   capacity?: number;
+  /** The service it serves (default `"default"`). */
+  service?: string;
   /** A label for log lines (its routing id as text). */
   name?: string;
   /** Its address, for log lines. */
@@ -82,13 +91,15 @@ export interface WorkerState<H = unknown> {
   readonly name: string;
   /** Its address, when known. */
   readonly remote: string | undefined;
-  /** One of ours: it announced a capacity, and may ping while it computes. */
+  /** The service it serves. */
+  readonly service: string;
+  /** One of ours: it announced a capacity, may ping while it computes, may stream. */
   extended: boolean;
   /** Its announced capacity (0 for a plain gibbs worker, or one that takes nothing now). */
   capacity: number;
   /** When it was last heard from. */
   lastSeen: number;
-  /** Listed in the available queue. */
+  /** Listed in its service's available queue. */
   inAvailable: boolean;
   /** Still connected (false once it left). */
   connected: boolean;
@@ -117,6 +128,14 @@ export interface Request<H = unknown> {
   readonly payload: Uint8Array;
   /** Whatever the host needs to settle it (its promise's resolvers). */
   readonly handle: H;
+  /** The service it is for. */
+  readonly service: string;
+  /** The caller reads the result as a stream of chunks. */
+  readonly stream: boolean;
+  /** A chunk of it was delivered: no more timeouts, retries or re-dispatch. */
+  streaming: boolean;
+  /** The worker whose chunks are delivered (the first one to send any). */
+  streamFrom: WorkerState<H> | undefined;
   /** Where it is. */
   state: RequestState;
   /** Per-attempt timeout in ms (0: none). */
@@ -145,18 +164,24 @@ export type Outcome = { ok: true; value: unknown } | { ok: false; error: Error }
 /** What a {@linkcode Dispatcher} does to the world, implemented by the hub (or a test). */
 export interface DispatcherHost<H> {
   /**
-   * Sends a request's payload to a worker now, without queueing: false when the worker cannot
-   * take it at once (its connection is full or gone).
+   * Sends a request to a worker now, without queueing: false when the worker cannot take it at
+   * once (its connection is full or gone). A streamed request goes to one of our workers as a
+   * stream; to a plain gibbs worker as a request.
    */
-  send(worker: WorkerState<H>, payload: Uint8Array): boolean;
-  /** A request ended; called exactly once per request. */
-  settle(request: Request<H>, outcome: Outcome): void;
+  send(worker: WorkerState<H>, request: Request<H>): boolean;
+  /** Tells one of our workers that a request it holds was given up. */
+  cancel(worker: WorkerState<H>, request: Request<H>): void;
+  /**
+   * A request ended; called exactly once per request. `from` is the worker whose answer ended
+   * it (undefined when it ended otherwise: timeout, abort, eviction, loss, close).
+   */
+  settle(request: Request<H>, outcome: Outcome, from?: WorkerState<H>): void;
   /** Something worth a log line. */
   log(level: "debug" | "info" | "warn", event: string, message: string, fields?: object): void;
 }
 
-/** Counters of a {@linkcode Dispatcher}. */
-export interface DispatcherStats {
+/** Counters of one service, or of all. */
+export interface ServiceStats {
   /** Workers connected. */
   workers: number;
   /** Workers holding at least one request. */
@@ -169,6 +194,39 @@ export interface DispatcherStats {
   completed: number;
   /** Requests re-sent because their worker was lost. */
   redispatched: number;
+}
+
+/** Counters of a {@linkcode Dispatcher}: all services, and each one. */
+export interface DispatcherStats extends ServiceStats {
+  /** The same counters for each service that has workers or requests. */
+  services: Record<string, ServiceStats>;
+}
+
+/** Options of one request given to {@linkcode Dispatcher.submit}. */
+export interface SubmitOptions {
+  /** Per-attempt timeout in ms (0: none). */
+  timeoutMs?: number;
+  /** Retries after a timeout (-1: forever). */
+  retries?: number;
+  /** The service it is for (default `"default"`). */
+  service?: string;
+  /** The caller reads the result as a stream of chunks. */
+  stream?: boolean;
+}
+
+/** The requests and workers of one service. */
+interface Pool<H> {
+  readonly name: string;
+  readonly queue: Deque<Request<H>>;
+  queued: number;
+  pending: number;
+  readonly available: Deque<WorkerState<H>>;
+  workers: number;
+  completed: number;
+  redispatched: number;
+  /** Since when requests have waited with no worker of this service (-1: not waiting). */
+  noWorkerSince: number;
+  noWorkerWarnedAt: number;
 }
 
 /**
@@ -184,13 +242,14 @@ export interface DispatcherStats {
  *   heartbeatMs: 1000, respBufferSize: 10, overflow: "reject-new", redispatch: true, prefetch: 1,
  * }, {
  *   send: (w) => (sent.push(w.name), true),
+ *   cancel: () => {},
  *   settle: (_r, outcome) => results.push(outcome.ok ? outcome.value : outcome.error),
  *   log: () => {},
  * });
  * const id = new TextEncoder().encode("w1");
  * d.join("w1", id, 0, { name: "w1" });
  * d.heard("w1", 0); // its first ping: available
- * d.submit("r1", new Uint8Array(), null, 0, 0, 0);
+ * d.submit("r1", new Uint8Array(), null, 0);
  * d.answer("w1", "r1", 0, 42, 1);
  * assert.deepEqual(sent, ["w1"]);
  * assert.deepEqual(results, [42]);
@@ -200,16 +259,10 @@ export class Dispatcher<H = unknown> {
   #o: DispatcherOptions;
   #host: DispatcherHost<H>;
   #pending = new Map<string, Request<H>>();
-  #queue = new Deque<Request<H>>();
-  #queued = 0;
+  #pools = new Map<string, Pool<H>>();
   #workers = new Map<string, WorkerState<H>>();
-  #available = new Deque<WorkerState<H>>();
   #deadlines = new DeadlineHeap<H>();
-  #completed = 0;
-  #redispatched = 0;
   #closed = false;
-  #noWorkerSince = -1;
-  #noWorkerWarnedAt = -1;
 
   /** Creates a dispatcher acting through `host`. */
   constructor(options: DispatcherOptions, host: DispatcherHost<H>) {
@@ -237,18 +290,32 @@ export class Dispatcher<H = unknown> {
     return this.#pending.get(reqId);
   }
 
-  /** A snapshot of the counters. */
+  /** A snapshot of the counters, for all services and for each. */
   stats(): DispatcherStats {
-    let busy = 0;
-    for (const w of this.#workers.values()) if (w.held.length > 0) busy++;
-    return {
-      workers: this.#workers.size,
-      busy,
-      queued: this.#queued,
-      pending: this.#pending.size,
-      completed: this.#completed,
-      redispatched: this.#redispatched,
+    const services: Record<string, ServiceStats> = {};
+    const all: ServiceStats = {
+      workers: 0,
+      busy: 0,
+      queued: 0,
+      pending: 0,
+      completed: 0,
+      redispatched: 0,
     };
+    for (const pool of this.#pools.values()) {
+      services[pool.name] = {
+        workers: pool.workers,
+        busy: 0,
+        queued: pool.queued,
+        pending: pool.pending,
+        completed: pool.completed,
+        redispatched: pool.redispatched,
+      };
+    }
+    for (const w of this.#workers.values()) if (w.held.length > 0) services[w.service].busy++;
+    for (const s of Object.values(services)) {
+      for (const key of Object.keys(all) as (keyof ServiceStats)[]) all[key] += s[key];
+    }
+    return { ...all, services };
   }
 
   /**
@@ -257,32 +324,38 @@ export class Dispatcher<H = unknown> {
    */
   nextDeadline(): number {
     let next = this.#deadlines.peekTime();
-    if (this.#noWorkerSince >= 0 && this.#pending.size > 0) {
-      const warnAt = Math.max(this.#noWorkerSince, this.#noWorkerWarnedAt) + NO_WORKER_WARNING_MS;
-      if (warnAt < next) next = warnAt;
+    for (const pool of this.#pools.values()) {
+      if (pool.noWorkerSince >= 0 && pool.pending > 0) {
+        const at = Math.max(pool.noWorkerSince, pool.noWorkerWarnedAt) + NO_WORKER_WARNING_MS;
+        if (at < next) next = at;
+      }
     }
     return next;
   }
 
   /**
    * A new request. Returns it, or null when it was refused (then it was already settled with
-   * {@linkcode QueueFullError}). `timeoutMs` 0 means no timeout; `retries` -1 retries forever.
+   * {@linkcode QueueFullError} or {@linkcode HubClosedError}).
    */
   submit(
     reqId: string,
     payload: Uint8Array,
     handle: H,
-    timeoutMs: number,
-    retries: number,
     now: number,
+    options: SubmitOptions = {},
   ): Request<H> | null {
+    const timeoutMs = options.timeoutMs ?? 0;
     const request: Request<H> = {
       reqId,
       payload,
       handle,
+      service: options.service ?? DEFAULT_SERVICE,
+      stream: options.stream ?? false,
+      streaming: false,
+      streamFrom: undefined,
       state: "queued",
       timeoutMs,
-      retriesLeft: retries,
+      retriesLeft: options.retries ?? 0,
       attempts: 1,
       redispatches: 0,
       sentTo: [],
@@ -308,18 +381,28 @@ export class Dispatcher<H = unknown> {
       const oldest = this.#pending.values().next().value!;
       this.#end(oldest, { ok: false, error: new RequestEvictedError(this.#o.respBufferSize) });
     }
+    const pool = this.#pool(request.service);
     this.#pending.set(reqId, request);
+    pool.pending++;
     if (request.deadline < Infinity) this.#deadlines.set(request);
-    if (this.#workers.size === 0 && this.#noWorkerSince < 0) this.#noWorkerSince = now;
+    if (pool.workers === 0 && pool.noWorkerSince < 0) pool.noWorkerSince = now;
     this.#enqueue(request, false);
-    this.#pump(now);
+    this.#pump(pool, now);
     return request;
   }
 
-  /** Ends a request at the caller's wish (its signal aborted), with `error`. */
+  /**
+   * Ends a request at the caller's wish (its signal aborted, its HTTP client gone), with
+   * `error`. One of our workers holding it is told to stop; its slot is free once it answers.
+   */
   cancel(reqId: string, error: Error): void {
     const request = this.#pending.get(reqId);
-    if (request !== undefined) this.#end(request, { ok: false, error });
+    if (request === undefined) return;
+    const holders = request.sentTo.filter((w) =>
+      w.connected && w.extended && w.held.includes(request)
+    );
+    this.#end(request, { ok: false, error });
+    for (const w of holders) this.#host.cancel(w, request);
   }
 
   /** A worker finished its handshake. A worker already known under this key is replaced. */
@@ -331,6 +414,7 @@ export class Dispatcher<H = unknown> {
       id,
       name: info.name ?? key,
       remote: info.remote,
+      service: info.service ?? DEFAULT_SERVICE,
       extended: info.capacity !== undefined,
       capacity: info.capacity ?? 0,
       lastSeen: -Infinity,
@@ -344,8 +428,10 @@ export class Dispatcher<H = unknown> {
       served: 0,
     };
     this.#workers.set(key, w);
-    this.#noWorkerSince = -1;
-    this.#noWorkerWarnedAt = -1;
+    const pool = this.#pool(w.service);
+    pool.workers++;
+    pool.noWorkerSince = -1;
+    pool.noWorkerWarnedAt = -1;
     return w;
   }
 
@@ -355,13 +441,16 @@ export class Dispatcher<H = unknown> {
     if (w === undefined) return;
     this.#workers.delete(key);
     w.connected = false;
+    const pool = this.#pool(w.service);
+    pool.workers--;
     if (w.inAvailable) {
-      this.#available.remove((x) => x === w);
+      pool.available.remove((x) => x === w);
       w.inAvailable = false;
     }
     this.#takeBack(w, `worker ${w.name} disconnected${why ? `: ${why}` : ""}`);
-    if (this.#workers.size === 0 && this.#pending.size > 0) this.#noWorkerSince = now;
-    this.#pump(now);
+    if (pool.workers === 0 && pool.pending > 0) pool.noWorkerSince = now;
+    this.#pump(pool, now);
+    this.#dropIfIdle(pool);
   }
 
   /**
@@ -378,7 +467,7 @@ export class Dispatcher<H = unknown> {
       this.#takeBack(w, `worker ${w.name} pinged twice while holding a request`);
     }
     this.#offer(w);
-    this.#pump(now);
+    this.#pump(this.#pool(w.service), now);
     return true;
   }
 
@@ -392,7 +481,7 @@ export class Dispatcher<H = unknown> {
     w.capacity = capacity;
     w.lastSeen = now;
     this.#offer(w);
-    this.#pump(now);
+    this.#pump(this.#pool(w.service), now);
   }
 
   /** Marks a worker heard from (any message) and available. */
@@ -401,7 +490,31 @@ export class Dispatcher<H = unknown> {
     if (w === undefined) return;
     w.lastSeen = now;
     this.#offer(w);
-    this.#pump(now);
+    this.#pump(this.#pool(w.service), now);
+  }
+
+  /**
+   * One of our workers sent a chunk of a streamed request. Returns the request when the chunk
+   * is to be delivered: the worker holds it and the caller still waits. From the first chunk on
+   * the request has no timeout and is not re-sent elsewhere.
+   */
+  chunk(key: string, reqId: string, now: number): Request<H> | undefined {
+    const w = this.#workers.get(key);
+    if (w === undefined) return undefined;
+    w.lastSeen = now;
+    const request = this.#pending.get(reqId);
+    if (request === undefined || !request.stream || !w.held.includes(request)) return undefined;
+    if (!request.streaming) {
+      request.streaming = true;
+      request.streamFrom = w;
+      request.deadline = Infinity;
+      this.#deadlines.delete(request);
+      // A retry's copy still waiting must not produce a second stream.
+      if (request.state === "queued") this.#unqueue(request);
+      request.state = "sent";
+    }
+    // Another copy (a retry's) that streams too is not listened to.
+    return request.streamFrom === w ? request : undefined;
   }
 
   /** A worker answered `[req_id, code, result]`. */
@@ -439,18 +552,21 @@ export class Dispatcher<H = unknown> {
       }
     }
     w.pingsWhileHolding = 0;
+    // A stream that started on another worker's copy ends with that worker's answer only.
+    if (request?.streaming && request.streamFrom !== w) request = undefined;
     // Undefined: a late duplicate, or evicted: exactly one result was delivered.
     if (request !== undefined && request.state !== "done") {
-      this.#completed++;
+      this.#pool(request.service).completed++;
       this.#end(
         request,
         code === CODE_OK
           ? { ok: true, value: result }
           : { ok: false, error: new UserCodeError(String(result)) },
+        w,
       );
     }
     this.#offer(w);
-    this.#pump(now);
+    this.#pump(this.#pool(w.service), now);
   }
 
   /**
@@ -468,52 +584,90 @@ export class Dispatcher<H = unknown> {
       { peer: w.remote, reason },
     );
     let sound = false;
-    for (const o of this.#workers.values()) if (!o.quarantined) sound = true;
+    for (const o of this.#workers.values()) {
+      if (!o.quarantined && o.service === w.service) sound = true;
+    }
     const held = w.held.splice(0).reverse();
     for (const request of held) {
-      if (sound) {
+      if (request.streaming && request.streamFrom !== w) continue;
+      if (sound && !request.streaming) {
         this.#retryElsewhere(request, new WorkerProtocolError(reason));
       } else if (request.state !== "done") {
         // No sound worker to turn to: a typed error now rather than an open-ended wait.
         this.#end(request, { ok: false, error: new WorkerProtocolError(reason) });
       }
     }
-    this.#pump(now);
+    this.#pump(this.#pool(w.service), now);
   }
 
-  /** Runs what is due at `now`: timeouts and retries, and the no-worker report. */
+  /** Runs what is due at `now`: timeouts and retries, and the no-worker reports. */
   tick(now: number): void {
     for (let r = this.#deadlines.popDue(now); r !== undefined; r = this.#deadlines.popDue(now)) {
       this.#onTimeout(r, now);
     }
-    if (this.#noWorkerSince >= 0 && this.#pending.size > 0) {
-      const since = Math.max(this.#noWorkerSince, this.#noWorkerWarnedAt);
-      if (now - since >= NO_WORKER_WARNING_MS) {
-        this.#noWorkerWarnedAt = now;
-        this.#host.log(
-          "warn",
-          "requests.waiting",
-          `${this.#pending.size} request${this.#pending.size === 1 ? "" : "s"} waiting for ${
-            formatMs(now - this.#noWorkerSince)
-          }: no worker connected`,
-          { pending: this.#pending.size },
-        );
+    for (const pool of this.#pools.values()) {
+      if (pool.noWorkerSince >= 0 && pool.pending > 0) {
+        const since = Math.max(pool.noWorkerSince, pool.noWorkerWarnedAt);
+        if (now - since >= NO_WORKER_WARNING_MS) {
+          pool.noWorkerWarnedAt = now;
+          const n = pool.pending;
+          const who = pool.name === DEFAULT_SERVICE
+            ? "no worker connected"
+            : `no worker serves "${pool.name}"`;
+          this.#host.log(
+            "warn",
+            "requests.waiting",
+            `${n} request${n === 1 ? "" : "s"} waiting for ${
+              formatMs(now - pool.noWorkerSince)
+            }: ${who}`,
+            { pending: n, service: pool.name },
+          );
+        }
       }
+      this.#pump(pool, now);
     }
-    this.#pump(now);
   }
 
   /** Tries to send queued requests again (a worker's connection may have room now). */
   pump(now: number): void {
-    this.#pump(now);
+    for (const pool of this.#pools.values()) this.#pump(pool, now);
   }
 
   /** Ends every pending request with `error`; further requests are refused the same way. */
   close(error: Error): void {
     this.#closed = true;
     for (const request of [...this.#pending.values()]) this.#end(request, { ok: false, error });
-    this.#queue.drain();
-    this.#queued = 0;
+    for (const pool of this.#pools.values()) {
+      pool.queue.drain();
+      pool.queued = 0;
+    }
+  }
+
+  #pool(service: string): Pool<H> {
+    let pool = this.#pools.get(service);
+    if (pool === undefined) {
+      pool = {
+        name: service,
+        queue: new Deque(),
+        queued: 0,
+        pending: 0,
+        available: new Deque(),
+        workers: 0,
+        completed: 0,
+        redispatched: 0,
+        noWorkerSince: -1,
+        noWorkerWarnedAt: -1,
+      };
+      this.#pools.set(service, pool);
+    }
+    return pool;
+  }
+
+  /** Forgets a service nobody serves or asks for (names come from peers: they must not pile up). */
+  #dropIfIdle(pool: Pool<H>): void {
+    if (pool.workers === 0 && pool.pending === 0 && pool.name !== DEFAULT_SERVICE) {
+      this.#pools.delete(pool.name);
+    }
   }
 
   #onTimeout(request: Request<H>, now: number): void {
@@ -537,19 +691,24 @@ export class Dispatcher<H = unknown> {
     const held = w.held;
     w.held = [];
     w.pingsWhileHolding = 0;
-    if (held.length === 0 || !this.#o.redispatch) return; // the caller's timeout decides
+    if (held.length === 0) return;
     // Reversed so that unshifting each keeps them in their original order at the queue's head.
     for (let i = held.length - 1; i >= 0; i--) {
       const request = held[i];
       if (request.state !== "sent") continue;
+      if (request.streaming) {
+        // Its chunks were delivered: a copy elsewhere would deliver them twice.
+        if (request.streamFrom === w) {
+          this.#end(request, { ok: false, error: new GibbsError(`Stream interrupted: ${why}`) });
+        }
+        continue;
+      }
+      if (!this.#o.redispatch) continue; // the caller's timeout decides, as in gibbs
       this.#host.log(
         "warn",
         "request.redispatched",
         `re-sending request ${request.reqId}: ${why}`,
-        {
-          reqId: request.reqId,
-          peer: w.remote,
-        },
+        { reqId: request.reqId, peer: w.remote },
       );
       this.#retryElsewhere(request, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
     }
@@ -561,25 +720,34 @@ export class Dispatcher<H = unknown> {
       this.#end(request, { ok: false, error: giveUp });
       return;
     }
-    this.#redispatched++;
+    this.#pool(request.service).redispatched++;
     this.#enqueue(request, true);
   }
 
   #enqueue(request: Request<H>, front: boolean): void {
+    const pool = this.#pool(request.service);
     request.state = "queued";
-    this.#queued++;
-    if (front) this.#queue.unshift(request);
-    else this.#queue.push(request);
+    pool.queued++;
+    if (front) pool.queue.unshift(request);
+    else pool.queue.push(request);
   }
 
-  #end(request: Request<H>, outcome: Outcome): void {
+  /** A queued request leaves its queue without being sent (it is met and skipped later). */
+  #unqueue(request: Request<H>): void {
+    if (request.state === "queued") this.#pool(request.service).queued--;
+  }
+
+  #end(request: Request<H>, outcome: Outcome, from?: WorkerState<H>): void {
     if (request.state === "done") return;
-    if (request.state === "queued") this.#queued--;
+    const pool = this.#pool(request.service);
+    if (request.state === "queued") pool.queued--;
     request.state = "done";
     this.#deadlines.delete(request);
     this.#pending.delete(request.reqId);
-    if (this.#pending.size === 0) this.#noWorkerWarnedAt = -1;
-    this.#host.settle(request, outcome);
+    pool.pending--;
+    if (pool.pending === 0) pool.noWorkerWarnedAt = -1;
+    this.#host.settle(request, outcome, from);
+    this.#dropIfIdle(pool);
   }
 
   /**
@@ -606,25 +774,26 @@ export class Dispatcher<H = unknown> {
   #offer(w: WorkerState<H>): void {
     if (!w.inAvailable && w.connected && !w.quarantined && w.held.length < this.#credit(w)) {
       w.inAvailable = true;
-      this.#available.push(w);
+      this.#pool(w.service).available.push(w);
     }
   }
 
-  /** Sends queued requests to available, live workers. */
-  #pump(now: number): void {
+  /** Sends queued requests of a service to its available, live workers. */
+  #pump(pool: Pool<H>, now: number): void {
     if (this.#closed) return;
-    while (this.#queue.length > 0) {
-      const request = this.#queue.peek()!;
+    const queue = pool.queue;
+    while (queue.length > 0) {
+      const request = queue.peek()!;
       if (request.state !== "queued") {
-        this.#queue.shift(); // finished, or already re-sent elsewhere
+        queue.shift(); // finished, or already re-sent elsewhere
         continue;
       }
-      const w = this.#take(now, request.redispatches > 0 ? request.sentTo : undefined);
+      const w = this.#take(pool, now, request.redispatches > 0 ? request.sentTo : undefined);
       if (w === undefined) return;
       // Full or gone: skip it; it is offered again when it speaks.
-      if (!this.#host.send(w, request.payload)) continue;
-      this.#queue.shift();
-      this.#queued--;
+      if (!this.#host.send(w, request)) continue;
+      queue.shift();
+      pool.queued--;
       request.state = "sent";
       request.sentAt = now;
       if (!request.sentTo.includes(w)) request.sentTo.push(w);
@@ -635,14 +804,16 @@ export class Dispatcher<H = unknown> {
   }
 
   /**
-   * Takes the next available live worker, skipping stale ones (they come back when they speak)
-   * and, for a request that was lost, the workers that lost it while another one is available.
+   * Takes the next available live worker of a service, skipping stale ones (they come back when
+   * they speak) and, for a request that was lost, the workers that lost it while another one is
+   * available.
    */
-  #take(now: number, avoid?: WorkerState<H>[]): WorkerState<H> | undefined {
+  #take(pool: Pool<H>, now: number, avoid?: WorkerState<H>[]): WorkerState<H> | undefined {
+    const available = pool.available;
     let skipped: WorkerState<H>[] | undefined;
     let found: WorkerState<H> | undefined;
-    while (this.#available.length > 0) {
-      const w = this.#available.shift()!;
+    while (available.length > 0) {
+      const w = available.shift()!;
       w.inAvailable = false;
       if (!w.connected || w.quarantined || w.held.length >= this.#credit(w)) continue;
       if (now - w.lastSeen > this.#o.heartbeatMs) continue;
@@ -658,7 +829,7 @@ export class Dispatcher<H = unknown> {
       // Nobody else is there: better the worker that lost it than no worker at all.
       if (found === undefined) {
         found = skipped[0];
-        this.#available.remove((x) => x === found);
+        available.remove((x) => x === found);
         found.inAvailable = false;
       }
     }

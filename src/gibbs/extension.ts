@@ -22,6 +22,10 @@ import { WorkerProtocolError } from "./errors.ts";
 export const EXT_PROPERTY = "X-Gibbs";
 /** The READY property in which our worker announces its capacity. */
 export const CAPACITY_PROPERTY = "X-Gibbs-Capacity";
+/** The READY property in which our worker names the service it serves. */
+export const SERVICE_PROPERTY = "X-Gibbs-Service";
+/** The service of every worker that names none (every Python worker). */
+export const DEFAULT_SERVICE = "default";
 /** Version of the extension protocol we speak. */
 export const EXT_VERSION = 1;
 /** Largest capacity a worker may announce. */
@@ -31,6 +35,17 @@ export const MAX_CAPACITY = 65_536;
 export const ExtKind = {
   /** Worker → hub: its capacity changed; body: the new capacity (an integer ≥ 0). */
   capacity: "capacity",
+  /**
+   * Hub → worker: a request whose result the caller reads as a stream; body:
+   * `[req_id, args, kwargs, window]`, window the chunks the worker may send before more credit.
+   */
+  stream: "stream",
+  /** Hub → worker: the caller read chunks of a stream; body: `[req_id, n]`, n more may come. */
+  credit: "credit",
+  /** Hub → worker: the caller gave up on a request; body: `req_id`. */
+  cancel: "cancel",
+  /** Worker → hub: one value of a stream; body: `[req_id, value]`. The response ends it. */
+  chunk: "chunk",
 } as const;
 
 /** A kind of extension message. */
@@ -44,11 +59,30 @@ const KIND_BYTES = new Map<string, Uint8Array>(
 );
 const EMPTY = new Uint8Array(0);
 
-/** READY metadata of our side: the recognition property, and a worker's capacity. */
-export function extensionMetadata(capacity?: number): Record<string, string> {
+/** READY metadata of our side: the recognition property, and a worker's capacity and service. */
+export function extensionMetadata(capacity?: number, service?: string): Record<string, string> {
   const metadata: Record<string, string> = { [EXT_PROPERTY]: String(EXT_VERSION) };
   if (capacity !== undefined) metadata[CAPACITY_PROPERTY] = String(capacity);
+  if (service !== undefined && service !== DEFAULT_SERVICE) metadata[SERVICE_PROPERTY] = service;
   return metadata;
+}
+
+/** Checks a service name: 1 to 64 letters, digits, `.`, `_` or `-`. */
+export function checkServiceName(name: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    throw new RangeError(
+      `service name "${name}" must be 1 to 64 letters, digits, ".", "_" or "-"`,
+    );
+  }
+  return name;
+}
+
+/** The service a worker announced ({@linkcode DEFAULT_SERVICE} when none, or an invalid one). */
+export function readService(properties: ReadonlyMap<string, Uint8Array> | undefined): string {
+  const value = properties?.get(SERVICE_PROPERTY.toLowerCase());
+  if (value === undefined) return DEFAULT_SERVICE;
+  const name = decoder.decode(value);
+  return /^[A-Za-z0-9._-]{1,64}$/.test(name) ? name : DEFAULT_SERVICE;
 }
 
 /** True when a peer's handshake properties say it speaks our extensions. */
@@ -85,6 +119,11 @@ export function encodeExtension(kind: ExtKind, body: unknown): Uint8Array[] {
   return [EMPTY, KIND_BYTES.get(kind)!, pack(body)];
 }
 
+/** The frames of an extension message whose body is already encoded. */
+export function extensionFrames(kind: ExtKind, body: Uint8Array): Uint8Array[] {
+  return [EMPTY, KIND_BYTES.get(kind)!, body];
+}
+
 /** A decoded extension message. */
 export interface ExtensionMessage {
   /** Its kind. */
@@ -105,12 +144,46 @@ export function decodeExtension(kindFrame: Uint8Array, bodyFrame: Uint8Array): E
     throw new WorkerProtocolError(`unknown extension message kind "${kind.slice(0, 32)}"`);
   }
   const body = unpack(bodyFrame);
+  const fail = (shape: string) => {
+    throw new WorkerProtocolError(`a "${kind}" message must carry ${shape}`);
+  };
   switch (kind as ExtKind) {
     case ExtKind.capacity:
       if (!Number.isInteger(body) || (body as number) < 0 || (body as number) > MAX_CAPACITY) {
-        throw new WorkerProtocolError(`capacity must be an integer 0 to ${MAX_CAPACITY}`);
+        fail(`an integer 0 to ${MAX_CAPACITY}`);
+      }
+      break;
+    case ExtKind.stream:
+      if (
+        !Array.isArray(body) || body.length !== 4 || typeof body[0] !== "string" ||
+        !Array.isArray(body[1]) || !isMap(body[2]) || !isCount(body[3])
+      ) fail("[req_id, args, kwargs, window]");
+      break;
+    case ExtKind.credit:
+      if (
+        !Array.isArray(body) || body.length !== 2 || typeof body[0] !== "string" ||
+        !isCount(body[1])
+      ) {
+        fail("[req_id, n]");
+      }
+      break;
+    case ExtKind.cancel:
+      if (typeof body !== "string") fail("a request id");
+      break;
+    case ExtKind.chunk:
+      if (!Array.isArray(body) || body.length !== 2 || typeof body[0] !== "string") {
+        fail("[req_id, value]");
       }
       break;
   }
   return { kind: kind as ExtKind, body };
+}
+
+function isMap(value: unknown): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+}
+
+function isCount(value: unknown): boolean {
+  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_CAPACITY;
 }

@@ -10,15 +10,20 @@ import { describeId, keyOf } from "../socket/routing_id.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
-import { Dispatcher, type Outcome, type Request } from "./dispatcher.ts";
+import { Dispatcher, type Outcome, type Request, type WorkerState } from "./dispatcher.ts";
 import { GibbsError, HubClosedError } from "./errors.ts";
 import {
+  checkServiceName,
   decodeExtension,
+  DEFAULT_SERVICE,
+  encodeExtension,
   extensionMetadata,
   ExtKind,
   isExtendedPeer,
   readCapacity,
+  readService,
 } from "./extension.ts";
+import { ResponseStream } from "./response_stream.ts";
 import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
@@ -84,12 +89,17 @@ export interface RequestOptions {
   timeout?: number;
   /** Further attempts after a timeout; -1 retries forever (default 0). */
   retries?: number;
-  /** Aborts the request; it then rejects with the signal's reason. */
+  /**
+   * Aborts the request; it then rejects with the signal's reason. One of our workers computing
+   * it is told, and its handler sees `requestSignal()` abort.
+   */
   signal?: AbortSignal;
+  /** The service to run it on (default `"default"`, what every Python worker serves). */
+  service?: string;
 }
 
-/** Counters describing a hub's state, for health checks and monitoring. */
-export interface HubStats {
+/** Counters of one service. */
+export interface ServiceCounters {
   /** Workers connected now. */
   workers: number;
   /** Workers computing a request now. */
@@ -104,10 +114,22 @@ export interface HubStats {
   redispatched: number;
 }
 
+/** Counters describing a hub's state, for health checks and monitoring. */
+export interface HubStats extends ServiceCounters {
+  /** The same counters for each service that has workers or requests. */
+  services: Record<string, ServiceCounters>;
+}
+
 /** What the hub keeps of a request to settle it. */
 interface Handle {
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  /** Its arguments, for a streamed request sent to one of our workers. */
+  args: readonly unknown[];
+  kwargs: Kwargs;
+  /** A plain request's promise. */
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((error: unknown) => void) | undefined;
+  /** A streamed request's reader. */
+  stream: ResponseStream | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
@@ -167,8 +189,13 @@ export class Hub {
       redispatch: options.redispatch ?? true,
       prefetch,
     }, {
-      send: (w, payload) => this.#router.trySend([w.id, EMPTY, payload], { copy: false }),
-      settle: (request, outcome) => settle(request, outcome),
+      send: (w, request) => this.#send(w, request),
+      cancel: (w, request) => {
+        this.#router.send([w.id, ...encodeExtension(ExtKind.cancel, request.reqId)]).catch(
+          () => {},
+        );
+      },
+      settle: (request, outcome, from) => settle(request, outcome, from),
       log: (level, event, message, fields) =>
         this.#log[level](event, message, fields as Record<string, unknown>),
     });
@@ -224,45 +251,133 @@ export class Hub {
   }
 
   /**
-   * Runs a request with keyword arguments, a timeout, retries or an abort signal.
+   * Runs a request with keyword arguments, a timeout, retries, an abort signal or a service.
    *
    * @throws {RequestTimeoutError} when no result arrives in time after every retry
    */
   requestWith(options: RequestOptions): Promise<unknown> {
-    if (this.#closed) return Promise.reject(new HubClosedError());
+    return new Promise((resolve, reject) => {
+      const error = this.#submit(options, { resolve, reject, stream: undefined });
+      if (error !== undefined) reject(error);
+    });
+  }
+
+  /**
+   * Runs a request whose handler streams its result (an async generator on our workers), and
+   * returns its chunks as they come. A handler that returns one value, and every Python worker,
+   * give a stream of one chunk.
+   *
+   * @example
+   * ```ts ignore
+   * for await (const token of hub.stream("Once upon a time")) console.log(token);
+   * ```
+   */
+  stream(...args: unknown[]): ResponseStream {
+    return this.streamWith({ args });
+  }
+
+  /**
+   * {@linkcode Hub.stream} with keyword arguments, a timeout (until the first chunk), retries
+   * (before the first chunk), an abort signal or a service. Errors arrive through the stream,
+   * after the chunks that came before them.
+   */
+  streamWith(options: RequestOptions): ResponseStream {
+    const stream = new ResponseStream();
+    const error = this.#submit(options, { resolve: undefined, reject: undefined, stream });
+    if (error !== undefined) stream.end(error);
+    return stream;
+  }
+
+  /**
+   * The requests of one service: only workers that serve it (`--service NAME`) get them.
+   *
+   * @example
+   * ```ts ignore
+   * const embed = hub.service("embeddings");
+   * const vector = await embed.request("some text");
+   * ```
+   */
+  service(name: string): ServiceClient {
+    return new ServiceClient(this, checkServiceName(name));
+  }
+
+  /** Makes a request (plain or streamed); returns an error instead when it cannot be made. */
+  #submit(
+    options: RequestOptions,
+    handle: Pick<Handle, "resolve" | "reject" | "stream">,
+  ): Error | undefined {
+    if (this.#closed) return new HubClosedError();
     const timeout = options.timeout ?? 0;
     const retries = options.retries ?? 0;
-    if (!(timeout >= 0)) return Promise.reject(new RangeError("timeout must be >= 0 seconds"));
+    if (!(timeout >= 0)) return new RangeError("timeout must be >= 0 seconds");
     if (!Number.isInteger(retries) || retries < -1) {
-      return Promise.reject(new RangeError("retries must be an integer >= -1"));
+      return new RangeError("retries must be an integer >= -1");
+    }
+    let service = DEFAULT_SERVICE;
+    if (options.service !== undefined) {
+      try {
+        service = checkServiceName(options.service);
+      } catch (error) {
+        return error as Error;
+      }
     }
     const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) return signal.reason;
     const reqId = this.#nextId();
+    const args = options.args ?? [];
+    const kwargs = options.kwargs ?? {};
     let payload: Uint8Array;
     try {
-      payload = encodeRequest(reqId, options.args ?? [], options.kwargs ?? {});
+      payload = encodeRequest(reqId, args, kwargs);
     } catch (error) {
-      return Promise.reject(
-        new GibbsError(`Cannot encode the request: ${error}`, { cause: error }),
-      );
+      return new GibbsError(`Cannot encode the request: ${error}`, { cause: error });
     }
-    return new Promise((resolve, reject) => {
-      const handle: Handle = { resolve, reject, signal, onAbort: undefined };
-      const request = this.#dispatcher.submit(
-        reqId,
-        payload,
-        handle,
-        timeout * 1000,
-        retries,
-        runtime.now(),
-      );
-      if (request !== null && signal !== undefined && request.state !== "done") {
-        handle.onAbort = () => this.#dispatcher.cancel(reqId, signal.reason);
-        signal.addEventListener("abort", handle.onAbort, { once: true });
-      }
-      this.#arm();
+    const full: Handle = { ...handle, args, kwargs, signal, onAbort: undefined };
+    const request = this.#dispatcher.submit(reqId, payload, full, runtime.now(), {
+      timeoutMs: timeout * 1000,
+      retries,
+      service,
+      stream: handle.stream !== undefined,
     });
+    if (request !== null && request.state !== "done") {
+      if (signal !== undefined) {
+        full.onAbort = () => {
+          this.#dispatcher.cancel(reqId, signal.reason);
+          this.#arm();
+        };
+        signal.addEventListener("abort", full.onAbort, { once: true });
+      }
+      handle.stream?.attach({
+        credit: (n) => {
+          const w = request.streamFrom;
+          if (w === undefined || !w.connected || request.state === "done") return;
+          const frames = encodeExtension(ExtKind.credit, [reqId, n]);
+          this.#router.send([w.id, ...frames]).catch(() => {});
+        },
+        cancel: () => {
+          this.#dispatcher.cancel(reqId, new GibbsError("The stream's reader stopped reading"));
+          this.#arm();
+        },
+      });
+    }
+    this.#arm();
+    return undefined;
+  }
+
+  /** Sends a request to a worker: as a stream to one of ours when the caller streams. */
+  #send(w: WorkerState<Handle>, request: Request<Handle>): boolean {
+    const stream = request.handle.stream;
+    if (stream !== undefined && w.extended) {
+      const { args, kwargs } = request.handle;
+      let frames: Uint8Array[];
+      try {
+        frames = encodeExtension(ExtKind.stream, [request.reqId, args, kwargs, stream.window]);
+      } catch {
+        return false;
+      }
+      return this.#router.trySend([w.id, ...frames], { copy: false });
+    }
+    return this.#router.trySend([w.id, EMPTY, request.payload], { copy: false });
   }
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
@@ -334,7 +449,17 @@ export class Hub {
         this.#arm();
         return;
       }
-      if (ext.kind === ExtKind.capacity) d.setCapacity(key, ext.body as number, now);
+      if (ext.kind === ExtKind.capacity) {
+        d.setCapacity(key, ext.body as number, now);
+      } else if (ext.kind === ExtKind.chunk) {
+        const [reqId, value] = ext.body as [string, unknown];
+        const request = d.chunk(key, reqId, now);
+        if (request !== undefined && !request.handle.stream!.push(value)) {
+          d.malformed(key, `worker ${describeId(id)} streamed past its window`, now);
+        }
+      } else {
+        d.malformed(key, `worker ${describeId(id)} sent a "${ext.kind}" message`, now);
+      }
     } else if (d.worker(key) !== undefined) {
       // No gibbs worker sends any other shape (nor does one of ours that did not announce itself).
       d.malformed(
@@ -359,6 +484,7 @@ export class Hub {
             name: describeId(event.routingId),
             remote: event.remote,
             capacity,
+            service: capacity === undefined ? DEFAULT_SERVICE : readService(event.properties),
           });
           this.#log.debug("worker.joined", `worker ${describeId(event.routingId)} joined`, {
             peer: event.remote,
@@ -418,9 +544,54 @@ export class Hub {
   }
 }
 
-function settle(request: Request<Handle>, outcome: Outcome): void {
+function settle(request: Request<Handle>, outcome: Outcome, from?: WorkerState<Handle>): void {
   const handle = request.handle;
   if (handle.onAbort) handle.signal!.removeEventListener("abort", handle.onAbort);
-  if (outcome.ok) handle.resolve(outcome.value);
-  else handle.reject(outcome.error);
+  const stream = handle.stream;
+  if (stream === undefined) {
+    if (outcome.ok) handle.resolve!(outcome.value);
+    else handle.reject!(outcome.error);
+    return;
+  }
+  if (!outcome.ok) return stream.end(outcome.error);
+  // One of ours streamed its chunks and ends with their count; a plain worker's whole result
+  // (or a Python worker's) is the one chunk.
+  if (from !== undefined && !from.extended) stream.push(outcome.value);
+  stream.end();
+}
+
+/**
+ * The requests of one service of a hub (see {@linkcode Hub.service}): the same methods as the
+ * hub's, for workers that serve this service only.
+ */
+export class ServiceClient {
+  /** The service's name. */
+  readonly name: string;
+  #hub: Hub;
+
+  /** @ignore */
+  constructor(hub: Hub, name: string) {
+    this.#hub = hub;
+    this.name = name;
+  }
+
+  /** {@linkcode Hub.request} on this service. */
+  request(...args: unknown[]): Promise<unknown> {
+    return this.#hub.requestWith({ args, service: this.name });
+  }
+
+  /** {@linkcode Hub.requestWith} on this service. */
+  requestWith(options: Omit<RequestOptions, "service">): Promise<unknown> {
+    return this.#hub.requestWith({ ...options, service: this.name });
+  }
+
+  /** {@linkcode Hub.stream} on this service. */
+  stream(...args: unknown[]): ResponseStream {
+    return this.#hub.streamWith({ args, service: this.name });
+  }
+
+  /** {@linkcode Hub.streamWith} on this service. */
+  streamWith(options: Omit<RequestOptions, "service">): ResponseStream {
+    return this.#hub.streamWith({ ...options, service: this.name });
+  }
 }

@@ -31,6 +31,8 @@ export interface SpawnWorkersOptions extends
     | "kwargs"
     | "threads"
     | "concurrency"
+    | "service"
+    | "batch"
   > {
   /** How many worker processes (default 1). */
   count?: number;
@@ -84,6 +86,11 @@ export function spawnWorkers(
   }
   if (options.threads !== undefined) args.push("--threads", String(options.threads));
   if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
+  if (options.service !== undefined) args.push("--service", options.service);
+  if (options.batch !== undefined) {
+    args.push("--batch-size", String(options.batch.maxSize));
+    args.push("--batch-wait-ms", String(options.batch.maxWaitMs));
+  }
   if (options.args) args.push("--args", JSON.stringify(options.args));
   if (options.kwargs) args.push("--kwargs", JSON.stringify(options.kwargs));
   if (options.quiet) args.push("--quiet");

@@ -12,6 +12,7 @@ import type { SocketEvent } from "../socket/options.ts";
 import { runtime } from "../transport/runtime.ts";
 import {
   CODE_ERROR,
+  CODE_OK,
   decodeRequest,
   encodeResponse,
   type Kwargs,
@@ -19,9 +20,13 @@ import {
   unpack,
 } from "./codec.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
-import { type Executor, InProcessExecutor, ThreadPoolExecutor } from "./executor.ts";
+import { type Executor, InProcessExecutor, type Job, ThreadPoolExecutor } from "./executor.ts";
 import {
+  checkServiceName,
+  decodeExtension,
+  DEFAULT_SERVICE,
   encodeExtension,
+  extensionFrames,
   extensionMetadata,
   ExtKind,
   isExtendedPeer,
@@ -69,6 +74,20 @@ export interface WorkerOptions {
    * @default {the number of threads, or 1}
    */
   concurrency?: number;
+  /**
+   * Serve requests in batches: the worker collects up to `maxSize` requests, or what arrived
+   * within `maxWaitMs` of the first, and calls the handler's `batch(items)` once (a class
+   * method, or a function marked with {@linkcode batched}); each request is answered on its
+   * own, and an `Error` among the results fails that request only. `concurrency` then counts
+   * batches: the worker holds up to `concurrency × maxSize` requests.
+   */
+  batch?: BatchOptions;
+  /**
+   * The service this worker serves: only requests for it reach it (`hub.service(name)`). Every
+   * Python worker serves `"default"`; toward a Python hub the name has no effect.
+   * @default {"default"}
+   */
+  service?: string;
   /** Routing id (default: 32 random lowercase hex chars, like a uuid4's hex). */
   routingId?: string;
   /** Stop gracefully on SIGINT/SIGTERM (default false; the CLI turns it on). */
@@ -80,10 +99,18 @@ export interface WorkerOptions {
   logger?: LoggerOption;
 }
 
-/** A request received and not started yet (the worker was at its concurrency). */
-interface Waiting {
-  request: RequestMessage;
-  payload: Uint8Array;
+/** A request received and not answered yet. */
+interface Waiting extends Job {
+  /** Set for a streamed request: the chunks it may send before credit. */
+  window: number | undefined;
+}
+
+/** Options of dynamic batching (see {@linkcode WorkerOptions.batch}). */
+export interface BatchOptions {
+  /** Most requests in one call of the handler's `batch`. */
+  maxSize: number;
+  /** Longest a request waits for others to join its batch, in milliseconds. */
+  maxWaitMs: number;
 }
 
 /**
@@ -122,6 +149,15 @@ export class Worker {
   #log: Log;
   #handleSignals: boolean;
   #capacity: number;
+  #concurrency: number;
+  #batch: BatchOptions | undefined;
+  #service: string;
+  /** Requests being served now, by id (for cancel). */
+  #serving = new Set<string>();
+  /** Requests waiting to join a batch. */
+  #batchQueue: Waiting[] = [];
+  #batchTimer: ReturnType<typeof setTimeout> | undefined;
+  #batchesRunning = 0;
   #socket: Dealer | null = null;
   /** The capacity the current socket announced in its handshake. */
   #announced = 0;
@@ -159,8 +195,13 @@ export class Worker {
           "another thread (pass new URL('./model.ts', import.meta.url), or threads: 0)",
       );
     }
-    this.#capacity = options.concurrency ?? Math.max(1, threads);
+    this.#batch = options.batch;
+    if (this.#batch !== undefined) checkBatch(this.#batch);
+    this.#concurrency = options.concurrency ?? (this.#batch ? 1 : Math.max(1, threads));
+    checkConcurrency(this.#concurrency);
+    this.#capacity = this.#concurrency * (this.#batch?.maxSize ?? 1);
     checkConcurrency(this.#capacity);
+    this.#service = checkServiceName(options.service ?? DEFAULT_SERVICE);
     this.#log = new Log(options.logger, `worker ${this.id}`);
     if (isModule) {
       const url = moduleUrl(handler, runtime.cwd());
@@ -206,9 +247,19 @@ export class Worker {
     return this.#executor.threads;
   }
 
-  /** Most requests served at once. */
+  /** Most requests served at once (with batching: batches at once). */
   get concurrency(): number {
+    return this.#concurrency;
+  }
+
+  /** Most requests this worker holds at once: its concurrency, times the batch size. */
+  get capacity(): number {
     return this.#capacity;
+  }
+
+  /** The service this worker serves. */
+  get service(): string {
+    return this.#service;
   }
 
   /** Requests being served now. */
@@ -227,7 +278,8 @@ export class Worker {
    */
   setConcurrency(concurrency: number): void {
     checkConcurrency(concurrency);
-    this.#capacity = concurrency;
+    this.#concurrency = concurrency;
+    this.#capacity = concurrency * (this.#batch?.maxSize ?? 1);
     this.#announce();
     this.#startWaiting();
     this.#askForWork();
@@ -294,6 +346,8 @@ export class Worker {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#waiting.drain();
+    this.#batchQueue = [];
+    clearTimeout(this.#batchTimer);
     // An idle worker waits in receive(): closing ends that wait. A busy one closes after answering.
     if (this.#inFlight === 0) this.#socket?.close();
   }
@@ -304,7 +358,7 @@ export class Worker {
     const socket = new Dealer({
       routingId: this.id,
       linger: 1000,
-      metadata: extensionMetadata(this.#capacity),
+      metadata: extensionMetadata(this.#capacity, this.#service),
       onEvent: (event) => this.#onSocketEvent(socket, event),
     });
     socket.connect(this.#endpoint);
@@ -354,7 +408,7 @@ export class Worker {
 
   /** Requests this worker can still take: its capacity minus what it serves or holds. */
   #free(): number {
-    return this.#capacity - this.#inFlight - this.#waiting.length;
+    return this.#capacity - this.#inFlight - this.#waiting.length - this.#batchQueue.length;
   }
 
   #ping(): void {
@@ -401,6 +455,7 @@ export class Worker {
   #onMessage(message: Uint8Array[]): void {
     const workload = message[message.length - 1];
     if (message.length === 2 && workload.length === 0) return; // pong
+    if (message.length === 3 && this.#hubExtended) return this.#onExtension(message);
     if (message.length !== 2) {
       this.#log.warn("message.ignored", `ignored a ${message.length}-frame message from the hub`);
       return;
@@ -420,22 +475,135 @@ export class Worker {
       );
       return;
     }
+    this.#accept({ request, payload: workload, window: undefined });
+  }
+
+  /** A message only our hub sends: a streamed request, credit for one, a cancellation. */
+  #onExtension(message: Uint8Array[]): void {
+    let ext;
+    try {
+      ext = decodeExtension(message[1], message[2]);
+    } catch (error) {
+      this.#log.warn("message.malformed", `malformed message from the hub: ${error}`);
+      return;
+    }
+    switch (ext.kind) {
+      case ExtKind.stream: {
+        const [reqId, args, kwargs, window] = ext.body as [string, unknown[], Kwargs, number];
+        this.#accept({ request: { reqId, args, kwargs }, payload: undefined, window });
+        break;
+      }
+      case ExtKind.credit: {
+        const [reqId, n] = ext.body as [string, number];
+        this.#executor.credit(reqId, n);
+        break;
+      }
+      case ExtKind.cancel:
+        this.#cancel(ext.body as string);
+        break;
+      default:
+        this.#log.warn("message.ignored", `ignored a "${ext.kind}" message from the hub`);
+    }
+  }
+
+  #accept(job: Waiting): void {
     if (this.#stopping) return;
-    if (this.#inFlight < this.#capacity) this.#start({ request, payload: workload });
-    else this.#waiting.push({ request, payload: workload });
+    if (this.#batch !== undefined) this.#queueForBatch(job);
+    else if (this.#inFlight < this.#capacity) this.#start(job);
+    else this.#waiting.push(job);
     this.#askForWork();
   }
 
-  #start(job: Waiting): void {
-    this.#inFlight++;
-    if (this.#inFlight > this.#peakInFlight) this.#peakInFlight = this.#inFlight;
-    this.#executor.serve(job.request, job.payload).then((response) => {
-      this.#served++;
-      this.#inFlight--;
-      this.#send(response);
+  /** The caller gave up: a request not started is answered at once, a running one aborted. */
+  #cancel(reqId: string): void {
+    const reason = new Error("cancelled by the caller");
+    const matches = (job: Waiting) => job.request.reqId === reqId;
+    let waiting = this.#waiting.remove(matches);
+    if (!waiting) {
+      const at = this.#batchQueue.findIndex(matches);
+      if (at >= 0) waiting = this.#batchQueue.splice(at, 1).length === 1;
+    }
+    if (waiting) {
+      this.#send(encodeResponse(reqId, CODE_ERROR, `Cancelled: ${reason.message}`));
       this.#startWaiting();
-      if (this.#stopping && this.#inFlight === 0) this.#socket?.close();
+      this.#askForWork();
+      return;
+    }
+    if (this.#serving.has(reqId)) this.#executor.cancel(reqId, reason);
+  }
+
+  #start(job: Waiting): void {
+    this.#begin(1);
+    const reqId = job.request.reqId;
+    this.#serving.add(reqId);
+    const stream = job.window === undefined ? undefined : {
+      window: job.window,
+      send: (chunk: Uint8Array) => this.#sendFrames(extensionFrames(ExtKind.chunk, chunk)),
+    };
+    this.#executor.serve(job, stream).then((response) => {
+      this.#serving.delete(reqId);
+      this.#finish([response], 1);
     });
+  }
+
+  #queueForBatch(job: Waiting): void {
+    this.#batchQueue.push(job);
+    this.#flushBatches(false);
+  }
+
+  /** Starts the batches that are full, or due (`timerFired`), while batch slots are free. */
+  #flushBatches(timerFired: boolean): void {
+    const { maxSize, maxWaitMs } = this.#batch!;
+    while (
+      this.#batchQueue.length > 0 && this.#batchesRunning < this.#concurrency &&
+      (this.#batchQueue.length >= maxSize || timerFired)
+    ) {
+      clearTimeout(this.#batchTimer);
+      this.#batchTimer = undefined;
+      this.#runBatch(this.#batchQueue.splice(0, maxSize));
+      timerFired = false;
+    }
+    if (this.#batchQueue.length > 0 && this.#batchTimer === undefined) {
+      this.#batchTimer = setTimeout(() => {
+        this.#batchTimer = undefined;
+        this.#flushBatches(true);
+      }, maxWaitMs);
+    }
+  }
+
+  #runBatch(jobs: Waiting[]): void {
+    this.#batchesRunning++;
+    this.#begin(jobs.length);
+    for (const job of jobs) this.#serving.add(job.request.reqId);
+    this.#executor.serveBatch(jobs).then((responses) => {
+      this.#batchesRunning--;
+      for (const job of jobs) this.#serving.delete(job.request.reqId);
+      // A streamed request served in a batch is a stream of one chunk.
+      const answers = responses.map((r, i) => jobs[i].window === undefined ? r : this.#asStream(r));
+      this.#finish(answers, jobs.length);
+      this.#flushBatches(false);
+    });
+  }
+
+  /** Sends a batch's answer to a streamed request as one chunk, then the end of the stream. */
+  #asStream(response: Uint8Array): Uint8Array {
+    const [reqId, code, result] = unpack(response) as [string, number, unknown];
+    if (code !== CODE_OK) return response;
+    this.#sendFrames(encodeExtension(ExtKind.chunk, [reqId, result]));
+    return encodeResponse(reqId, CODE_OK, 1);
+  }
+
+  #begin(n: number): void {
+    this.#inFlight += n;
+    if (this.#inFlight > this.#peakInFlight) this.#peakInFlight = this.#inFlight;
+  }
+
+  #finish(responses: Uint8Array[], n: number): void {
+    this.#served += n;
+    this.#inFlight -= n;
+    for (const response of responses) this.#send(response);
+    this.#startWaiting();
+    if (this.#stopping && this.#inFlight === 0) this.#socket?.close();
   }
 
   #startWaiting(): void {
@@ -445,9 +613,22 @@ export class Worker {
   }
 
   #send(response: Uint8Array): void {
+    this.#sendFrames([EMPTY, response]);
+  }
+
+  #sendFrames(frames: Uint8Array[]): void {
     // Not awaited: with no hub connected the answer waits in the socket for one, and a stop
     // closes the socket (with linger) rather than wait with it.
-    this.#socket?.send([EMPTY, response]).catch(() => {});
+    this.#socket?.send(frames).catch(() => {});
+  }
+}
+
+function checkBatch(batch: BatchOptions): void {
+  if (!(Number.isInteger(batch.maxSize) && batch.maxSize >= 1 && batch.maxSize <= 4096)) {
+    throw new RangeError(`batch.maxSize must be an integer 1 to 4096, got ${batch.maxSize}`);
+  }
+  if (!(batch.maxWaitMs >= 0 && batch.maxWaitMs <= 60_000)) {
+    throw new RangeError(`batch.maxWaitMs must be 0 to 60000, got ${batch.maxWaitMs}`);
   }
 }
 

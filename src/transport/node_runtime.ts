@@ -6,6 +6,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, unlinkSync } from "node:fs";
 import {
   createServer as createHttpServer,
@@ -27,6 +28,7 @@ import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -490,6 +492,11 @@ export const nodeRuntime: Runtime = {
       process.off("SIGINT", onInt);
       process.off("SIGTERM", onTerm);
     };
+  },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
   },
   startThread,
   parentPort,

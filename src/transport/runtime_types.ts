@@ -85,6 +85,17 @@ export interface ThreadPort {
   onMessage(handler: (message: unknown) => void): void;
 }
 
+/**
+ * A value that follows the asynchronous flow of a call: what `run` sets is what `get` returns
+ * anywhere in the code `fn` runs, synchronously or after an `await` (AsyncLocalStorage).
+ */
+export interface AsyncContext<T> {
+  /** Runs `fn` with `value` as the current value. */
+  run<R>(value: T, fn: () => R): R;
+  /** The current value, or undefined outside `run`. */
+  get(): T | undefined;
+}
+
 /** An HTTP handler in the fetch style. */
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
@@ -123,6 +134,8 @@ export interface Runtime {
   every(ms: number, fn: () => void): () => void;
   /** Runs `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onShutdownSignal(handler: (signal: string) => void): () => void;
+  /** Makes a value that follows asynchronous calls (see {@linkcode AsyncContext}). */
+  asyncContext<T>(): AsyncContext<T>;
   /** Starts `url` (a module of this library) on a thread of its own. */
   startThread(url: URL): Thread;
   /** In a thread started by {@linkcode Runtime.startThread}: its port; null elsewhere. */
