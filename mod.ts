@@ -94,6 +94,7 @@ export { ZmtpError, type ZmtpErrorCode } from "./src/zmtp/errors.ts";
 export { TransportError, type TransportErrorCode } from "./src/transport/errors.ts";
 
 if (import.meta.main) {
-  const { main } = await import("./src/cli/main.ts");
-  await main();
+  // Not awaited: a model served with `mod.ts worker` may import this module itself, and an
+  // import of a module still evaluating (awaiting the CLI) would wait forever.
+  import("./src/cli/main.ts").then(({ main }) => main());
 }

@@ -48,7 +48,11 @@ Options:
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
                  200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
-  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}`;
+  POST /stream   the same body; the chunks as Server-Sent Events (Accept: text/event-stream)
+                 or NDJSON lines {"chunk": v} ... {"end": true} | {"error": ...}
+  POST /services/NAME/request, /services/NAME/stream   the same, for one service
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched",
+                 "services": {NAME: {...}}}`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 

@@ -379,7 +379,7 @@ export class Dispatcher<H = unknown> {
         return null;
       }
       const oldest = this.#pending.values().next().value!;
-      this.#end(oldest, { ok: false, error: new RequestEvictedError(this.#o.respBufferSize) });
+      this.#giveUp(oldest, new RequestEvictedError(this.#o.respBufferSize));
     }
     const pool = this.#pool(request.service);
     this.#pending.set(reqId, request);
@@ -397,12 +397,7 @@ export class Dispatcher<H = unknown> {
    */
   cancel(reqId: string, error: Error): void {
     const request = this.#pending.get(reqId);
-    if (request === undefined) return;
-    const holders = request.sentTo.filter((w) =>
-      w.connected && w.extended && w.held.includes(request)
-    );
-    this.#end(request, { ok: false, error });
-    for (const w of holders) this.#host.cancel(w, request);
+    if (request !== undefined) this.#giveUp(request, error);
   }
 
   /** A worker finished its handshake. A worker already known under this key is replaced. */
@@ -670,12 +665,21 @@ export class Dispatcher<H = unknown> {
     }
   }
 
+  /**
+   * Ends a request the caller no longer waits for (aborted, timed out, evicted): one of our
+   * workers holding it is told to stop, and its slot is free once it answers.
+   */
+  #giveUp(request: Request<H>, error: Error): void {
+    const holders = request.sentTo.filter((w) =>
+      w.connected && w.extended && w.held.includes(request)
+    );
+    this.#end(request, { ok: false, error });
+    for (const w of holders) this.#host.cancel(w, request);
+  }
+
   #onTimeout(request: Request<H>, now: number): void {
     if (request.retriesLeft === 0) {
-      this.#end(request, {
-        ok: false,
-        error: new RequestTimeoutError(request.timeoutMs / 1000, request.attempts),
-      });
+      this.#giveUp(request, new RequestTimeoutError(request.timeoutMs / 1000, request.attempts));
       return;
     }
     if (request.retriesLeft > 0) request.retriesLeft--;

@@ -64,7 +64,7 @@ const BATCHED = Symbol.for("gibbs.batched");
  * assert.deepEqual(instantiate(embed).batch!([["ab"], ["abc"]]), [2, 3]);
  * ```
  */
-export function batched<F extends (items: any[][]) => unknown>(fn: F): F {
+export function batched<F extends (items: any[]) => unknown>(fn: F): F {
   Object.defineProperty(fn, BATCHED, { value: true });
   return fn;
 }

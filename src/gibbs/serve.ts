@@ -96,11 +96,16 @@ export async function respond(
     if (instance.call === undefined) {
       throw new TypeError("This handler serves batches only: start its worker with a batch option");
     }
-    result = await withRequestContext(
-      { requestId: reqId, signal },
-      () => instance.call!(args, kwargs),
-    );
-    if (isStreaming(result)) result = await drain(result, reqId, control);
+    // The context covers the iteration too: a generator's body runs as it is iterated.
+    result = await withRequestContext({ requestId: reqId, signal }, async () => {
+      const value = await instance.call!(args, kwargs);
+      if (isStreaming(value)) return await drain(value, reqId, control);
+      if (control.stream === undefined) return value;
+      // A streamed request to a handler that returns one value: a stream of one chunk.
+      await control.stream.credits.take();
+      control.stream.send(pack([reqId, value]));
+      return 1;
+    });
   } catch (error) {
     if (signal.aborted) return encodeResponse(reqId, CODE_ERROR, cancelledText(signal));
     return encodeResponse(reqId, CODE_ERROR, errorText(error));
