@@ -4,7 +4,8 @@
  * @module
  */
 
-import type { MechanismFactory } from "../zmtp/mechanism.ts";
+import type { Authenticator, MechanismFactory } from "../zmtp/mechanism.ts";
+import { securityMechanism, type SecurityOptions } from "./security.ts";
 
 /** Something that happened to a socket's connections, for logs and tests. */
 export interface SocketEvent {
@@ -28,10 +29,15 @@ export interface SocketEvent {
   code?: string;
   /** Routing id of the peer (ROUTER, on `handshake` and `disconnected`). */
   routingId?: Uint8Array;
+  /** The user id an authenticator gave the peer (on `handshake`, CURVE and PLAIN servers). */
+  userId?: string;
 }
 
-/** Options of a socket. Times are in milliseconds. */
-export interface SocketOptions {
+/**
+ * Options of a socket. Times are in milliseconds. The security options (CURVE, PLAIN) are those
+ * of {@linkcode SecurityOptions}.
+ */
+export interface SocketOptions extends SecurityOptions {
   /** Our routing id, sent to peers as `Identity` (string or bytes, 1 to 255 bytes). */
   routingId?: string | Uint8Array;
   /** Most messages queued for one peer before `send` waits (default 1000). */
@@ -65,15 +71,36 @@ export interface SocketOptions {
    * with `console.warn`.
    */
   onEvent?: (event: SocketEvent) => void;
-  /** Security mechanism (default NULL). */
+  /**
+   * Security mechanism, for plug-ins of your own (default: what the security options select,
+   * else NULL).
+   */
   mechanism?: MechanismFactory;
 }
 
 /** Options with their defaults applied. */
 export type ResolvedOptions =
-  & Required<Omit<SocketOptions, "routingId" | "onEvent" | "mechanism">>
+  & Required<
+    Omit<SocketOptions, "routingId" | "onEvent" | "mechanism" | keyof SecurityOptions>
+  >
   & Pick<SocketOptions, "onEvent" | "mechanism">
-  & { routingId: Uint8Array | undefined };
+  & {
+    routingId: Uint8Array | undefined;
+    authenticator: Authenticator | undefined;
+    zapDomain: string;
+  };
+
+const SECURITY_KEYS: readonly (keyof SecurityOptions)[] = [
+  "curveServer",
+  "curveSecretKey",
+  "curvePublicKey",
+  "curveServerKey",
+  "plainServer",
+  "plainUsername",
+  "plainPassword",
+  "zapDomain",
+  "authenticator",
+];
 
 /** Applies defaults and checks values. */
 export function resolveOptions(options: SocketOptions): ResolvedOptions {
@@ -83,6 +110,10 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
   if (routingId !== undefined && (routingId.length === 0 || routingId.length > 255)) {
     throw new RangeError(`routingId must be 1 to 255 bytes, got ${routingId.length}`);
   }
+  const mechanism = options.mechanism ?? securityMechanism(options);
+  const general: Partial<SocketOptions> = stripUndefined(options);
+  // Keys stay inside the mechanism factory, not on the options object.
+  for (const key of SECURITY_KEYS) delete general[key];
   const resolved: ResolvedOptions = {
     sendHighWaterMark: 1000,
     receiveHighWaterMark: 1000,
@@ -97,8 +128,11 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
     heartbeatTimeout: 0,
     heartbeatTimeToLive: 0,
     maxConnections: 0,
-    ...stripUndefined(options),
+    ...general,
     routingId,
+    mechanism,
+    authenticator: options.authenticator,
+    zapDomain: options.zapDomain ?? "",
   };
   for (const key of ["sendHighWaterMark", "receiveHighWaterMark"] as const) {
     if (!(resolved[key] >= 1)) throw new RangeError(`${key} must be at least 1`);

@@ -108,6 +108,12 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     inputPending: () => this.#inputPending(),
     pipeWritable: (pipe) => this.#pipeWritable(pipe),
     pipeClosed: (pipe, error) => this.#pipeClosed(pipe, error),
+    authenticate: (pipe, request) =>
+      this.options.authenticator!({
+        ...request,
+        address: pipe.remote,
+        domain: this.options.zapDomain,
+      }),
   };
 
   /**
@@ -492,6 +498,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       endpoint: pipe.endpoint,
       remote: pipe.remote,
       routingId: pipe.routingId,
+      userId: peer.userId,
     });
     this.retrySends(pipe);
     return true;

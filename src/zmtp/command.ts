@@ -140,3 +140,20 @@ export function parseErrorReason(data: Uint8Array): string {
   if (data.length === 0) return "";
   return new TextDecoder().decode(data.subarray(1, 1 + data[0]));
 }
+
+/**
+ * Says in words why a server refused us, from the reason of its ERROR command. A ZAP status
+ * code (libzmq sends just "300", "400" or "500") is spelled out.
+ */
+export function describeRefusal(reason: string): string {
+  switch (reason) {
+    case "300":
+      return "server refused our credentials for now (ZAP status 300, temporary failure)";
+    case "400":
+      return "server refused our credentials (ZAP status 400)";
+    case "500":
+      return "server could not check our credentials (ZAP status 500, internal error)";
+    default:
+      return `server refused the handshake: ${reason || "<no reason given>"}`;
+  }
+}

@@ -17,7 +17,11 @@ export type ZmtpErrorCode =
   | "unexpected-frame"
   | "peer-error"
   | "handshake-timeout"
-  | "heartbeat-timeout";
+  | "heartbeat-timeout"
+  | "authentication-failed"
+  | "decryption-failed"
+  | "key-exchange-failed"
+  | "bad-nonce";
 
 /**
  * A protocol violation by the peer, or a limit it exceeded. The connection that raised it is
