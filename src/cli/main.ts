@@ -12,6 +12,7 @@ import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
 import { gatewayHandler } from "./gateway.ts";
+import * as sec from "./security_flags.ts";
 
 const USAGE = `gibbs — scale a model (or any code) across processes and machines
 
@@ -20,6 +21,9 @@ Usage:
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
+  gibbs keygen  FILE [--force]
+  (hub: --curve-secret-key-file F [--authorized-keys F];
+   worker: --curve-server-key KEY --curve-secret-key-file F)
 
 Run "gibbs COMMAND --help" for the options of a command.`;
 
@@ -44,7 +48,8 @@ Options:
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
                  200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
-  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}`;
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}
+${sec.HUB_SECURITY_USAGE}`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 
@@ -62,6 +67,7 @@ Options:
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
   --quiet, -q        print only warnings and errors
+${sec.WORKER_SECURITY_USAGE}
 
 SIGINT/SIGTERM finish the request in hand, answer it, then exit 0.`;
 
@@ -79,6 +85,8 @@ export async function main(args: string[] = runtime.args()): Promise<void> {
         return await hub(rest);
       case "worker":
         return await worker(rest);
+      case "keygen":
+        return await keygen(rest);
       case undefined:
       case "help":
       case "--help":
@@ -208,6 +216,7 @@ async function hub(argv: string[]): Promise<void> {
       "resp-buffer": { type: "string" },
       http: { type: "string" },
       "http-host": { type: "string" },
+      ...sec.HUB_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -219,6 +228,7 @@ async function hub(argv: string[]): Promise<void> {
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
     respBufferSize: number(values["resp-buffer"], "--resp-buffer"),
     overflow: "reject-new",
+    security: await sec.hubSecurity(values, usageFail, (m) => console.log(m)),
   });
   const endpoint = await theHub.ready;
   const httpHost = values["http-host"] ?? "127.0.0.1";
@@ -254,6 +264,7 @@ async function worker(argv: string[]): Promise<void> {
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
+      ...sec.WORKER_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -286,6 +297,7 @@ async function worker(argv: string[]): Promise<void> {
     args: ctorArgs,
     kwargs: ctorKwargs,
     handleSignals: true,
+    security: await sec.workerSecurity(values, usageFail, say),
   };
   let w: Worker;
   try {
@@ -300,4 +312,19 @@ async function worker(argv: string[]): Promise<void> {
   await w.run();
   say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
   runtime.exit(0);
+}
+
+function usageFail(message: string): never {
+  throw new UsageError(message);
+}
+
+async function keygen(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return console.log(sec.KEYGEN_USAGE);
+  if (positionals.length !== 1) throw new UsageError(`expected one FILE\n\n${sec.KEYGEN_USAGE}`);
+  await sec.keygen(positionals[0], values.force ?? false, usageFail);
 }

@@ -6,6 +6,7 @@
 
 import { Deque } from "../socket/deque.ts";
 import type { SocketEvent } from "../socket/options.ts";
+import type { SecurityOptions } from "../socket/security.ts";
 import { Router } from "../socket/router.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
@@ -72,6 +73,11 @@ export interface HubOptions {
   maxConnections?: number;
   /** Where warnings go (dropped peers, malformed answers); default `console.warn`. */
   logger?: (message: string) => void;
+  /**
+   * CURVE or PLAIN for the hub's socket, e.g. `{ curveServer: true, curveSecretKey,
+   * authenticator: allowCurveKeys(workerKeys) }` (see the README's Security section).
+   */
+  security?: SecurityOptions;
 }
 
 /** Options of one request made with {@linkcode Hub.requestWith}. */
@@ -213,6 +219,7 @@ export class Hub {
       maxConnections: options.maxConnections ?? 10_000,
       linger: 0,
       onEvent: (event) => this.#onSocketEvent(event),
+      ...options.security,
     });
     const endpoint = options.endpoint ??
       `tcp://${options.host ?? "*"}:${options.port ?? 5019}`;

@@ -6,6 +6,7 @@
 
 import { Dealer } from "../socket/dealer.ts";
 import { SocketClosedError } from "../socket/errors.ts";
+import type { SecurityOptions } from "../socket/security.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
 import { type Handler, instantiate } from "./handler.ts";
@@ -35,6 +36,11 @@ export interface WorkerOptions {
   handleSignals?: boolean;
   /** Where warnings go (default `console.warn`). */
   logger?: (message: string) => void;
+  /**
+   * CURVE or PLAIN toward the hub, e.g. `{ curveServerKey: hubPublicKey, curveSecretKey }`
+   * (see the README's Security section).
+   */
+  security?: SecurityOptions;
 }
 
 /**
@@ -64,6 +70,7 @@ export class Worker {
   #resetAfter: number;
   #log: (message: string) => void;
   #handleSignals: boolean;
+  #security: SecurityOptions | undefined;
   #socket: Dealer | null = null;
   #waitingPong = 0;
   #lastHeard = 0;
@@ -89,6 +96,7 @@ export class Worker {
     this.#resetAfter = options.resetAfterNMiss ?? 2;
     this.#log = options.logger ?? ((m) => console.warn(`[gibbs worker ${this.id}] ${m}`));
     this.#handleSignals = options.handleSignals ?? false;
+    this.#security = options.security;
   }
 
   /** Requests served so far. */
@@ -171,6 +179,7 @@ export class Worker {
       onEvent: (event) => {
         if (event.code) this.#log(`connection dropped: ${event.reason}`);
       },
+      ...this.#security,
     });
     socket.connect(this.#endpoint);
     return socket;
