@@ -45,9 +45,12 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
+/** A source of random bytes: {@linkcode randomBytes}, or a seeded one in tests. */
+export type RandomSource = (n: number) => Uint8Array;
+
 /** A fresh key pair, made as `crypto_box_keypair` (and so `zmq_curve_keypair`) makes one. */
-export function generateKeyPair(): RawKeyPair {
-  const secretKey = randomBytes(KEY_SIZE);
+export function generateKeyPair(random: RandomSource = randomBytes): RawKeyPair {
+  const secretKey = random(KEY_SIZE);
   return { publicKey: x25519.getPublicKey(secretKey), secretKey };
 }
 

@@ -39,6 +39,7 @@ import {
   NONCE_SIZE,
   open,
   randomBytes,
+  type RandomSource,
   seal,
   SEAL_SCRATCH,
   sealInPlace,
@@ -94,6 +95,8 @@ export interface CurveClientOptions {
   secretKey: Uint8Array;
   /** The server's long-term public key (S), which the client must know beforehand. */
   serverKey: Uint8Array;
+  /** Where transient keys and nonces come from (default: WebCrypto; seeded in fuzz tests). */
+  random?: RandomSource;
 }
 
 /** Options of a CURVE server. Keys are 32 raw bytes. */
@@ -107,6 +110,8 @@ export interface CurveServerOptions {
    * client that knows our public key is admitted, as libzmq admits it without a ZAP handler.
    */
   authenticate: boolean;
+  /** Where transient keys, cookie keys and nonces come from (default: WebCrypto). */
+  random?: RandomSource;
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -267,7 +272,8 @@ export class CurveMessageBox implements FrameBox {
  * ```
  */
 export function curveClient(options: CurveClientOptions): Mechanism {
-  const transient = generateKeyPair();
+  const random = options.random ?? randomBytes;
+  const transient = generateKeyPair(random);
   const peerNonce = new PeerNonce();
   let state: "welcome" | "ready" | "done" = "welcome";
   let next = 1;
@@ -326,7 +332,7 @@ export function curveClient(options: CurveClientOptions): Mechanism {
         if (precomputed === null || vouchKey === null) {
           throw new ZmtpError("key-exchange-failed", "the server's transient key is not usable");
         }
-        const vouchNonce = randomBytes(16);
+        const vouchNonce = random(16);
         const vouch = seal(
           vouchKey,
           nonce(PREFIX_VOUCH, vouchNonce),
@@ -399,7 +405,8 @@ export function curveClient(options: CurveClientOptions): Mechanism {
  * ```
  */
 export function curveServer(options: CurveServerOptions): Mechanism {
-  const transient = generateKeyPair();
+  const random = options.random ?? randomBytes;
+  const transient = generateKeyPair(random);
   const peerNonce = new PeerNonce();
   let state: "hello" | "initiate" | "auth" | "done" = "hello";
   let clientTransient: Uint8Array = EMPTY;
@@ -459,14 +466,14 @@ export function curveServer(options: CurveServerOptions): Mechanism {
           "(its curveServerKey is not our public key)",
       );
     }
-    cookieKey = randomBytes(32);
-    const cookieNonce = randomBytes(16);
+    cookieKey = random(32);
+    const cookieNonce = random(16);
     const cookie = seal(
       cookieKey,
       nonce(PREFIX_COOKIE, cookieNonce),
       concat([clientTransient, transient.secretKey]),
     );
-    const welcomeNonce = randomBytes(16);
+    const welcomeNonce = random(16);
     const box = seal(
       helloKey,
       nonce(PREFIX_WELCOME, welcomeNonce),
