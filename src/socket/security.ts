@@ -195,8 +195,8 @@ export interface AuthorizedKey {
 
 /**
  * Parses an authorized-keys file, as SSH's `authorized_keys` reads: one Z85 public key per line,
- * optionally followed by a name; blank lines and `#` comments are skipped. A line whose first
- * word is 40 Z85 characters is a key even if it starts with `#`, which is a Z85 character.
+ * optionally followed by a name; blank lines and `#` comments are skipped (no key can start with
+ * `#`: it is the last Z85 digit, and a group starting with it would exceed 32 bits).
  *
  * @example
  * ```ts
@@ -212,12 +212,12 @@ export function parseAuthorizedKeys(text: string): AuthorizedKey[] {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
-    if (line === "") continue;
+    if (line === "" || line.startsWith("#")) continue;
     const match = /^(\S+)(?:\s+(.*))?$/.exec(line)!;
     const [word, rest] = [match[1], match[2]?.trim()];
     if (word.length === 40 && isZ85(word)) {
       keys.push(rest ? { publicKey: word, comment: rest } : { publicKey: word });
-    } else if (!line.startsWith("#")) {
+    } else {
       throw new SyntaxError(
         `authorized keys, line ${i + 1}: "${line.slice(0, 60)}" is not a 40-character Z85 ` +
           "public key (nor a # comment)",
