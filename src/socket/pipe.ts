@@ -199,13 +199,7 @@ export class Pipe {
   #onEnd(error?: Error): void {
     // A CURVE server that cannot open our HELLO closes without a word: say what that means.
     const during = this.#closed ? undefined : this.#conn.closedReason();
-    this.close(
-      error && !this.#closed
-        ? error
-        : during !== undefined
-        ? new ZmtpError("handshake-failed", during)
-        : undefined,
-    );
+    this.close(error && !this.#closed ? error : during);
   }
 
   #authenticate(request: AuthRequest): void {

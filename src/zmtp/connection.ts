@@ -18,11 +18,17 @@ import {
   encodePing,
   parseCommand,
   parseErrorReason,
+  parseHandshakeCommand,
   parsePing,
 } from "./command.ts";
 import { ZmtpError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
-import { checkGreetingPrefix, encodeGreeting, parseGreeting } from "./greeting.ts";
+import {
+  checkGreetingPrefix,
+  encodeGreeting,
+  parseGreeting,
+  parseGreetingMechanism,
+} from "./greeting.ts";
 import type {
   AuthOutcome,
   AuthRequest,
@@ -329,9 +335,28 @@ export class Connection {
     this.#mechanism.start(this.#context, { asServer: greeting.asServer });
   }
 
-  /** What may explain a peer that closed the connection before the handshake finished. */
-  closedReason(): string | undefined {
-    return this.#state === "handshake" ? this.#mechanism.closedDuringHandshake?.() : undefined;
+  /**
+   * What may explain a peer that closed the connection before the handshake finished, or
+   * undefined. With NULL nothing is said of a peer that leaves during the greeting (port
+   * scanners, health checks); with PLAIN or CURVE it is most likely a peer of another mechanism,
+   * which libzmq drops as soon as it has read our greeting.
+   */
+  closedReason(): ZmtpError | undefined {
+    const ours = this.#mechanism.name;
+    if (this.#state === "greeting" && ours !== "NULL") {
+      const fill = this.#greetingFill;
+      const theirs = fill >= 32 ? parseGreetingMechanism(this.#greeting) : undefined;
+      if (theirs !== undefined && theirs !== ours) {
+        return new ZmtpError("mechanism-mismatch", `peer uses mechanism ${theirs}, we use ${ours}`);
+      }
+      return new ZmtpError(
+        "mechanism-mismatch",
+        `the peer closed the connection during the greeting, after ${fill} of its 64 bytes: ` +
+          `it probably uses another mechanism than our ${ours}`,
+      );
+    }
+    const why = this.#state === "handshake" ? this.#mechanism.closedDuringHandshake?.() : undefined;
+    return why === undefined ? undefined : new ZmtpError("handshake-failed", why);
   }
 
   #onCommand(body: Uint8Array): void {
@@ -340,7 +365,9 @@ export class Connection {
       this.#openSealed(body);
       return;
     }
-    const { name, data } = parseCommand(body);
+    const { name, data } = this.#state === "handshake"
+      ? parseHandshakeCommand(body)
+      : parseCommand(body);
     if (this.#state === "handshake") {
       if (this.#authPending) {
         throw new ZmtpError(
