@@ -61,7 +61,8 @@ class AllowList:
         self.keys = {k.encode("ascii") for k in keys}
 
     def callback(self, domain, key):
-        return zmq.utils.z85.encode(key) in self.keys
+        # pyzmq passes the key as Z85 already (raw 32 bytes in some versions).
+        return (zmq.utils.z85.encode(key) if len(key) == 32 else key) in self.keys
 
 
 class SecurePeer(zmq_peer.Peer):
