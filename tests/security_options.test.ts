@@ -19,7 +19,14 @@ import {
   z85Decode,
   z85Encode,
 } from "../mod.ts";
-import { boxKey, open, seal } from "../src/zmtp/curve_crypto.ts";
+import {
+  boxKey,
+  frameBoxes,
+  loadFastBoxes,
+  NOBLE_BOXES,
+  open,
+  seal,
+} from "../src/zmtp/curve_crypto.ts";
 
 const fromHex = (h: string) => Uint8Array.from(h.match(/../g)!, (x) => parseInt(x, 16));
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -81,6 +88,28 @@ describe("crypto_box from audited primitives", () => {
     assert.equal(new TextDecoder().decode(open(key, nonce, box)!), "hello");
     box[3] ^= 1;
     assert.equal(open(key, nonce, box), null);
+  });
+});
+
+describe("the two box engines", () => {
+  test("libsodium loads, and it and @noble/ciphers make the same boxes and open each other's", async () => {
+    const fast = await loadFastBoxes();
+    assert.ok(fast !== null, "libsodium-wrappers did not load");
+    assert.equal(frameBoxes().name, "libsodium");
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    for (const size of [0, 1, 64, 255, 4096, 1 << 20]) {
+      const nonce = crypto.getRandomValues(new Uint8Array(24));
+      const plain = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
+      const big = size > plain.length ? new Uint8Array(size).fill(7) : plain;
+      const a = fast.seal(key, nonce, big);
+      const b = NOBLE_BOXES.seal(key, nonce, big);
+      assert.equal(hex(a), hex(b), `${size} bytes: the same box`);
+      assert.deepEqual(NOBLE_BOXES.open(key, nonce, a), big);
+      assert.deepEqual(fast.open(key, nonce, b), big);
+      a[a.length - 1] ^= 1;
+      assert.equal(fast.open(key, nonce, a), null);
+      assert.equal(NOBLE_BOXES.open(key, nonce, a), null);
+    }
   });
 });
 

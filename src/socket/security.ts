@@ -6,7 +6,13 @@
  * @module
  */
 
-import { boxKey, generateKeyPair, KEY_SIZE, publicKeyOf } from "../zmtp/curve_crypto.ts";
+import {
+  boxKey,
+  generateKeyPair,
+  KEY_SIZE,
+  loadFastBoxes,
+  publicKeyOf,
+} from "../zmtp/curve_crypto.ts";
 import { curveClient, curveServer } from "../zmtp/curve_mechanism.ts";
 import type { Authenticator, AuthRequest, MechanismFactory } from "../zmtp/mechanism.ts";
 import { plainClient, plainServer } from "../zmtp/plain_mechanism.ts";
@@ -145,6 +151,8 @@ export function securityMechanism(options: SecurityOptions): MechanismFactory | 
 }
 
 function curveMechanism(options: SecurityOptions): MechanismFactory {
+  // libsodium for the per-frame boxes loads while the socket connects (see curve_crypto.ts).
+  loadFastBoxes();
   if (options.curveServer && options.curveServerKey !== undefined) {
     throw new SocketError(
       "EINVAL",

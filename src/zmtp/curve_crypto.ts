@@ -1,15 +1,23 @@
 /**
- * The NaCl `crypto_box` construction CurveZMQ is built on, from audited primitives: X25519 from
- * `@noble/curves`, HSalsa20 and XSalsa20-Poly1305 from `@noble/ciphers`. Nothing here is a
- * primitive of our own: this file only composes them as NaCl does (`crypto_box_beforenm` is
- * HSalsa20 over the X25519 shared secret; `crypto_box_afternm` is `crypto_secretbox` with that
- * key), and keeps the buffers of the per-message path free of extra copies.
+ * The NaCl `crypto_box` construction CurveZMQ is built on, from audited libraries. Nothing here
+ * is a primitive of our own.
+ *
+ * - The handshake uses `@noble/curves` (X25519) and `@noble/ciphers` (HSalsa20,
+ *   XSalsa20-Poly1305), composed as NaCl does: `crypto_box_beforenm` is HSalsa20 over the X25519
+ *   shared secret, `crypto_box_afternm` is `crypto_secretbox` with that key. Pure JavaScript and
+ *   synchronous: there from the first call.
+ * - The boxes of every frame after the handshake use libsodium itself (`libsodium-wrappers`,
+ *   WebAssembly, the library libzmq uses) once it has loaded, which {@linkcode loadFastBoxes}
+ *   starts: about 4 times the speed of the pure-JavaScript boxes at 64 bytes and twice at 1 MiB.
+ *   Until then, or where WebAssembly is not allowed, the same boxes come from `@noble/ciphers`;
+ *   both make the same bytes (a test seals with one and opens with the other).
  *
  * @module
  */
 
 import { x25519 } from "@noble/curves/ed25519.js";
 import { hsalsa, xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import type * as Sodium from "libsodium-wrappers";
 
 /** Bytes of a Curve25519 key, public or secret. */
 export const KEY_SIZE = 32;
@@ -102,4 +110,54 @@ export function open(key: Uint8Array, nonce: Uint8Array, box: Uint8Array): Uint8
  */
 export function sealInPlace(key: Uint8Array, nonce: Uint8Array, buffer: Uint8Array): void {
   xsalsa20poly1305(key, nonce).encrypt(buffer.subarray(SEAL_SCRATCH), buffer);
+}
+
+/** Seals and opens of the per-frame path, from one implementation or the other. */
+export interface BoxEngine {
+  /** Which implementation: `"libsodium"` or `"noble"`. */
+  readonly name: string;
+  /** As {@linkcode seal}. */
+  seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /** As {@linkcode open}. */
+  open(key: Uint8Array, nonce: Uint8Array, box: Uint8Array): Uint8Array | null;
+}
+
+/** The pure-JavaScript engine (`@noble/ciphers`). */
+export const NOBLE_BOXES: BoxEngine = { name: "noble", seal, open };
+
+let fastBoxes: BoxEngine | null = null;
+let loading: Promise<BoxEngine | null> | null = null;
+
+/**
+ * Starts loading libsodium for the per-frame boxes (once; later calls return the same promise).
+ * Resolves with the engine, or null when it cannot load (then `@noble/ciphers` serves).
+ */
+export function loadFastBoxes(): Promise<BoxEngine | null> {
+  loading ??= import("libsodium-wrappers").then(async (module) => {
+    // Its ES module has a default export; some bundlers hand out the namespace only.
+    const sodium = (module.default ?? module) as unknown as Pick<
+      typeof Sodium,
+      "ready" | "crypto_box_easy_afternm" | "crypto_box_open_easy_afternm"
+    >;
+    await sodium.ready;
+    fastBoxes = {
+      name: "libsodium",
+      seal: (key, nonce, plaintext) => sodium.crypto_box_easy_afternm(plaintext, nonce, key),
+      open(key, nonce, box) {
+        if (box.length < MAC_SIZE) return null;
+        try {
+          return sodium.crypto_box_open_easy_afternm(box, nonce, key);
+        } catch {
+          return null;
+        }
+      },
+    };
+    return fastBoxes;
+  }, () => null);
+  return loading;
+}
+
+/** The engine the per-frame path uses now: libsodium once loaded, else `@noble/ciphers`. */
+export function frameBoxes(): BoxEngine {
+  return fastBoxes ?? NOBLE_BOXES;
 }

@@ -33,9 +33,11 @@ import {
 } from "./command.ts";
 import {
   boxKey,
+  frameBoxes,
   generateKeyPair,
   KEY_SIZE,
   MAC_SIZE,
+  NOBLE_BOXES,
   NONCE_SIZE,
   open,
   randomBytes,
@@ -218,13 +220,24 @@ export class CurveMessageBox implements FrameBox {
 
   /** Seals one frame into a MESSAGE body. */
   seal(flags: number, body: Uint8Array): Uint8Array {
-    // [scratch 32][flags 1][body]: sealed in place, the box lands at 16 and the header fits
-    // in the 16 bytes before it. One copy of the body, no other allocation.
-    const buffer = new Uint8Array(SEAL_SCRATCH + 1 + body.length);
-    buffer[SEAL_SCRATCH] = flags;
-    buffer.set(body, SEAL_SCRATCH + 1);
     writeNonce(this.#sendNonce, 16, this.#next++);
-    sealInPlace(this.#key, this.#sendNonce, buffer);
+    const engine = frameBoxes();
+    let buffer: Uint8Array;
+    if (engine === NOBLE_BOXES) {
+      // [scratch 32][flags 1][body]: sealed in place, the box lands at 16 and the header fits
+      // in the 16 bytes before it. One copy of the body, no other allocation.
+      buffer = new Uint8Array(SEAL_SCRATCH + 1 + body.length);
+      buffer[SEAL_SCRATCH] = flags;
+      buffer.set(body, SEAL_SCRATCH + 1);
+      sealInPlace(this.#key, this.#sendNonce, buffer);
+    } else {
+      const plain = new Uint8Array(1 + body.length);
+      plain[0] = flags;
+      plain.set(body, 1);
+      const box = engine.seal(this.#key, this.#sendNonce, plain);
+      buffer = new Uint8Array(16 + box.length);
+      buffer.set(box, 16);
+    }
     buffer.set(MESSAGE_NAME, 0);
     buffer.set(this.#sendNonce.subarray(16), 8);
     return buffer;
@@ -247,7 +260,7 @@ export class CurveMessageBox implements FrameBox {
       );
     }
     this.#recvNonce.set(body.subarray(8, 16), 16);
-    const plain = open(this.#key, this.#recvNonce, body.subarray(16));
+    const plain = frameBoxes().open(this.#key, this.#recvNonce, body.subarray(16));
     if (plain === null) {
       throw new ZmtpError(
         "decryption-failed",
