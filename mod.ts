@@ -65,8 +65,8 @@ export type {
 export {
   allowCurveKeys,
   type AuthorizedKey,
-  curveKeyPair,
   type CurveKeyPair,
+  curveKeyPair,
   curvePublicKey,
   formatSecretKeyFile,
   parseAuthorizedKeys,

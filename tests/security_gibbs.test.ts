@@ -11,11 +11,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { allowCurveKeys, curveKeyPair, parseSecretKeyFile } from "../mod.ts";
+import { allowCurveKeys, curveKeyPair, parseSecretKeyFile, spawnWorkers } from "../mod.ts";
 import {
   Cleanup,
   cli,
   MODELS_PATH,
+  MODELS_URL,
   Proc,
   PYTHON,
   pythonSkip,
@@ -86,6 +87,42 @@ describe("hub and workers with CURVE", () => {
       c.add(() => lost.stop());
       await waitFor(() => lost.log.has("curveServerKey"), 10_000, "the worker's log");
       assert.equal(hub.workers, 0);
+    } finally {
+      await c.run();
+    }
+  });
+});
+
+describe("spawnWorkers with CURVE", () => {
+  test("child workers get the hub's key as a flag and their secret through the environment", async () => {
+    const c = new Cleanup();
+    try {
+      const hubKeys = curveKeyPair();
+      const workerKeys = curveKeyPair();
+      const { hub, endpoint } = await startHub({
+        security: {
+          curveServer: true,
+          curveSecretKey: hubKeys.secretKey,
+          authenticator: allowCurveKeys([workerKeys.publicKey]),
+        },
+      });
+      c.add(() => hub.close());
+      const workers = spawnWorkers(MODELS_URL, {
+        count: 2,
+        endpoint,
+        quiet: true,
+        security: { curveServerKey: hubKeys.publicKey, curveSecretKey: workerKeys.secretKey },
+      });
+      c.add(() => workers.kill());
+      await waitFor(() => hub.workers === 2, 30_000, "two CURVE workers");
+      assert.deepEqual(await withTimeout(hub.request("over", "curve"), 10_000, "request"), [
+        "over",
+        "curve",
+      ]);
+      assert.throws(
+        () => spawnWorkers(MODELS_URL, { security: { plainUsername: "x" } }),
+        /CURVE client keys only/,
+      );
     } finally {
       await c.run();
     }
