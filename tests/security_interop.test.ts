@@ -78,7 +78,8 @@ const failures = (events: SocketEvent[], code: string) =>
 describe("CURVE with libzmq (pyzmq)", { skip }, () => {
   for (const transport of ["tcp", "ipc"] as const) {
     test(`pyzmq CURVE client, our CURVE server, over ${transport}`, async () => {
-      const server = curveKeyPair();
+      // Our server runs on a key pair pyzmq made (zmq.curve_keypair()).
+      const server = pyKeyPair();
       const client = pyKeyPair();
       const router = new Router({
         curveServer: true,

@@ -22,6 +22,7 @@ import {
 import {
   boxKey,
   frameBoxes,
+  generateKeyPair,
   loadFastBoxes,
   NOBLE_BOXES,
   open,
@@ -96,6 +97,14 @@ describe("the two box engines", () => {
     const fast = await loadFastBoxes();
     assert.ok(fast !== null, "libsodium-wrappers did not load");
     assert.equal(frameBoxes().name, "libsodium");
+    const alice = generateKeyPair();
+    const bob = generateKeyPair();
+    assert.equal(
+      hex(fast.boxKey(bob.publicKey, alice.secretKey)!),
+      hex(NOBLE_BOXES.boxKey(bob.publicKey, alice.secretKey)!),
+      "the same shared key",
+    );
+    assert.equal(fast.boxKey(new Uint8Array(32), alice.secretKey), null, "low-order key refused");
     const key = crypto.getRandomValues(new Uint8Array(32));
     for (const size of [0, 1, 64, 255, 4096, 1 << 20]) {
       const nonce = crypto.getRandomValues(new Uint8Array(24));

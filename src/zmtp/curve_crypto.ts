@@ -2,15 +2,15 @@
  * The NaCl `crypto_box` construction CurveZMQ is built on, from audited libraries. Nothing here
  * is a primitive of our own.
  *
- * - The handshake uses `@noble/curves` (X25519) and `@noble/ciphers` (HSalsa20,
- *   XSalsa20-Poly1305), composed as NaCl does: `crypto_box_beforenm` is HSalsa20 over the X25519
- *   shared secret, `crypto_box_afternm` is `crypto_secretbox` with that key. Pure JavaScript and
- *   synchronous: there from the first call.
- * - The boxes of every frame after the handshake use libsodium itself (`libsodium-wrappers`,
- *   WebAssembly, the library libzmq uses) once it has loaded, which {@linkcode loadFastBoxes}
- *   starts: about 4 times the speed of the pure-JavaScript boxes at 64 bytes and twice at 1 MiB.
- *   Until then, or where WebAssembly is not allowed, the same boxes come from `@noble/ciphers`;
- *   both make the same bytes (a test seals with one and opens with the other).
+ * - `@noble/curves` (X25519) and `@noble/ciphers` (HSalsa20, XSalsa20-Poly1305), composed as
+ *   NaCl does: `crypto_box_beforenm` is HSalsa20 over the X25519 shared secret,
+ *   `crypto_box_afternm` is `crypto_secretbox` with that key. Pure JavaScript and synchronous:
+ *   there from the first call, and always used for key pairs and the handshake's own boxes.
+ * - libsodium itself (`libsodium-wrappers`, WebAssembly, the library libzmq uses), once
+ *   {@linkcode loadFastBoxes} has loaded it, for the key agreement of each connection (5 to 10
+ *   times faster) and the boxes of every frame after the handshake (about 4 times at 64 bytes,
+ *   twice at 1 MiB). Until then, or where WebAssembly is not allowed, `@noble` serves; both
+ *   give the same bytes (a test checks each against the other).
  *
  * @module
  */
@@ -73,6 +73,10 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
  * would be all zeros; libsodium refuses it too).
  */
 export function boxKey(publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | null {
+  return (fastBoxes ?? NOBLE_BOXES).boxKey(publicKey, secretKey);
+}
+
+function nobleBoxKey(publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | null {
   let shared: Uint8Array;
   try {
     shared = x25519.getSharedSecret(secretKey, publicKey);
@@ -112,10 +116,15 @@ export function sealInPlace(key: Uint8Array, nonce: Uint8Array, buffer: Uint8Arr
   xsalsa20poly1305(key, nonce).encrypt(buffer.subarray(SEAL_SCRATCH), buffer);
 }
 
-/** Seals and opens of the per-frame path, from one implementation or the other. */
+/**
+ * The operations that run per connection (the X25519 key agreement) and per frame (the boxes),
+ * from one implementation or the other.
+ */
 export interface BoxEngine {
   /** Which implementation: `"libsodium"` or `"noble"`. */
   readonly name: string;
+  /** As {@linkcode boxKey}. */
+  boxKey(publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | null;
   /** As {@linkcode seal}. */
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Uint8Array;
   /** As {@linkcode open}. */
@@ -123,7 +132,7 @@ export interface BoxEngine {
 }
 
 /** The pure-JavaScript engine (`@noble/ciphers`). */
-export const NOBLE_BOXES: BoxEngine = { name: "noble", seal, open };
+export const NOBLE_BOXES: BoxEngine = { name: "noble", boxKey: nobleBoxKey, seal, open };
 
 let fastBoxes: BoxEngine | null = null;
 let loading: Promise<BoxEngine | null> | null = null;
@@ -137,11 +146,19 @@ export function loadFastBoxes(): Promise<BoxEngine | null> {
     // Its ES module has a default export; some bundlers hand out the namespace only.
     const sodium = (module.default ?? module) as unknown as Pick<
       typeof Sodium,
-      "ready" | "crypto_box_easy_afternm" | "crypto_box_open_easy_afternm"
+      "ready" | "crypto_box_beforenm" | "crypto_box_easy_afternm" | "crypto_box_open_easy_afternm"
     >;
     await sodium.ready;
     fastBoxes = {
       name: "libsodium",
+      boxKey(publicKey, secretKey) {
+        try {
+          // Refuses a low-order public key (an all-zero shared secret), as noble does.
+          return sodium.crypto_box_beforenm(publicKey, secretKey);
+        } catch {
+          return null;
+        }
+      },
       seal: (key, nonce, plaintext) => sodium.crypto_box_easy_afternm(plaintext, nonce, key),
       open(key, nonce, box) {
         if (box.length < MAC_SIZE) return null;
