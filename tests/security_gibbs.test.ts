@@ -55,7 +55,7 @@ describe("hub and workers with CURVE", () => {
       });
       c.add(() => bad.stop());
       await waitFor(() => log.has(unlisted.publicKey), 10_000, "the refusal in the hub's log");
-      assert.ok(log.has("authentication-failed"), log.lines.join("\n"));
+      assert.ok(log.has("auth-failed"), log.lines.join("\n"));
       await waitFor(() => bad.log.has("ZAP status 400"), 10_000, "the worker's log");
       const results = await withTimeout(
         Promise.all(Array.from({ length: 20 }, (_, i) => hub.request(i, 1))),
@@ -289,7 +289,7 @@ describe("CURVE gibbs peers on pyzmq", { skip: pythonSkip }, () => {
         "requests to the python worker",
       );
       assert.deepEqual(results, [3, 60]);
-      await waitFor(() => log.has("authentication-failed"), 10_000, "the unlisted one logged");
+      await waitFor(() => log.has("auth-failed"), 10_000, "the unlisted one logged");
     } finally {
       await c.run();
     }

@@ -322,12 +322,12 @@ describe("CURVE client refuses bad input", () => {
     throwsZmtp(() => client.conn.receive(frame(COMMAND, welcome), 0), "decryption-failed");
   });
 
-  test("an ERROR 400 from the server: authentication-failed, spelled out", () => {
+  test("an ERROR 400 from the server: auth-failed, spelled out", () => {
     const { client } = curvePair(keys);
     client.conn.receive(peerGreeting({ mechanism: "CURVE", asServer: true }), 0);
     const error = throwsZmtp(
       () => client.conn.receive(frame(COMMAND, utf8("\x05ERROR\x03400")), 0),
-      "authentication-failed",
+      "auth-failed",
     );
     assert.match(error.message, /refused our credentials \(ZAP status 400\)/);
   });
@@ -354,7 +354,7 @@ describe("CURVE server with an authenticator", () => {
     pump(client.conn, server.conn, 0);
     const error = throwsZmtp(
       () => answer(server.conn, { allow: false, reason: "not on the list" }),
-      "authentication-failed",
+      "auth-failed",
     );
     assert.match(
       error.message,
@@ -365,7 +365,7 @@ describe("CURVE server with an authenticator", () => {
     assert.equal(text(commands[0]), "\x05ERROR\x03400");
     throwsZmtp(
       () => client.conn.receive(frame(COMMAND, commands[0]), 0),
-      "authentication-failed",
+      "auth-failed",
     );
     assert.equal(client.conn.state, "closed");
   });
@@ -374,7 +374,7 @@ describe("CURVE server with an authenticator", () => {
     const { client, server } = curvePair(keys, { authenticate: true });
     pump(client.conn, server.conn, 0);
     const outcome = toAuthOutcome(undefined, new Error("database down"));
-    const error = throwsZmtp(() => server.conn.authenticated(outcome, 0), "authentication-failed");
+    const error = throwsZmtp(() => server.conn.authenticated(outcome, 0), "auth-failed");
     assert.match(error.message, /the authenticator failed: database down/);
     assert.equal(text(sent(server.conn).commands[0]), "\x05ERROR\x03500");
   });
@@ -423,16 +423,16 @@ describe("PLAIN", () => {
     assert.equal(server.peers[0].mechanism, "PLAIN");
   });
 
-  test("a wrong password: ERROR 400, authentication-failed on both sides", () => {
+  test("a wrong password: ERROR 400, auth-failed on both sides", () => {
     const { client, server } = plainPair("wrong");
     pump(client.conn, server.conn, 0);
     throwsZmtp(
       () => answer(server.conn, { allow: false, reason: "wrong password" }),
-      "authentication-failed",
+      "auth-failed",
     );
     const error = throwsZmtp(
       () => client.conn.receive(drain(server.conn.out), 0),
-      "authentication-failed",
+      "auth-failed",
     );
     assert.match(error.message, /ZAP status 400/);
   });
@@ -445,7 +445,7 @@ describe("PLAIN", () => {
     } catch (e) {
       error = e;
     }
-    assert.match(String(error), /authentication-failed: .*without an authenticator/);
+    assert.match(String(error), /auth-failed: .*without an authenticator/);
     assert.equal(server.requests.length, 0);
   });
 

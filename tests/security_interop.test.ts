@@ -73,7 +73,7 @@ async function peerReceives(peer: Peer): Promise<string[]> {
 }
 
 const failures = (events: SocketEvent[], code: string) =>
-  events.filter((e) => e.type === "disconnected" && e.code === code);
+  events.filter((e) => e.type === "disconnect" && e.code === code);
 
 describe("CURVE with libzmq (pyzmq)", { skip }, () => {
   for (const transport of ["tcp", "ipc"] as const) {
@@ -149,7 +149,7 @@ describe("CURVE with libzmq (pyzmq)", { skip }, () => {
         await new Promise((r) => setTimeout(r, 350));
         await dealer.send("after heartbeats");
         assert.equal(text((await within(dealer.receive(), 5000, "again"))[0]), "after heartbeats");
-        assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+        assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
       } finally {
         dealer.close();
         await peer.close();
@@ -272,7 +272,7 @@ describe("refusals between libzmq and us", { skip }, () => {
         "auth",
       );
       assert.equal(bad.events.find((e) => e.event === "handshake_failed_auth")!.value, 400);
-      const refused = failures(events, "authentication-failed")[0];
+      const refused = failures(events, "auth-failed")[0];
       assert.ok(refused.reason!.includes(unlisted.publicKey), refused.reason);
       await peerSends(good, ["listed"]);
       const [id, got] = await within(router.receive(), 8000, "listed");
@@ -301,8 +301,8 @@ describe("refusals between libzmq and us", { skip }, () => {
     });
     try {
       dealer.connect(peer.endpoint);
-      await waitFor(() => failures(events, "authentication-failed").length > 0, 8000, "refusal");
-      assert.match(failures(events, "authentication-failed")[0].reason!, /ZAP status 400/);
+      await waitFor(() => failures(events, "auth-failed").length > 0, 8000, "refusal");
+      assert.match(failures(events, "auth-failed")[0].reason!, /ZAP status 400/);
     } finally {
       dealer.close();
       await peer.close();
@@ -402,16 +402,16 @@ describe("refusals between libzmq and us", { skip }, () => {
       onEvent: (e) => ours.push(e),
     });
     try {
-      await waitFor(() => failures(events, "authentication-failed").length > 0, 8000, "refusal");
+      await waitFor(() => failures(events, "auth-failed").length > 0, 8000, "refusal");
       assert.match(
-        failures(events, "authentication-failed")[0].reason!,
+        failures(events, "auth-failed")[0].reason!,
         /PLAIN user "admin" refused/,
       );
       await waitFor(() => peer.events.some((e) => e.event.startsWith("handshake")), 8000, "pyzmq");
       assert.ok(!peer.events.some((e) => e.event === "handshake"), JSON.stringify(peer.events));
       dealer.connect(server.endpoint);
-      await waitFor(() => failures(ours, "authentication-failed").length > 0, 8000, "our refusal");
-      assert.match(failures(ours, "authentication-failed")[0].reason!, /ZAP status 400/);
+      await waitFor(() => failures(ours, "auth-failed").length > 0, 8000, "our refusal");
+      assert.match(failures(ours, "auth-failed")[0].reason!, /ZAP status 400/);
     } finally {
       dealer.close();
       await peer.close();

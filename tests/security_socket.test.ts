@@ -58,7 +58,7 @@ async function roundTrip(client: Dealer, router: Router, payload: string): Promi
 }
 
 const refusals = (events: SocketEvent[], code: string) =>
-  events.filter((e) => e.type === "disconnected" && e.code === code);
+  events.filter((e) => e.type === "disconnect" && e.code === code);
 
 const server = curveKeyPair();
 
@@ -95,7 +95,7 @@ for (const transport of ["tcp", "ipc"] as const) {
         }
         await sleep(200); // a few sealed PINGs and PONGs each way
         assert.equal(await roundTrip(d.socket, router, "still there"), "still there");
-        assert.equal(d.events.filter((e) => e.type === "disconnected").length, 0);
+        assert.equal(d.events.filter((e) => e.type === "disconnect").length, 0);
       } finally {
         await cleanup.run();
       }
@@ -132,16 +132,16 @@ describe("CURVE authenticator", () => {
         curveSecretKey: unlisted.secretKey,
       }, cleanup);
       await waitFor(
-        () => refusals(r.events, "authentication-failed").length >= 2,
+        () => refusals(r.events, "auth-failed").length >= 2,
         5000,
         "refusals",
       );
-      const [refused] = refusals(r.events, "authentication-failed");
+      const [refused] = refusals(r.events, "auth-failed");
       assert.ok(refused.reason!.includes(unlisted.publicKey), refused.reason);
       assert.match(refused.reason!, /not among the 1 authorized keys/);
-      await waitFor(() => refusals(bad.events, "authentication-failed").length > 0, 5000, "told");
+      await waitFor(() => refusals(bad.events, "auth-failed").length > 0, 5000, "told");
       assert.match(
-        refusals(bad.events, "authentication-failed")[0].reason!,
+        refusals(bad.events, "auth-failed")[0].reason!,
         /refused our credentials \(ZAP status 400\)/,
       );
       // Refused peers keep retrying; the listed one keeps being served meanwhile.
@@ -223,21 +223,21 @@ describe("CURVE authenticator", () => {
       );
       await waitFor(
         () =>
-          refusals(r.events, "authentication-failed").length > 0 &&
+          refusals(r.events, "auth-failed").length > 0 &&
           refusals(r.events, "handshake-timeout").length > 0,
         5000,
         "both refusals",
       );
       assert.match(
-        refusals(r.events, "authentication-failed")[0].reason!,
+        refusals(r.events, "auth-failed")[0].reason!,
         /the authenticator failed: directory offline/,
       );
       await waitFor(
-        () => refusals(failing.events, "authentication-failed").length > 0,
+        () => refusals(failing.events, "auth-failed").length > 0,
         5000,
         "500",
       );
-      assert.match(refusals(failing.events, "authentication-failed")[0].reason!, /status 500/);
+      assert.match(refusals(failing.events, "auth-failed")[0].reason!, /status 500/);
       assert.equal(await roundTrip(good.socket, r.socket, "served"), "served");
     } finally {
       await cleanup.run();
@@ -306,9 +306,9 @@ describe("PLAIN, ours on both ends", () => {
       const good = dealer(endpoint, { plainUsername: "admin", plainPassword: "secret" }, cleanup);
       assert.equal(await roundTrip(good.socket, r.socket, "p"), "p");
       const bad = dealer(endpoint, { plainUsername: "admin", plainPassword: "guess" }, cleanup);
-      await waitFor(() => refusals(bad.events, "authentication-failed").length > 0, 5000, "bad");
+      await waitFor(() => refusals(bad.events, "auth-failed").length > 0, 5000, "bad");
       assert.match(
-        refusals(r.events, "authentication-failed")[0].reason!,
+        refusals(r.events, "auth-failed")[0].reason!,
         /wrong password for admin/,
       );
       assert.equal(await roundTrip(good.socket, r.socket, "q"), "q");
@@ -321,9 +321,9 @@ describe("PLAIN, ours on both ends", () => {
         { plainUsername: "admin", plainPassword: "secret" },
         cleanup,
       );
-      await waitFor(() => refusals(anyone.events, "authentication-failed").length > 0, 5000, "all");
+      await waitFor(() => refusals(anyone.events, "auth-failed").length > 0, 5000, "all");
       assert.match(
-        refusals(closed.events, "authentication-failed")[0].reason!,
+        refusals(closed.events, "auth-failed")[0].reason!,
         /without an authenticator/,
       );
     } finally {

@@ -5,9 +5,11 @@
  */
 
 import { parseArgs } from "node:util";
+import { DEFAULT_PORT } from "../gibbs/defaults.ts";
 import { DEMO_MODEL_URL } from "../gibbs/demo_model.ts";
 import { Hub } from "../gibbs/hub.ts";
-import type { Handler } from "../gibbs/handler.ts";
+import { HandlerStartError } from "../gibbs/executor.ts";
+import { moduleUrl } from "../gibbs/handler_module.ts";
 import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
@@ -20,6 +22,8 @@ Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
+                [--threads N] [--concurrency N] [--service NAME]
+                [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
   gibbs keygen  FILE [--force]
   (hub: --curve-secret-key-file F [--authorized-keys F];
@@ -63,6 +67,18 @@ Options:
   --port P           hub port (default 5019)
   --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub)
   --heartbeat S      heartbeat interval in seconds (default 1)
+  --threads N        handler threads, each with its own instance of the handler; the
+                     connection's thread answers heartbeats while they compute, so a
+                     handler may block for minutes (default 1; 0: run on the connection's
+                     thread)
+  --concurrency N    most requests served at once (default: one per thread, or 1);
+                     with --batch-size, batches at once (default 1)
+  --service NAME     the service this worker serves (default "default"); the hub sends
+                     it only hub.service(NAME) requests
+  --batch-size N     serve requests in batches of up to N: the handler's batch(items)
+                     (a class method, or a function marked with batched()) is called once
+                     per batch
+  --batch-wait-ms MS longest a request waits for its batch to fill (default 5)
   --reset-after N    unanswered pings before reconnecting (default 2)
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
@@ -115,6 +131,14 @@ function number(value: string | undefined, name: string, fallback?: number): num
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got "${value}"`);
+  return n;
+}
+
+function integer(value: string | undefined, name: string, min: number): number | undefined {
+  const n = number(value, name);
+  if (n !== undefined && !(Number.isInteger(n) && n >= min)) {
+    throw new UsageError(`${name} must be an integer >= ${min}, got "${value}"`);
+  }
   return n;
 }
 
@@ -223,7 +247,7 @@ async function hub(argv: string[]): Promise<void> {
   if (values.help) return console.log(HUB_USAGE);
   if (values.http === undefined) throw new UsageError(`--http PORT is required\n\n${HUB_USAGE}`);
   const theHub = new Hub({
-    port: number(values.port, "--port", 5019),
+    port: number(values.port, "--port", DEFAULT_PORT),
     host: values.host,
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
     respBufferSize: number(values["resp-buffer"], "--resp-buffer"),
@@ -261,6 +285,11 @@ async function worker(argv: string[]): Promise<void> {
       endpoint: { type: "string" },
       heartbeat: { type: "string" },
       "reset-after": { type: "string" },
+      threads: { type: "string" },
+      concurrency: { type: "string" },
+      service: { type: "string" },
+      "batch-size": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
@@ -278,17 +307,22 @@ async function worker(argv: string[]): Promise<void> {
     (v) => typeof v === "object" && v !== null && !Array.isArray(v),
   );
   const specifier = positionals[0];
-  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:\\/i.test(specifier)
-    ? specifier
-    : new URL(specifier, `file://${runtime.cwd()}/`).href;
-  const module = await import(url);
   const name = values.export ?? "default";
-  const handler = module[name] as Handler | undefined;
-  if (handler === undefined) {
-    const names = Object.keys(module).join(", ") || "none";
-    throw new UsageError(`${specifier} has no export "${name}" (its exports: ${names})`);
+  const threads = integer(values.threads, "--threads", 0);
+  const concurrency = integer(values.concurrency, "--concurrency", 1);
+  const batchSize = integer(values["batch-size"], "--batch-size", 1);
+  if (batchSize === undefined && values["batch-wait-ms"] !== undefined) {
+    throw new UsageError("--batch-wait-ms needs --batch-size");
   }
   const options = {
+    threads,
+    concurrency,
+    service: values.service,
+    batch: batchSize === undefined ? undefined : {
+      maxSize: batchSize,
+      maxWaitMs: number(values["batch-wait-ms"], "--batch-wait-ms", 5)!,
+    },
+    export: name,
     host: values.host,
     port: number(values.port, "--port"),
     endpoint: values.endpoint,
@@ -299,17 +333,23 @@ async function worker(argv: string[]): Promise<void> {
     handleSignals: true,
     security: await sec.workerSecurity(values, usageFail, say),
   };
-  let w: Worker;
+  const w = new Worker(moduleUrl(specifier, runtime.cwd()), options);
+  const where = w.threads > 0
+    ? `on ${w.threads} thread${w.threads === 1 ? "" : "s"}`
+    : "on the connection's thread";
+  say(
+    `gibbs worker ${w.id}: serving ${specifier} (${name}) ${where}, up to ${w.concurrency} at once, to ${w.endpoint}`,
+  );
   try {
-    w = new Worker(handler, options);
+    await w.run();
   } catch (error) {
-    console.error(
-      `gibbs worker: the handler failed to start:\n${error instanceof Error ? error.stack : error}`,
-    );
-    runtime.exit(1);
+    if (error instanceof HandlerStartError) {
+      if (error.kind === "module") throw new UsageError(error.message);
+      console.error(`gibbs worker: the handler failed to start:\n${error.detail}`);
+      runtime.exit(1);
+    }
+    throw error;
   }
-  say(`gibbs worker ${w.id}: serving ${specifier} (${name}) to ${w.endpoint}`);
-  await w.run();
   say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
   runtime.exit(0);
 }

@@ -31,6 +31,10 @@ export interface SpawnWorkersOptions extends
     | "resetAfterNMiss"
     | "args"
     | "kwargs"
+    | "threads"
+    | "concurrency"
+    | "service"
+    | "batch"
     | "security"
   > {
   /** How many worker processes (default 1). */
@@ -82,6 +86,13 @@ export function spawnWorkers(
   }
   if (options.resetAfterNMiss !== undefined) {
     args.push("--reset-after", String(options.resetAfterNMiss));
+  }
+  if (options.threads !== undefined) args.push("--threads", String(options.threads));
+  if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
+  if (options.service !== undefined) args.push("--service", options.service);
+  if (options.batch !== undefined) {
+    args.push("--batch-size", String(options.batch.maxSize));
+    args.push("--batch-wait-ms", String(options.batch.maxWaitMs));
   }
   if (options.args) args.push("--args", JSON.stringify(options.args));
   if (options.kwargs) args.push("--kwargs", JSON.stringify(options.kwargs));

@@ -12,6 +12,12 @@ import { ZmtpError } from "../zmtp/errors.ts";
 import { type AuthDecision, type AuthRequest, toAuthOutcome } from "../zmtp/mechanism.ts";
 import { Deque } from "./deque.ts";
 
+/**
+ * How long a dropped peer's last bytes (our ERROR command) may take to leave before the
+ * connection is closed anyway: a peer that stops reading must not keep it open.
+ */
+const DROP_FLUSH_MS = 1000;
+
 /** What a pipe reports to the socket that owns it. */
 export interface PipeOwner {
   /** The handshake finished; return false to refuse the peer. */
@@ -56,6 +62,9 @@ export class Pipe {
   #closed = false;
   #closeWhenFlushed = false;
   #deferred = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when the peer is being dropped: the reason, while our last bytes leave. */
+  #dropping: Error | null = null;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
 
@@ -104,7 +113,8 @@ export class Pipe {
 
   /** True when a send would not exceed the high-water mark. */
   get writable(): boolean {
-    return this.ready && !this.#closeWhenFlushed && this.#pending < this.#sendHighWaterMark;
+    return this.ready && !this.#closeWhenFlushed && this.#dropping === null &&
+      this.#pending < this.#sendHighWaterMark;
   }
 
   /** True once closed. */
@@ -115,10 +125,10 @@ export class Pipe {
   /**
    * Queues a message for the peer and starts writing if idle. Returns null when the message was
    * copied, or a promise that resolves once it is written when it still refers to the caller's
-   * bytes (large frames are not copied).
+   * bytes (large frames are not copied unless `copy` is set).
    */
-  send(frames: readonly Uint8Array[]): Promise<void> | null {
-    const referenced = this.#conn.send(frames);
+  send(frames: readonly Uint8Array[], copy = false): Promise<void> | null {
+    const referenced = this.#conn.send(frames, copy);
     this.#pending++;
     let written: Promise<void> | null = null;
     if (referenced) {
@@ -152,7 +162,7 @@ export class Pipe {
 
   /** Runs the connection's timers. */
   tick(now: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#dropping !== null) return;
     try {
       this.#conn.tick(now);
     } catch (error) {
@@ -172,13 +182,14 @@ export class Pipe {
       return;
     }
     this.#closeWhenFlushed = true;
-    if (linger > 0) setTimeout(() => this.close(), linger);
+    if (linger > 0) this.#lingerTimer = setTimeout(() => this.close(), linger);
   }
 
   /** Closes at once; queued output is lost. */
   close(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#lingerTimer);
     for (const resolve of this.#nextWrite) resolve();
     this.#nextWrite = [];
     this.#conn.close();
@@ -187,6 +198,7 @@ export class Pipe {
   }
 
   #onData(chunk: Uint8Array): void {
+    if (this.#dropping !== null) return;
     try {
       this.#conn.receive(chunk, runtime.now());
     } catch (error) {
@@ -198,8 +210,8 @@ export class Pipe {
 
   #onEnd(error?: Error): void {
     // A CURVE server that cannot open our HELLO closes without a word: say what that means.
-    const during = this.#closed ? undefined : this.#conn.closedReason();
-    this.close(error && !this.#closed ? error : during);
+    const during = this.#closed || this.#dropping !== null ? undefined : this.#conn.closedReason();
+    this.close(this.#dropping ?? error ?? during);
   }
 
   #authenticate(request: AuthRequest): void {
@@ -217,7 +229,7 @@ export class Pipe {
   }
 
   #authenticated(outcome: ReturnType<typeof toAuthOutcome>): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#dropping !== null) return;
     try {
       this.#conn.authenticated(outcome, runtime.now());
     } catch (error) {
@@ -227,19 +239,29 @@ export class Pipe {
     this.#flush();
   }
 
-  /** Drops the peer for a protocol error, after trying to send it our ERROR command. */
+  /**
+   * Drops the peer for a protocol error once what we queued for it (an ERROR command) is
+   * written, within {@linkcode DROP_FLUSH_MS}. Anything else thrown here is a bug of ours: the
+   * peer is dropped for it too rather than the error escaping into the runtime's callback.
+   */
   #drop(error: unknown): void {
-    if (!(error instanceof ZmtpError)) throw error;
-    const taken = this.#conn.out.take();
-    if (taken) this.#stream.write(taken.chunks).catch(() => {});
-    this.close(error);
+    if (this.#closed || this.#dropping !== null) return;
+    const reason = error instanceof Error ? error : new Error(String(error));
+    this.#dropping = error instanceof ZmtpError
+      ? reason
+      : new Error(`internal error: ${reason.message}`, { cause: error });
+    this.#conn.close();
+    this.#stream.pause();
+    this.#lingerTimer = setTimeout(() => this.close(this.#dropping!), DROP_FLUSH_MS);
+    this.#flush();
   }
 
   #flush(): void {
     if (this.#writing || this.#closed) return;
     const taken = this.#conn.out.take();
     if (taken === null) {
-      if (this.#closeWhenFlushed) this.close();
+      if (this.#dropping !== null) this.close(this.#dropping);
+      else if (this.#closeWhenFlushed) this.close();
       return;
     }
     this.#writing = true;

@@ -6,6 +6,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, unlinkSync } from "node:fs";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import {
@@ -23,9 +24,12 @@ import {
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
+import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_threads";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -33,6 +37,8 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Thread,
+  ThreadPort,
 } from "./runtime_types.ts";
 
 /**
@@ -236,7 +242,11 @@ function listening(server: Server, listen: () => void): Promise<void> {
   });
 }
 
-async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+async function listen(
+  endpoint: Endpoint,
+  onStream: (s: ByteStream) => void,
+  onError?: (error: TransportError) => void,
+): Promise<Listener> {
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
     const socket = adopt(accepted, readInto);
@@ -245,20 +255,24 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
     );
   });
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
-    const address = server.address();
-    bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
-  } else {
-    removeStaleSocket(endpoint.path);
-    await listening(server, () => server.listen({ path: endpoint.path }));
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
+      const address = server.address();
+      bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
+    } else {
+      removeStaleSocket(endpoint.path);
+      await listening(server, () => server.listen({ path: endpoint.path }));
+      bound = endpoint;
+    }
+  } catch (error) {
+    throw transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`);
   }
   let closed = false;
   // A failed accept (e.g. out of file descriptors) is emitted as 'error' on the server: without a
   // listener it would crash the process. Node keeps accepting afterwards.
   server.on("error", (error) => {
-    if (!closed) console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+    if (!closed) onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
   });
   return {
     endpoint: bound,
@@ -294,7 +308,7 @@ function connect(endpoint: Endpoint): Promise<ByteStream> {
     socket.pause();
     const onError = (error: Error) => {
       socket.destroy();
-      reject(error);
+      reject(transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`));
     };
     socket.once("error", onError);
     socket.once("connect", () => {
@@ -424,6 +438,41 @@ function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+function startThread(url: URL): Thread {
+  const worker = new NodeWorker(url);
+  let onError: ((error: Error) => void) | undefined;
+  let terminating = false;
+  // Handled here: without an 'error' listener, an error in the thread ends the process.
+  worker.on("error", (error) => onError?.(error));
+  worker.on("exit", (code) => {
+    if (!terminating) onError?.(new Error(`thread exited with code ${code}`));
+  });
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.on("message", handler);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    async terminate() {
+      terminating = true;
+      await worker.terminate();
+    },
+  };
+}
+
+function parentPort(): ThreadPort | null {
+  const port = nodeParentPort;
+  if (port === null) return null;
+  return {
+    post: (message, transfer) => port.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      port.on("message", handler);
+    },
+  };
+}
+
 /** The Node runtime adapter. */
 export const nodeRuntime: Runtime = {
   name: "node",
@@ -445,6 +494,13 @@ export const nodeRuntime: Runtime = {
       process.off("SIGTERM", onTerm);
     };
   },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
+  },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
   args: () => process.argv.slice(2),

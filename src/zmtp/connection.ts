@@ -56,6 +56,11 @@ export interface ConnectionOptions {
   routingId?: Uint8Array;
   /** Security mechanism for this connection (default NULL). */
   mechanism?: Mechanism;
+  /**
+   * Application metadata added to our READY (ZMTP 3.1 allows it; peers keep what they do not
+   * know). Names should start with `X-`, as libzmq requires of its `ZMQ_METADATA`.
+   */
+  metadata?: ReadonlyMap<string, Uint8Array>;
   /** Minor version we announce (default 1: ZMTP 3.1). */
   minorVersion?: number;
   /** Largest message accepted, in bytes (default 256 MiB). */
@@ -114,13 +119,23 @@ export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Connection } from "./connection.ts";
- * const conn = new Connection({ socketType: "DEALER" }, {
- *   ready: (peer) => console.log("peer is a", peer.socketType),
- *   message: (frames) => console.log(frames.length, "frames"),
+ * const dealer = new Connection({ socketType: "DEALER" }, {
+ *   ready: () => {},
+ *   message: () => {},
  * }, 0);
- * const greeting = conn.out.take(); // 64 bytes to write first
- * console.log(greeting?.chunks[0].length);
+ * const peers: string[] = [];
+ * const router = new Connection({ socketType: "ROUTER" }, {
+ *   ready: (peer) => peers.push(peer.socketType),
+ *   message: () => {},
+ * }, 0);
+ * // Each side writes its greeting and READY; feed one side's bytes to the other.
+ * for (const chunk of dealer.out.take()!.chunks) router.receive(chunk, 0);
+ * for (const chunk of router.out.take()!.chunks) dealer.receive(chunk, 0);
+ * for (const chunk of dealer.out.take()?.chunks ?? []) router.receive(chunk, 0);
+ * assert.deepEqual(peers, ["DEALER"]);
+ * assert.equal(router.state, "ready");
  * ```
  */
 export class Connection {
@@ -164,6 +179,9 @@ export class Connection {
     ]);
     if (["DEALER", "ROUTER", "REQ"].includes(options.socketType)) {
       properties.set("Identity", options.routingId ?? EMPTY);
+    }
+    if (options.metadata) {
+      for (const [name, value] of options.metadata) properties.set(name, value);
     }
     const out = this.out;
     this.#context = {
@@ -240,14 +258,15 @@ export class Connection {
 
   /**
    * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
-   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}).
+   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}); `copy` copies
+   * every frame.
    */
-  send(frames: readonly Uint8Array[]): boolean {
+  send(frames: readonly Uint8Array[], copy = false): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
     const box = this.#box;
-    if (box === null) return this.out.message(frames);
+    if (box === null) return this.out.message(frames, copy);
     const last = frames.length - 1;
     const sealed = new Array<Uint8Array>(frames.length);
     for (let i = 0; i <= last; i++) sealed[i] = box.seal(i < last ? BOX_MORE : 0, frames[i]);

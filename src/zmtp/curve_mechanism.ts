@@ -317,7 +317,7 @@ export function curveClient(options: CurveClientOptions): Mechanism {
     },
     onCommand(name: string, data: Uint8Array, context: MechanismContext): MechanismStep {
       if (name === "ERROR" && state !== "done") {
-        throw new ZmtpError("authentication-failed", describeRefusal(parseErrorReason(data)));
+        throw new ZmtpError("auth-failed", describeRefusal(parseErrorReason(data)));
       }
       if (name === "WELCOME" && state === "welcome") {
         if (data.length !== WELCOME_DATA) {
@@ -593,7 +593,7 @@ export function curveServer(options: CurveServerOptions): Mechanism {
       if (outcome.allow) return ready(context, outcome.userId);
       context.sendCommand(encodeError(String(outcome.status)));
       throw new ZmtpError(
-        "authentication-failed",
+        "auth-failed",
         `CURVE client key ${z85Encode(clientKey)} refused: ${outcome.reason}`,
       );
     },

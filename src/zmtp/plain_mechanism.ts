@@ -78,7 +78,7 @@ export function plainClient(options: PlainClientOptions): Mechanism {
     },
     onCommand(name: string, data: Uint8Array, context: MechanismContext): MechanismStep {
       if (name === "ERROR" && state !== "done") {
-        throw new ZmtpError("authentication-failed", describeRefusal(parseErrorReason(data)));
+        throw new ZmtpError("auth-failed", describeRefusal(parseErrorReason(data)));
       }
       if (name === "WELCOME" && state === "welcome") {
         if (data.length !== 0) {
@@ -193,7 +193,7 @@ export function plainServer(options: PlainServerOptions): Mechanism {
       if (!outcome.allow) {
         context.sendCommand(encodeError(String(outcome.status)));
         throw new ZmtpError(
-          "authentication-failed",
+          "auth-failed",
           `PLAIN user ${JSON.stringify(username)} refused: ${outcome.reason}`,
         );
       }
