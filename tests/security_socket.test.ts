@@ -138,6 +138,11 @@ describe("CURVE authenticator", () => {
       );
       const [refused] = refusals(r.events, "auth-failed");
       assert.ok(refused.reason!.includes(unlisted.publicKey), refused.reason);
+      // As zeromq.js reports it: an authentication failure before the handshake finished.
+      const sorted = r.events.find((e) => e.type === "handshake:error:auth");
+      assert.equal(sorted?.code, "auth-failed");
+      const wrongKey = r.events.find((e) => e.type.startsWith("handshake:error:"));
+      assert.equal(wrongKey?.type, "handshake:error:auth");
       assert.match(refused.reason!, /not among the 1 authorized keys/);
       await waitFor(() => refusals(bad.events, "auth-failed").length > 0, 5000, "told");
       assert.match(
