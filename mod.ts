@@ -76,11 +76,29 @@ export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/ro
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
 export type { ChildProcess } from "./src/transport/runtime_types.ts";
 export type {
+  AuthDecision,
+  Authenticator,
+  AuthOutcome,
+  AuthRequest,
+  FrameBox,
   Mechanism,
   MechanismContext,
   MechanismFactory,
   MechanismStep,
+  PeerGreeting,
 } from "./src/zmtp/mechanism.ts";
+export {
+  allowCurveKeys,
+  type AuthorizedKey,
+  type CurveKeyPair,
+  curveKeyPair,
+  curvePublicKey,
+  formatSecretKeyFile,
+  parseAuthorizedKeys,
+  parseSecretKeyFile,
+  type SecurityOptions,
+} from "./src/socket/security.ts";
+export { z85Decode, z85Encode } from "./src/zmtp/z85.ts";
 export type { SocketEvent, SocketEventType, SocketOptions } from "./src/socket/options.ts";
 export {
   EndpointError,

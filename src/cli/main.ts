@@ -14,6 +14,7 @@ import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
 import { gatewayHandler } from "./gateway.ts";
+import * as sec from "./security_flags.ts";
 
 const USAGE = `gibbs — scale a model (or any code) across processes and machines
 
@@ -24,6 +25,9 @@ Usage:
                 [--threads N] [--concurrency N] [--service NAME]
                 [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
+  gibbs keygen  FILE [--force]
+  (hub: --curve-secret-key-file F [--authorized-keys F];
+   worker: --curve-server-key KEY --curve-secret-key-file F)
 
 Run "gibbs COMMAND --help" for the options of a command.`;
 
@@ -52,7 +56,8 @@ HTTP:
                  or NDJSON lines {"chunk": v} ... {"end": true} | {"error": ...}
   POST /services/NAME/request, /services/NAME/stream   the same, for one service
   GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched",
-                 "services": {NAME: {...}}}`;
+                 "services": {NAME: {...}}}
+${sec.HUB_SECURITY_USAGE}`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 
@@ -82,6 +87,7 @@ Options:
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
   --quiet, -q        print only warnings and errors
+${sec.WORKER_SECURITY_USAGE}
 
 SIGINT/SIGTERM finish the request in hand, answer it, then exit 0.`;
 
@@ -99,6 +105,8 @@ export async function main(args: string[] = runtime.args()): Promise<void> {
         return await hub(rest);
       case "worker":
         return await worker(rest);
+      case "keygen":
+        return await keygen(rest);
       case undefined:
       case "help":
       case "--help":
@@ -236,6 +244,7 @@ async function hub(argv: string[]): Promise<void> {
       "resp-buffer": { type: "string" },
       http: { type: "string" },
       "http-host": { type: "string" },
+      ...sec.HUB_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -247,6 +256,7 @@ async function hub(argv: string[]): Promise<void> {
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
     respBufferSize: number(values["resp-buffer"], "--resp-buffer"),
     overflow: "reject-new",
+    security: await sec.hubSecurity(values, usageFail, (m) => console.log(m)),
   });
   const endpoint = await theHub.ready;
   const httpHost = values["http-host"] ?? "127.0.0.1";
@@ -287,6 +297,7 @@ async function worker(argv: string[]): Promise<void> {
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
+      ...sec.WORKER_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -324,6 +335,7 @@ async function worker(argv: string[]): Promise<void> {
     args: ctorArgs,
     kwargs: ctorKwargs,
     handleSignals: true,
+    security: await sec.workerSecurity(values, usageFail, say),
   };
   const w = new Worker(moduleUrl(specifier, runtime.cwd()), options);
   const where = w.threads > 0
@@ -344,4 +356,19 @@ async function worker(argv: string[]): Promise<void> {
   }
   say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
   runtime.exit(0);
+}
+
+function usageFail(message: string): never {
+  throw new UsageError(message);
+}
+
+async function keygen(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return console.log(sec.KEYGEN_USAGE);
+  if (positionals.length !== 1) throw new UsageError(`expected one FILE\n\n${sec.KEYGEN_USAGE}`);
+  await sec.keygen(positionals[0], values.force ?? false, usageFail);
 }

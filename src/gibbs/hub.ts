@@ -5,6 +5,7 @@
  */
 
 import type { SocketEvent } from "../socket/options.ts";
+import type { SecurityOptions } from "../socket/security.ts";
 import { Router } from "../socket/router.ts";
 import { describeId, keyOf } from "../socket/routing_id.ts";
 import { runtime } from "../transport/runtime.ts";
@@ -77,6 +78,11 @@ export interface HubOptions {
    * line of text. Default: warnings and errors as text on standard error.
    */
   logger?: LoggerOption;
+  /**
+   * CURVE or PLAIN for the hub's socket, e.g. `{ curveServer: true, curveSecretKey,
+   * authenticator: allowCurveKeys(workerKeys) }` (see the README's Security section).
+   */
+  security?: SecurityOptions;
 }
 
 /** Options of one request made with {@linkcode Hub.requestWith}. */
@@ -211,6 +217,7 @@ export class Hub {
       // Our workers recognise us by it; Python workers never read it.
       metadata: extensionMetadata(),
       onEvent: (event) => this.#onSocketEvent(event),
+      ...options.security,
     });
     const endpoint = options.endpoint ??
       `tcp://${options.host ?? "*"}:${options.port ?? DEFAULT_PORT}`;

@@ -9,6 +9,7 @@ import { Deque } from "../socket/deque.ts";
 import { Dealer } from "../socket/dealer.ts";
 import { SocketClosedError } from "../socket/errors.ts";
 import type { SocketEvent } from "../socket/options.ts";
+import type { SecurityOptions } from "../socket/security.ts";
 import { runtime } from "../transport/runtime.ts";
 import {
   CODE_ERROR,
@@ -97,6 +98,11 @@ export interface WorkerOptions {
    * given each warning as a line of text. Default: warnings and errors as text on standard error.
    */
   logger?: LoggerOption;
+  /**
+   * CURVE or PLAIN toward the hub, e.g. `{ curveServerKey: hubPublicKey, curveSecretKey }`
+   * (see the README's Security section).
+   */
+  security?: SecurityOptions;
 }
 
 /** A request received and not answered yet. */
@@ -158,6 +164,7 @@ export class Worker {
   #batchQueue: Waiting[] = [];
   #batchTimer: ReturnType<typeof setTimeout> | undefined;
   #batchesRunning = 0;
+  #security: SecurityOptions | undefined;
   #socket: Dealer | null = null;
   /** The capacity the current socket announced in its handshake. */
   #announced = 0;
@@ -225,6 +232,7 @@ export class Worker {
     if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
     this.#resetAfter = options.resetAfterNMiss ?? 2;
     this.#handleSignals = options.handleSignals ?? false;
+    this.#security = options.security;
   }
 
   /** Requests served so far. */
@@ -360,6 +368,7 @@ export class Worker {
       linger: 1000,
       metadata: extensionMetadata(this.#capacity, this.#service),
       onEvent: (event) => this.#onSocketEvent(socket, event),
+      ...this.#security,
     });
     socket.connect(this.#endpoint);
     return socket;

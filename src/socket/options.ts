@@ -5,7 +5,8 @@
  */
 
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../zmtp/constants.ts";
-import type { MechanismFactory } from "../zmtp/mechanism.ts";
+import type { Authenticator, MechanismFactory } from "../zmtp/mechanism.ts";
+import { securityMechanism, type SecurityOptions } from "./security.ts";
 
 /**
  * What a {@linkcode SocketEvent} reports, named as zeromq.js names its socket events:
@@ -53,10 +54,15 @@ export interface SocketEvent {
   properties?: ReadonlyMap<string, Uint8Array>;
   /** Milliseconds until the next attempt (on `connect:retry`). */
   interval?: number;
+  /** The user id an authenticator gave the peer (on `handshake`, CURVE and PLAIN servers). */
+  userId?: string;
 }
 
-/** Options of a socket. Times are in milliseconds. */
-export interface SocketOptions {
+/**
+ * Options of a socket. Times are in milliseconds. The security options (CURVE, PLAIN) are those
+ * of {@linkcode SecurityOptions}.
+ */
+export interface SocketOptions extends SecurityOptions {
   /** Our routing id, sent to peers as `Identity` (string or bytes, 1 to 255 bytes). */
   routingId?: string | Uint8Array;
   /** Most messages queued for one peer before `send` waits (default 1000). */
@@ -95,7 +101,10 @@ export interface SocketOptions {
    * connection.
    */
   onEvent?: (event: SocketEvent) => void;
-  /** Security mechanism (default NULL). */
+  /**
+   * Security mechanism, for plug-ins of your own (default: what the security options select,
+   * else NULL).
+   */
   mechanism?: MechanismFactory;
   /**
    * Application metadata sent to every peer in the ZMTP handshake, as libzmq's `ZMQ_METADATA`
@@ -107,9 +116,30 @@ export interface SocketOptions {
 
 /** Options with their defaults applied. */
 export type ResolvedOptions =
-  & Required<Omit<SocketOptions, "routingId" | "onEvent" | "mechanism" | "metadata">>
+  & Required<
+    Omit<
+      SocketOptions,
+      "routingId" | "onEvent" | "mechanism" | "metadata" | keyof SecurityOptions
+    >
+  >
   & Pick<SocketOptions, "onEvent" | "mechanism">
-  & { routingId: Uint8Array | undefined; metadata: ReadonlyMap<string, Uint8Array> | undefined };
+  & {
+    routingId: Uint8Array | undefined;
+    metadata: ReadonlyMap<string, Uint8Array> | undefined;
+    authenticator: Authenticator | undefined;
+    zapDomain: string;
+  };
+const SECURITY_KEYS: readonly (keyof SecurityOptions)[] = [
+  "curveServer",
+  "curveSecretKey",
+  "curvePublicKey",
+  "curveServerKey",
+  "plainServer",
+  "plainUsername",
+  "plainPassword",
+  "zapDomain",
+  "authenticator",
+];
 
 /** Applies defaults and checks values. */
 export function resolveOptions(options: SocketOptions): ResolvedOptions {
@@ -119,6 +149,10 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
   if (routingId !== undefined && (routingId.length === 0 || routingId.length > 255)) {
     throw new RangeError(`routingId must be 1 to 255 bytes, got ${routingId.length}`);
   }
+  const mechanism = options.mechanism ?? securityMechanism(options);
+  const general: Partial<SocketOptions> = stripUndefined(options);
+  // Keys stay inside the mechanism factory, not on the options object.
+  for (const key of SECURITY_KEYS) delete general[key];
   const resolved: ResolvedOptions = {
     sendHighWaterMark: 1000,
     receiveHighWaterMark: 1000,
@@ -133,9 +167,12 @@ export function resolveOptions(options: SocketOptions): ResolvedOptions {
     heartbeatTimeout: 0,
     heartbeatTimeToLive: 0,
     maxConnections: 0,
-    ...stripUndefined(options),
+    ...general,
     routingId,
     metadata: resolveMetadata(options.metadata),
+    mechanism,
+    authenticator: options.authenticator,
+    zapDomain: options.zapDomain ?? "",
   };
   for (const key of ["sendHighWaterMark", "receiveHighWaterMark"] as const) {
     if (!(resolved[key] >= 1)) throw new RangeError(`${key} must be at least 1`);

@@ -9,6 +9,7 @@ import { runtime } from "../transport/runtime.ts";
 import type { ByteStream } from "../transport/runtime_types.ts";
 import { Connection, type ConnectionOptions, type PeerInfo } from "../zmtp/connection.ts";
 import { ZmtpError } from "../zmtp/errors.ts";
+import { type AuthDecision, type AuthRequest, toAuthOutcome } from "../zmtp/mechanism.ts";
 import { Deque } from "./deque.ts";
 
 /**
@@ -29,6 +30,8 @@ export interface PipeOwner {
   pipeWritable(pipe: Pipe): void;
   /** The pipe is gone, with the reason when it was dropped for one. */
   pipeClosed(pipe: Pipe, error?: Error): void;
+  /** The mechanism asks whether this peer may connect (CURVE and PLAIN servers). */
+  authenticate(pipe: Pipe, request: AuthRequest): AuthDecision | Promise<AuthDecision>;
 }
 
 /** A connected peer. */
@@ -93,6 +96,7 @@ export class Pipe {
         }
         this.#owner.pipeMessage(this);
       },
+      authenticate: (request) => this.#authenticate(request),
     }, runtime.now());
     this.#flush();
     stream.start(
@@ -205,7 +209,34 @@ export class Pipe {
   }
 
   #onEnd(error?: Error): void {
-    this.close(this.#dropping ?? error);
+    // A CURVE server that cannot open our HELLO closes without a word: say what that means.
+    const during = this.#closed || this.#dropping !== null ? undefined : this.#conn.closedReason();
+    this.close(this.#dropping ?? error ?? during);
+  }
+
+  #authenticate(request: AuthRequest): void {
+    let answer: AuthDecision | Promise<AuthDecision>;
+    try {
+      answer = this.#owner.authenticate(this, request);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    // Always answered later, never from inside the connection's own receive().
+    Promise.resolve(answer).then(
+      (decision) => this.#authenticated(toAuthOutcome(decision)),
+      (error) => this.#authenticated(toAuthOutcome(undefined, error ?? "rejected")),
+    );
+  }
+
+  #authenticated(outcome: ReturnType<typeof toAuthOutcome>): void {
+    if (this.#closed || this.#dropping !== null) return;
+    try {
+      this.#conn.authenticated(outcome, runtime.now());
+    } catch (error) {
+      this.#drop(error);
+      return;
+    }
+    this.#flush();
   }
 
   /**

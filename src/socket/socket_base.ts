@@ -126,6 +126,12 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     inputPending: () => this.#inputPending(),
     pipeWritable: (pipe) => this.#pipeWritable(pipe),
     pipeClosed: (pipe, error) => this.#pipeClosed(pipe, error),
+    authenticate: (pipe, request) =>
+      this.options.authenticator!({
+        ...request,
+        address: pipe.remote,
+        domain: this.options.zapDomain,
+      }),
   };
 
   /**
@@ -553,6 +559,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       remote: pipe.remote,
       routingId: pipe.routingId,
       properties: peer.properties,
+      userId: peer.userId,
     });
     this.retrySends(pipe);
     return true;

@@ -281,4 +281,11 @@ export const denoRuntime: Runtime = {
   args: () => Deno.args,
   cwd: () => Deno.cwd(),
   exit: (code) => Deno.exit(code),
+  readTextFile: (path) => Deno.readTextFile(path),
+  async writeSecretFile(path, text, overwrite = false) {
+    await Deno.writeTextFile(path, text, { mode: 0o600, createNew: !overwrite });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await Deno.chmod(path, 0o600);
+  },
+  env: (name) => Deno.env.get(name),
 };

@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, unlinkSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -505,4 +506,11 @@ export const nodeRuntime: Runtime = {
   args: () => process.argv.slice(2),
   cwd: () => process.cwd(),
   exit: (code) => process.exit(code),
+  readTextFile: (path) => readFile(path, "utf8"),
+  async writeSecretFile(path, text, overwrite = false) {
+    await writeFile(path, text, { mode: 0o600, flag: overwrite ? "w" : "wx" });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await chmod(path, 0o600);
+  },
+  env: (name) => process.env[name],
 };

@@ -150,4 +150,13 @@ export interface Runtime {
   cwd(): string;
   /** Ends the process. */
   exit(code: number): never;
+  /** Reads a UTF-8 text file (key files). */
+  readTextFile(path: string): Promise<string>;
+  /**
+   * Writes a file only its owner may read (mode 0600), for secret keys. Fails if it exists,
+   * unless `overwrite`.
+   */
+  writeSecretFile(path: string, text: string, overwrite?: boolean): Promise<void>;
+  /** An environment variable, or undefined. */
+  env(name: string): string | undefined;
 }

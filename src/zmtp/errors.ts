@@ -18,7 +18,10 @@ export type ZmtpErrorCode =
   | "peer-error"
   | "handshake-timeout"
   | "heartbeat-timeout"
-  | "auth-failed";
+  | "auth-failed"
+  | "decryption-failed"
+  | "key-exchange-failed"
+  | "bad-nonce";
 
 /** Codes of peers refused by a mechanism's authentication (wrong key, wrong password, ...). */
 const AUTH_CODES: ReadonlySet<ZmtpErrorCode> = new Set<ZmtpErrorCode>(["auth-failed"]);

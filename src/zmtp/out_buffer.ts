@@ -75,6 +75,15 @@ export class OutBuffer {
     return referenced;
   }
 
+  /**
+   * Appends one message sent as a run of single-frame messages, the way sealed frames travel
+   * (CURVE's MESSAGE boxes carry the MORE flag inside). Bodies here are never the caller's.
+   */
+  singleFrames(bodies: readonly Uint8Array[]): void {
+    for (let i = 0; i < bodies.length; i++) this.#frame(0, bodies[i]);
+    this.#messages++;
+  }
+
   /** Appends a command frame whose body is `name-length name data`. */
   command(body: Uint8Array): void {
     this.#frame(FLAG_COMMAND, body);
