@@ -6,6 +6,7 @@
 
 import { Dealer } from "../socket/dealer.ts";
 import { SocketClosedError } from "../socket/errors.ts";
+import type { SocketEvent } from "../socket/options.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeRequest, encodeResponse, type Kwargs, unpack } from "./codec.ts";
 import { type Handler, instantiate } from "./handler.ts";
@@ -79,6 +80,12 @@ export class Worker {
   #stopRequested = new Promise<void>((resolve) => (this.#onStop = resolve));
   #served = 0;
   #resets = 0;
+  // Connection state, from the socket's events: while no hub is connected there is nobody to
+  // ping, and resetting the socket would only undo its reconnect backoff.
+  #connected = false;
+  #unreachable = false;
+  #refusals = new Set<string>();
+  #signals = 0;
 
   /**
    * Creates a worker. A class handler is constructed here: whatever its constructor throws is
@@ -92,6 +99,9 @@ export class Worker {
     this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
     if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
     this.#resetAfter = options.resetAfterNMiss ?? 2;
+    if (!Number.isInteger(this.#resetAfter) || this.#resetAfter < 1) {
+      throw new RangeError("resetAfterNMiss must be an integer >= 1 (unanswered pings)");
+    }
     this.#log = new Log(options.logger, `worker ${this.id}`);
     this.#handleSignals = options.handleSignals ?? false;
   }
@@ -117,14 +127,14 @@ export class Worker {
    */
   async run(): Promise<void> {
     const removeSignals = this.#handleSignals
-      ? runtime.onShutdownSignal(() => this.stop())
+      ? runtime.onShutdownSignal((signal) => this.#onSignal(signal))
       : () => {};
     // One timer, re-armed, rather than a timeout per receive: the request path stays timer-free.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const check = () => {
       if (this.#stopping) return;
       const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
-      if (silent >= this.#hbMs && !this.#busy) {
+      if (silent >= this.#hbMs && !this.#busy && this.#connected) {
         this.#onSilence();
         timer = setTimeout(check, this.#hbMs);
       } else {
@@ -134,7 +144,8 @@ export class Worker {
     try {
       this.#socket = this.#connect();
       this.#lastHeard = runtime.now();
-      this.#ping(); // tells the hub we are ready, as gibbs does
+      // The first ping, which tells the hub we are ready as gibbs's does, leaves once a hub is
+      // connected (see #onConnectionEvent).
       timer = setTimeout(check, this.#hbMs);
       while (!this.#stopping) {
         const socket = this.#socket;
@@ -169,22 +180,102 @@ export class Worker {
     if (!this.#busy) this.#socket?.close();
   }
 
+  /**
+   * With `handleSignals`: the first SIGINT/SIGTERM stops after the request in hand; a second
+   * one while that request still runs quits at once, unanswered (exit 128 + the signal's
+   * number, as a shell reports a process killed by it).
+   */
+  #onSignal(signal: string): void {
+    this.#signals++;
+    if (this.#signals > 1 && this.#busy) {
+      this.#log.warn(
+        "worker.quit",
+        `second ${signal}: quitting without answering the request in hand`,
+      );
+      runtime.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    if (this.#busy) {
+      this.#log.info(
+        "worker.stopping",
+        `${signal}: finishing the request in hand, then stopping (again to quit now)`,
+      );
+    }
+    this.stop();
+  }
+
   #connect(): Dealer {
-    const socket = new Dealer({
+    const socket: Dealer = new Dealer({
       routingId: this.id,
       linger: 1000,
-      onEvent: (event) => {
-        if (event.code) {
-          this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
-            peer: event.remote,
-            reason: event.reason,
-            code: event.code,
-          });
-        }
-      },
+      onEvent: (event) => this.#onConnectionEvent(socket, event),
     });
     socket.connect(this.#endpoint);
     return socket;
+  }
+
+  /**
+   * Tracks whether a hub is connected and says why not, once per outage or per reason: a hub
+   * that is down ("connection refused, retrying"), a hub that refuses our handshake (a
+   * security mismatch, say), a dropped connection. The socket's reconnect backoff (up to 1 s)
+   * paces the attempts meanwhile.
+   */
+  #onConnectionEvent(socket: Dealer, event: SocketEvent): void {
+    if (socket !== this.#socket) return; // an old socket after a reset
+    switch (event.type) {
+      case "handshake":
+        this.#connected = true;
+        this.#waitingPong = 0;
+        this.#lastHeard = runtime.now();
+        if (this.#unreachable || this.#refusals.size > 0) {
+          this.#log.info("hub.connected", `connected to the hub at ${this.#endpoint}`);
+        }
+        this.#unreachable = false;
+        this.#refusals.clear();
+        // Not from inside the socket's event: the ping goes out on the next turn.
+        queueMicrotask(() => {
+          if (socket === this.#socket && !this.#stopping) this.#ping();
+        });
+        break;
+      case "connect:retry":
+        if (!this.#unreachable) {
+          this.#unreachable = true;
+          const why = event.code === "ECONNREFUSED" ? "connection refused" : event.reason;
+          this.#log.warn(
+            "hub.unreachable",
+            `cannot reach the hub at ${this.#endpoint} (${why}), retrying`,
+            { code: event.code, reason: event.reason },
+          );
+        }
+        break;
+      case "handshake:error:protocol":
+      case "handshake:error:auth":
+      case "handshake:error:other":
+        this.#refused(event, event.reason ?? event.type);
+        break;
+      case "disconnect":
+        if (event.routingId !== undefined) {
+          this.#connected = false;
+          if (event.code && !this.#stopping) {
+            this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
+              peer: event.remote,
+              reason: event.reason,
+              code: event.code,
+            });
+          }
+        }
+        break;
+    }
+  }
+
+  /** Says once per reason that the hub refused our handshake. */
+  #refused(event: SocketEvent, reason: string): void {
+    if (this.#refusals.has(reason)) return;
+    this.#refusals.add(reason);
+    this.#log.warn(
+      "hub.refused",
+      `no handshake with the hub at ${this.#endpoint}: ${reason}; retrying with backoff`,
+      { peer: event.remote, code: event.code, reason },
+    );
   }
 
   #ping(): void {
@@ -196,16 +287,21 @@ export class Worker {
 
   #onSilence(): void {
     if (this.#waitingPong >= this.#resetAfter) {
+      const n = this.#waitingPong;
       this.#log.warn(
         "hub.silent",
-        `hub silent after ${this.#waitingPong} pings: resetting the connection to ${this.#endpoint}`,
+        `hub silent after ${n} ping${
+          n === 1 ? "" : "s"
+        }: resetting the connection to ${this.#endpoint}`,
       );
       const old = this.#socket!;
+      this.#connected = false;
       this.#socket = this.#connect();
       // No lingering: whatever the old connection held is stale.
       old.close();
       this.#resets++;
       this.#waitingPong = 0;
+      return; // the new connection pings once it is up
     }
     this.#ping();
   }
