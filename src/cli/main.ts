@@ -181,14 +181,18 @@ function parse<T extends OptionSpec>(
 ) {
   const all = { ...options, ...LOG_OPTIONS };
   const shorts = new Set(Object.values(all).map((o) => (o as { short?: string }).short));
-  for (const arg of argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
     if (arg === "--") break;
-    const known = arg.startsWith("--")
-      ? arg.slice(2).split("=", 1)[0] in all
+    const name = arg.startsWith("--") ? arg.slice(2).split("=", 1)[0] : undefined;
+    const known = name !== undefined
+      ? name in all
       : arg.startsWith("-") && arg.length > 1
       ? shorts.has(arg.slice(1))
       : true;
     if (!known) throw new UsageError(`unknown option ${arg} (see gibbs ${command} --help)`);
+    // The value of a string option is not an option, whatever it looks like ("-3").
+    if (name !== undefined && !arg.includes("=") && all[name].type === "string") i++;
   }
   try {
     return parseArgs({ args: argv, options: all, allowPositionals, strict: true });
@@ -390,9 +394,6 @@ async function demo(argv: string[]): Promise<void> {
   if (seconds < 0) throw new UsageError(`--seconds must be >= 0, got ${values.seconds}`);
   const hubPort = port(values.port, "--port") ?? 0;
 
-  console.log(
-    `gibbs demo: 1 hub, ${count} worker processes, a model taking ${seconds * 1000} ms per request`,
-  );
   const address = `tcp://127.0.0.1:${hubPort}`;
   const hub = new Hub({ endpoint: address, logger: log });
   let endpoint: string;
@@ -401,6 +402,9 @@ async function demo(argv: string[]): Promise<void> {
   } catch (error) {
     throw listenFailure(error, address, "the demo's hub, --port");
   }
+  console.log(
+    `gibbs demo: 1 hub, ${count} worker processes, a model taking ${seconds * 1000} ms per request`,
+  );
   const t0 = runtime.now();
   const workers = spawnWorkers(DEMO_MODEL_URL, {
     count,

@@ -21,7 +21,7 @@ import {
 } from "node:net";
 import process from "node:process";
 import { Readable } from "node:stream";
-import { clearInterval, setImmediate, setInterval } from "node:timers";
+import { clearInterval, setImmediate, setInterval, setTimeout } from "node:timers";
 import { fileURLToPath } from "node:url";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
@@ -359,6 +359,9 @@ async function serveHttp(host: string, port: number, handler: HttpHandler): Prom
   };
 }
 
+/** How long the rest of a refused upload is read (and dropped) before its connection closes. */
+const UPLOAD_DRAIN_MS = 1000;
+
 /** Runs `handler` on a fetch `Request` made from `req` and writes its `Response` to `res`. */
 async function respond(
   req: IncomingMessage,
@@ -391,11 +394,15 @@ async function respond(
     console.error(error);
     response = new Response("Internal Server Error", { status: 500 });
   }
-  // A handler that answered before the whole body arrived (a body over its limit): close the
-  // connection once the answer is out instead of reading the rest of the upload.
+  // A handler that answered before the whole body arrived (a body over its limit): the rest of
+  // the upload is read and dropped for a moment, so that the client, still sending, gets to
+  // read the answer; then the connection closes, however much is still coming.
   if (!req.complete) {
     res.shouldKeepAlive = false;
-    res.once("finish", () => req.socket.destroy());
+    res.once("finish", () => {
+      req.resume();
+      setTimeout(() => req.socket.destroy(), UPLOAD_DRAIN_MS).unref();
+    });
   }
   res.statusCode = response.status;
   if (response.statusText) res.statusMessage = response.statusText;
