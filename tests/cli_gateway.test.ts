@@ -127,6 +127,42 @@ describe("gibbs CLI", () => {
     }
   });
 
+  test("--log-format json: one object per line; --quiet: warnings only", async () => {
+    const c = new Cleanup();
+    try {
+      const hubProc = cli(["hub", "--http", "0", "--port", "0", "--log-format", "json"]);
+      c.add(() => hubProc.dispose());
+      const line = await waitStderr(hubProc, /hub\.listening/, 20_000, "the listening record");
+      const record = JSON.parse(line);
+      assert.equal(record.level, "info");
+      assert.equal(record.source, "hub");
+      assert.equal(record.event, "hub.listening");
+      assert.match(record.http, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(record.endpoint, /^tcp:\/\/0\.0\.0\.0:(\d+)$/);
+      assert.ok(!Number.isNaN(Date.parse(record.time)));
+      const port = /:(\d+)$/.exec(record.endpoint)![1];
+      const worker = cli(["worker", MODELS_PATH, "--host", "127.0.0.1", "--port", port, "-q"]);
+      c.add(() => worker.dispose());
+      await withTimeout(
+        (async () => {
+          while ((await json(await fetch(`${record.http}/health`))).workers < 1) await sleep(50);
+        })(),
+        20_000,
+        "the quiet worker joins",
+      );
+      worker.kill("SIGTERM");
+      assert.equal((await withTimeout(worker.exited, 5000, "worker exit")).code, 0);
+      assert.equal(worker.stderr, "", "a quiet worker says nothing when all is well");
+      hubProc.kill("SIGTERM");
+      await withTimeout(hubProc.exited, 5000, "hub exit");
+      for (const l of hubProc.stderr.split("\n").filter((l) => l !== "")) {
+        assert.doesNotThrow(() => JSON.parse(l), `a JSON line: ${l}`);
+      }
+    } finally {
+      await c.run();
+    }
+  });
+
   test("through the hub's HTTP server: 413 over --max-body, big integers exact", async () => {
     const c = new Cleanup();
     try {

@@ -8,7 +8,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import {
   Cleanup,
@@ -89,6 +89,28 @@ describe("hub shutdown", () => {
       }
     });
   }
+});
+
+describe("demo shutdown", () => {
+  test("SIGTERM mid-run: the demo stops its workers and its hub, exit 143", async () => {
+    const c = new Cleanup();
+    try {
+      const demo = cli(["demo", "--workers", "2", "--requests", "20", "--seconds", "1"]);
+      c.add(() => demo.dispose());
+      await demo.waitLine((l) => /workers connected/.test(l), 30_000, "the workers connected");
+      const children = spawnSync("pgrep", ["-P", String(demo.pid)], { encoding: "utf8" })
+        .stdout.split("\n").filter((l) => l.trim() !== "").map(Number);
+      c.add(() => children.forEach((pid) => signalPid(pid, "SIGKILL")));
+      assert.equal(children.length, 2, "the demo's two worker processes");
+      demo.kill("SIGTERM");
+      const exit = await withTimeout(demo.exited, 10_000, "the demo's exit");
+      assert.equal(exit.code, 143, demo.stderr);
+      assert.match(demo.stderr, /SIGTERM, stopping the workers/);
+      await waitFor(() => !children.some(processAlive), 5000, "the demo's workers gone", 50);
+    } finally {
+      await c.run();
+    }
+  });
 });
 
 describe("workers stop with the app that started them", () => {

@@ -418,8 +418,11 @@ async function demo(argv: string[]): Promise<void> {
     await workers.stop();
     await hub.close();
   };
-  // Interrupted: stop the workers and the hub, then exit as a signal would end us.
+  // Interrupted: stop the workers and the hub, then exit as a signal would end us. The requests
+  // in flight fail meanwhile; that is no error of the demo's.
+  let interrupted = false;
   nextSignal().then(async (signal) => {
+    interrupted = true;
     console.error(`gibbs demo: ${signal}, stopping the workers`);
     await Promise.race([stopAll(), sleep(SHUTDOWN_MS * 2)]);
     runtime.exit(signalExitCode(signal));
@@ -458,10 +461,12 @@ async function demo(argv: string[]): Promise<void> {
     if (JSON.stringify(results) !== JSON.stringify(expected)) {
       throw new CliError(`wrong results: ${JSON.stringify(results)}`);
     }
+  } catch (error) {
+    if (!interrupted) throw error;
   } finally {
     await stopAll();
   }
-  runtime.exit(0);
+  if (!interrupted) runtime.exit(0);
 }
 
 function fmt(ms: number): string {
