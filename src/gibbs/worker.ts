@@ -207,6 +207,9 @@ export class Worker {
     const socket: Dealer = new Dealer({
       routingId: this.id,
       linger: 1000,
+      // Retry at least once per heartbeat interval while the hub is away, so that a restarted
+      // hub is found as soon as its workers would have noticed it missing.
+      reconnectMaxInterval: Math.min(1000, this.#hbMs),
       onEvent: (event) => this.#onConnectionEvent(socket, event),
     });
     socket.connect(this.#endpoint);
