@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Router } from "../mod.ts";
+import { Router, Worker } from "../mod.ts";
 import { Cleanup, cli, MODELS_PATH, portOf, stderrLines, withTimeout } from "./_helpers.ts";
 
 /** Runs `gibbs ARGS`, expects exit `code` and one stderr line matching `re`; returns it. */
@@ -130,6 +130,15 @@ describe("CLI errors", () => {
       );
     } finally {
       await c.run();
+    }
+  });
+
+  test("new Worker refuses resetAfterNMiss below 1 (the CLI's --reset-after 0)", () => {
+    for (const n of [0, -1, 1.5]) {
+      assert.throws(
+        () => new Worker((x: unknown) => x, { resetAfterNMiss: n }),
+        /resetAfterNMiss must be an integer >= 1/,
+      );
     }
   });
 

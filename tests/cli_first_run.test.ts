@@ -70,6 +70,7 @@ describe("first run", () => {
         pkg,
       ], { timeout: 300_000 });
       assert.equal(build.status, 0, build.what);
+      assert.doesNotMatch(build.stdout + build.stderr, /type error|warning/i, build.what);
       assert.ok(!existsSync(join(pkg, "package-lock.json")), "no npm install ran in the folder");
 
       const app = join(work, "app");
