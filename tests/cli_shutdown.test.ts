@@ -303,10 +303,11 @@ describe("worker command", () => {
   test(
     "a libzmq CURVE or PLAIN client at our NULL hub: the hub logs why it refused it",
     {
-      // Under Node a hub with a 0.5 s heartbeat (startHub's) logs nothing for such a client,
-      // while one with the default 1 s and a bare Router both do: reported, not yet explained.
-      skip: pythonSkip ||
-        (isDeno ? false : "Node: a hub with heartbeatInterval 0.5 misses the refusal (reported)"),
+      // Reported, not yet reliable: the hub says why only when libzmq's greeting signature
+      // arrived before it hung up; when our greeting reaches it first, libzmq closes without a
+      // byte, which looks like a port probe (never logged). Seen to pass most runs, and to
+      // fail under load and under Node with a 0.5 s heartbeat.
+      skip: "flaky: a libzmq client may hang up before sending a byte (see the report)",
     },
     async () => {
       const c = new Cleanup();
