@@ -15,7 +15,6 @@ import {
   Cleanup,
   cli,
   EXT,
-  isDeno,
   MODELS_PATH,
   Proc,
   processAlive,
