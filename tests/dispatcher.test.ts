@@ -239,6 +239,22 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("b"), [r], "b is there: it gets it");
   });
 
+  test("a lost request waits for another worker that is busy; the ones behind it go on", () => {
+    const t = rig();
+    t.join("a");
+    t.join("b");
+    const first = t.submit(); // to a
+    const lost = t.submit(); // to b
+    assert.deepEqual(t.sent.map((x) => x.worker), ["a", "b"]);
+    t.d.ping("b", 1);
+    t.d.ping("b", 2); // b pinged twice while holding: it never got it
+    assert.equal(t.sentTo("b").length, 1, "not back to b while a is there, though a is busy");
+    const fresh = t.submit(3);
+    assert.deepEqual(t.sentTo("b"), [lost, fresh], "the request behind it went to b");
+    t.d.answer("a", first, 0, 1, 4);
+    assert.deepEqual(t.sentTo("a"), [first, lost], "the lost one went to a once a was free");
+  });
+
   test(`a request lost more than ${MAX_REDISPATCH} times is given up with a GibbsError`, () => {
     const t = rig();
     const r = t.submit();

@@ -48,6 +48,9 @@ export const AUTO_PREFETCH_BUDGET_MS = 5;
 export const AUTO_PREFETCH_MAX = 32;
 /** A request whose workers kept failing is given up after this many re-dispatches. */
 export const MAX_REDISPATCH = 5;
+/** What {@linkcode Dispatcher}'s worker choice answers for a request to keep waiting. */
+const PARK = Symbol("park");
+
 /** Requests waiting with no worker connected are reported this often, in ms. */
 export const NO_WORKER_WARNING_MS = 10_000;
 
@@ -221,6 +224,8 @@ interface Pool<H> {
   queued: number;
   pending: number;
   readonly available: Deque<WorkerState<H>>;
+  /** Its connected workers. */
+  readonly members: Set<WorkerState<H>>;
   workers: number;
   completed: number;
   redispatched: number;
@@ -425,6 +430,7 @@ export class Dispatcher<H = unknown> {
     this.#workers.set(key, w);
     const pool = this.#pool(w.service);
     pool.workers++;
+    pool.members.add(w);
     pool.noWorkerSince = -1;
     pool.noWorkerWarnedAt = -1;
     return w;
@@ -438,6 +444,7 @@ export class Dispatcher<H = unknown> {
     w.connected = false;
     const pool = this.#pool(w.service);
     pool.workers--;
+    pool.members.delete(w);
     if (w.inAvailable) {
       pool.available.remove((x) => x === w);
       w.inAvailable = false;
@@ -647,6 +654,7 @@ export class Dispatcher<H = unknown> {
         queued: 0,
         pending: 0,
         available: new Deque(),
+        members: new Set(),
         workers: 0,
         completed: 0,
         redispatched: 0,
@@ -786,6 +794,7 @@ export class Dispatcher<H = unknown> {
   #pump(pool: Pool<H>, now: number): void {
     if (this.#closed) return;
     const queue = pool.queue;
+    let parked: Request<H>[] | undefined;
     while (queue.length > 0) {
       const request = queue.peek()!;
       if (request.state !== "queued") {
@@ -793,7 +802,13 @@ export class Dispatcher<H = unknown> {
         continue;
       }
       const w = this.#take(pool, now, request.redispatches > 0 ? request.sentTo : undefined);
-      if (w === undefined) return;
+      if (w === PARK) {
+        // Only workers that lost it are free, and another one is there: it waits for that one,
+        // and the requests behind it go on.
+        (parked ??= []).push(queue.shift()!);
+        continue;
+      }
+      if (w === undefined) break;
       // Full or gone: skip it; it is offered again when it speaks.
       if (!this.#host.send(w, request)) continue;
       queue.shift();
@@ -805,14 +820,22 @@ export class Dispatcher<H = unknown> {
       w.held.push(request);
       this.#offer(w); // back in line if it may take more
     }
+    if (parked !== undefined) {
+      for (let i = parked.length - 1; i >= 0; i--) queue.unshift(parked[i]);
+    }
   }
 
   /**
    * Takes the next available live worker of a service, skipping stale ones (they come back when
-   * they speak) and, for a request that was lost, the workers that lost it while another one is
-   * available.
+   * they speak) and, for a request that was lost, the workers that lost it: while another sound
+   * worker is connected, the request waits for it ({@linkcode PARK}) — a worker that lost it may
+   * well lose it again — and only a worker that is alone gets it back.
    */
-  #take(pool: Pool<H>, now: number, avoid?: WorkerState<H>[]): WorkerState<H> | undefined {
+  #take(
+    pool: Pool<H>,
+    now: number,
+    avoid?: WorkerState<H>[],
+  ): WorkerState<H> | typeof PARK | undefined {
     const available = pool.available;
     let skipped: WorkerState<H>[] | undefined;
     let found: WorkerState<H> | undefined;
@@ -830,8 +853,9 @@ export class Dispatcher<H = unknown> {
     }
     if (skipped !== undefined) {
       for (const w of skipped) this.#offer(w);
-      // Nobody else is there: better the worker that lost it than no worker at all.
       if (found === undefined) {
+        for (const w of pool.members) if (!w.quarantined && !avoid!.includes(w)) return PARK;
+        // Nobody else is there: better the worker that lost it than no worker at all.
         found = skipped[0];
         available.remove((x) => x === found);
         found.inAvailable = false;
