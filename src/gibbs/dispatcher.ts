@@ -465,7 +465,7 @@ export class Dispatcher<H = unknown> {
       "warn",
       "worker.quarantined",
       `${reason}; worker ${w.name} gets no more requests on this connection`,
-      { peer: w.remote, reason },
+      { peer: w.remote, worker: w.name, reason },
     );
     let sound = false;
     for (const o of this.#workers.values()) if (!o.quarantined) sound = true;
@@ -549,6 +549,7 @@ export class Dispatcher<H = unknown> {
         {
           reqId: request.reqId,
           peer: w.remote,
+          worker: w.name,
         },
       );
       this.#retryElsewhere(request, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
