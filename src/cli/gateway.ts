@@ -13,6 +13,7 @@ import {
 } from "../gibbs/errors.ts";
 import type { Hub } from "../gibbs/hub.ts";
 import type { HttpHandler } from "../transport/runtime_types.ts";
+import { observabilityRoute } from "./observability.ts";
 
 /**
  * JSON has no bytes and no big integers: bytes become `{"$bytes": base64}`, integers beyond
@@ -49,11 +50,14 @@ function badRequest(message: string): Response {
  * Builds the gateway's handler:
  * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
  * 200 `{"result"}`, 500 `{"error","traceback"}` on a failure in user code, 504 on timeout,
- * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`.
+ * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`;
+ * `GET /metrics`, `GET /status` and the dashboard at `GET /` (see {@linkcode observabilityRoute}).
  */
 export function gatewayHandler(hub: Hub): HttpHandler {
   return async (request) => {
     const path = new URL(request.url).pathname;
+    const observed = observabilityRoute(hub, request, path);
+    if (observed !== null) return observed;
     if (path === "/health") {
       if (request.method !== "GET") return reply(405, { error: "use GET" });
       return reply(200, hub.stats());

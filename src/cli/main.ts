@@ -14,6 +14,7 @@ import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
 import { gatewayHandler } from "./gateway.ts";
+import { statusCommand } from "./status.ts";
 
 const USAGE = `gibbs — scale a model (or any code) across processes and machines
 
@@ -23,6 +24,7 @@ Usage:
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
                 [--threads N] [--concurrency N]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
+  gibbs status  URL [--watch] [--interval S]
 
 Run "gibbs COMMAND --help" for the options of a command.`;
 
@@ -47,7 +49,10 @@ Options:
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
                  200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
-  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}`;
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}
+  GET  /metrics  Prometheus text format (requests by outcome, latency histograms, workers, ...)
+  GET  /status   JSON: figures, workers, per-second history, recent events (gibbs status URL)
+  GET  /         the live dashboard`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 
@@ -87,6 +92,8 @@ export async function main(args: string[] = runtime.args()): Promise<void> {
         return await hub(rest);
       case "worker":
         return await worker(rest);
+      case "status":
+        return await statusCommand(rest);
       case undefined:
       case "help":
       case "--help":
