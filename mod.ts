@@ -48,10 +48,12 @@ export {
 } from "./src/gibbs/errors.ts";
 export type { Kwargs } from "./src/gibbs/codec.ts";
 export {
+  type AnyListener,
   HubEvent,
   type HubEventDetails,
   HubEvents,
   type HubEventType,
+  type ListenOptions,
   type PeerRefusedDetail,
   type QueueFullDetail,
   type RecentEvent,

@@ -121,6 +121,24 @@ export type RecentEvent = { [K in HubEventType]: { time: number; type: K } & Hub
   HubEventType
 ];
 
+/**
+ * Options of {@linkcode HubEvents.addEventListener}, as `EventTarget` takes them (declared here:
+ * Node's type definitions do not name DOM's `AddEventListenerOptions`).
+ */
+export interface ListenOptions {
+  /** Listen in the capture phase (meaningless on a hub: its events do not propagate). */
+  capture?: boolean;
+  /** Remove the listener after its first event. */
+  once?: boolean;
+  /** The listener will not call `preventDefault()`. */
+  passive?: boolean;
+  /** Removes the listener when aborted. */
+  signal?: AbortSignal;
+}
+
+/** A listener of any event, as `EventTarget` takes it. */
+export type AnyListener = ((event: Event) => void) | { handleEvent(event: Event): void };
+
 /** How many past events {@linkcode HubEvents.recent} keeps. */
 export const RECENT_EVENTS = 100;
 
@@ -150,40 +168,41 @@ export class HubEvents extends EventTarget {
   override addEventListener<K extends HubEventType>(
     type: K,
     listener: ((event: HubEvent<K>) => void) | { handleEvent(event: HubEvent<K>): void } | null,
-    options?: boolean | AddEventListenerOptions,
+    options?: boolean | ListenOptions,
   ): void;
   /** Adds a listener of any event type, as `EventTarget` does. */
   override addEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
+    listener: AnyListener | null,
+    options?: boolean | ListenOptions,
   ): void;
   override addEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
+    listener: AnyListener | null,
+    options?: boolean | ListenOptions,
   ): void {
-    super.addEventListener(type, listener, options);
+    // Null is allowed (and ignored) by EventTarget; Node's type definitions forbid it.
+    if (listener !== null) super.addEventListener(type, listener, options);
   }
 
   /** Removes a listener added with {@linkcode HubEvents.addEventListener}. */
   override removeEventListener<K extends HubEventType>(
     type: K,
     listener: ((event: HubEvent<K>) => void) | { handleEvent(event: HubEvent<K>): void } | null,
-    options?: boolean | EventListenerOptions,
+    options?: boolean | { capture?: boolean },
   ): void;
   /** Removes a listener of any event type, as `EventTarget` does. */
   override removeEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
+    listener: AnyListener | null,
+    options?: boolean | { capture?: boolean },
   ): void;
   override removeEventListener(
     type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
+    listener: AnyListener | null,
+    options?: boolean | { capture?: boolean },
   ): void {
-    super.removeEventListener(type, listener, options);
+    if (listener !== null) super.removeEventListener(type, listener, options);
   }
 
   /**
