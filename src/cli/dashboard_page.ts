@@ -41,7 +41,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
   .tile .label { color: var(--muted); font-size: 12px; text-transform: uppercase;
     letter-spacing: .04em; }
   .tile .value { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums;
-    white-space: nowrap; }
+    white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   .tile .sub { color: var(--muted); font-size: 12px; }
   .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px;
     margin-bottom: 16px; }
@@ -90,13 +90,13 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
       <div class="sub" id="t-ok"></div></div>
     <div class="tile"><div class="label">Throughput</div>
       <div class="value" id="t-rate">–</div><div class="sub">req/s, last 10 s</div></div>
-    <div class="tile"><div class="label">Latency p50 / p99</div>
+    <div class="tile"><div class="label">Latency p50</div>
       <div class="value" id="t-latency">–</div><div class="sub" id="t-window">last 60 s</div></div>
     <div class="tile"><div class="label">Errors</div>
       <div class="value" data-testid="errors-total" id="t-errors">–</div>
       <div class="sub" id="t-redispatched"></div></div>
     <div class="tile"><div class="label">Traffic</div>
-      <div class="value" id="t-bytes">–</div><div class="sub">in / out</div></div>
+      <div class="value" id="t-bytes-in">–</div><div class="sub" id="t-bytes-out">in</div></div>
   </section>
   <section class="charts">
     <div class="card"><h2>Throughput, req/s<span class="legend"><i style="background:var(--blue)"></i>ended
@@ -167,6 +167,13 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     tr.appendChild(td);
     return td;
   };
+  // A ZMTP error's reason already starts with its code; "closed" and "error" say nothing more.
+  var reasonOf = function (e) {
+    var reason = e.reason || "";
+    var code = e.code;
+    if (!code || code === "closed" || code === "error" || reason.indexOf(code) === 0) return reason;
+    return code + ": " + reason;
+  };
   var sum = function (xs) { var s = 0; for (var i = 0; i < xs.length; i++) s += xs[i] || 0; return s; };
 
   /** Draws series (arrays of numbers or nulls, oldest first) as lines on an SVG. */
@@ -222,7 +229,8 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     $("t-ok").textContent = fmt(svc.requests.ok) + " ok";
     $("t-errors").textContent = fmt(errors);
     $("t-redispatched").textContent = fmt(svc.redispatched) + " re-dispatched";
-    $("t-bytes").textContent = bytes(m.bytesReceived) + " / " + bytes(m.bytesSent);
+    $("t-bytes-in").textContent = bytes(m.bytesReceived) + " in";
+    $("t-bytes-out").textContent = bytes(m.bytesSent) + " out";
     var hist = s.history;
     // The current second is still filling: rates and charts stop at the last whole one. A young
     // hub's charts cover its life so far (at least a minute), not minutes it did not live.
@@ -230,8 +238,9 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
     var whole = function (xs) { return xs.slice(0, xs.length - 1).slice(-span); };
     $("t-rate").textContent = fmt(sum(whole(hist.requests).slice(-10)) / 10, 1);
     var win = hist.window;
-    $("t-window").textContent = "last " + win.seconds + " s, " + fmt(win.requests) + " requests";
-    $("t-latency").textContent = win.p50Ms === null ? "–" : ms(win.p50Ms) + " / " + ms(win.p99Ms);
+    $("t-latency").textContent = ms(win.p50Ms);
+    $("t-window").textContent = "p99 " + ms(win.p99Ms) + ", last " + win.seconds + " s (" +
+      fmt(win.requests) + " requests)";
     chart($("c-rate"), [whole(hist.requests), whole(hist.errors)], ["#2563eb", "#dc2626"], "");
     chart($("c-latency"), [whole(hist.p50Ms), whole(hist.p99Ms)], ["#2563eb", "#ea580c"], " ms");
     chart($("c-queue"), [whole(hist.queued), whole(hist.workers)], ["#7c3aed", "#16a34a"], "");
@@ -276,7 +285,7 @@ export const DASHBOARD_HTML: string = String.raw`<!doctype html>
       var why = e.type === "worker.joined"
         ? e.runtime + ", capacity " + e.capacity + (e.remote ? ", from " + e.remote : "")
         : e.type === "request.redispatched" ? "request " + e.reqId + ": " + e.reason
-        : (e.code && e.code !== e.reason ? e.code + ": " : "") + (e.reason || "");
+        : reasonOf(e);
       cell(tr, why, "why");
       ebody.appendChild(tr);
     });

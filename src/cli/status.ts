@@ -123,7 +123,9 @@ export function formatStatus(s: HubStatus, url: string, options: FormatStatusOpt
       else if (e.type === "queue.full") why = e.message;
       else {
         const code = "code" in e ? e.code : undefined;
-        why = code && code !== e.reason ? `${code}: ${e.reason}` : e.reason;
+        // A ZMTP error's reason starts with its code already; "closed" and "error" add nothing.
+        const plain = !code || code === "closed" || code === "error" || e.reason.startsWith(code);
+        why = plain ? e.reason : `${code}: ${e.reason}`;
       }
       out.push(`  ${clock(e.time)}  ${e.type.padEnd(20)} ${who.padEnd(32)} ${why}`);
     }
