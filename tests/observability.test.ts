@@ -343,6 +343,36 @@ describe("hub events", () => {
     }
   });
 
+  test("a listener that throws is logged and the hub goes on; remove and once work", async () => {
+    const c = new Cleanup();
+    try {
+      const { hub, endpoint, log } = await startHub();
+      c.add(() => hub.close());
+      const calls: string[] = [];
+      hub.events.addEventListener("worker.joined", () => {
+        throw new Error("alerting hook is broken");
+      });
+      const removed = () => calls.push("removed");
+      hub.events.addEventListener("worker.joined", removed);
+      hub.events.removeEventListener("worker.joined", removed);
+      hub.events.addEventListener("worker.joined", () => calls.push("once"), { once: true });
+      hub.events.addEventListener("worker.joined", {
+        handleEvent: (e) => calls.push(`object ${e.detail.runtime}`),
+      });
+      const a = startWorker(double, endpoint);
+      c.add(() => a.stop());
+      await waitFor(() => hub.workers === 1, 10_000, "first worker");
+      const b = startWorker(double, endpoint);
+      c.add(() => b.stop());
+      await waitFor(() => hub.workers === 2, 10_000, "second worker");
+      assert.deepEqual(calls, ["once", "object gibbs-ts", "object gibbs-ts"]);
+      assert.ok(log.has('a "worker.joined" listener threw: Error: alerting hook is broken'));
+      assert.equal(await withTimeout(hub.request(4), 10_000, "a request after"), 8);
+    } finally {
+      await c.run();
+    }
+  });
+
   test("metrics: false stops counting requests; gauges and events stay", async () => {
     const c = new Cleanup();
     try {

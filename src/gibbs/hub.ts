@@ -174,6 +174,8 @@ export class Hub {
       metrics: options.metrics ?? true,
       now: runtime.now,
       overflow,
+      onListenerError: (error, type) =>
+        this.#log.error("events.listener", `a "${type}" listener threw: ${error}`),
     });
     this.#dispatcher = new Dispatcher<Handle>({
       heartbeatMs: hbMs,

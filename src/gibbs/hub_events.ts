@@ -147,8 +147,10 @@ export const emitHubEvent: unique symbol = Symbol("emitHubEvent");
 
 /**
  * The hub's events, as an `EventTarget`: `hub.events.addEventListener("worker.left", (e) =>
- * e.detail.reason)`. Listeners run synchronously inside the hub's event handling; one that
- * throws is reported as an uncaught error, as with any `EventTarget`, and the hub goes on.
+ * e.detail.reason)`. Listeners run synchronously inside the hub's event handling. Unlike a
+ * plain `EventTarget`, where a listener that throws is an uncaught error (which ends a Deno or
+ * Node process), a listener's error here is logged by the hub (`events.listener`) and the hub
+ * goes on: a bug in an alerting hook must not take the hub down.
  *
  * @example
  * ```ts ignore
@@ -163,6 +165,18 @@ export const emitHubEvent: unique symbol = Symbol("emitHubEvent");
 export class HubEvents extends EventTarget {
   #recent: RecentEvent[] = [];
   #next = 0;
+  #onError: (error: unknown, type: string) => void;
+  /** The guarded wrapper of each listener, per type and capture flag (EventTarget's identity). */
+  #wrappers = new WeakMap<object, Map<string, (event: Event) => void>>();
+
+  /**
+   * Makes an event target whose listeners' errors go to `onError` (default: standard error).
+   */
+  constructor(onError?: (error: unknown, type: string) => void) {
+    super();
+    this.#onError = onError ??
+      ((error, type) => console.error(`[gibbs hub] a "${type}" listener threw: ${error}`));
+  }
 
   /** Adds a listener of one hub event type (see {@linkcode HubEventDetails}). */
   override addEventListener<K extends HubEventType>(
@@ -182,7 +196,27 @@ export class HubEvents extends EventTarget {
     options?: boolean | ListenOptions,
   ): void {
     // Null is allowed (and ignored) by EventTarget; Node's type definitions forbid it.
-    if (listener !== null) super.addEventListener(type, listener, options);
+    if (listener === null) return;
+    const key = `${type}|${capture(options)}`;
+    let byKey = this.#wrappers.get(listener);
+    if (byKey === undefined) this.#wrappers.set(listener, byKey = new Map());
+    let wrapper = byKey.get(key);
+    if (wrapper === undefined) {
+      wrapper = (event: Event) => {
+        try {
+          if (typeof listener === "function") listener.call(this, event);
+          else listener.handleEvent(event);
+        } catch (error) {
+          try {
+            this.#onError(error, event.type);
+          } catch {
+            // Nowhere left to report it.
+          }
+        }
+      };
+      byKey.set(key, wrapper);
+    }
+    super.addEventListener(type, wrapper, options);
   }
 
   /** Removes a listener added with {@linkcode HubEvents.addEventListener}. */
@@ -202,7 +236,9 @@ export class HubEvents extends EventTarget {
     listener: AnyListener | null,
     options?: boolean | { capture?: boolean },
   ): void {
-    if (listener !== null) super.removeEventListener(type, listener, options);
+    if (listener === null) return;
+    const wrapper = this.#wrappers.get(listener)?.get(`${type}|${capture(options)}`);
+    if (wrapper !== undefined) super.removeEventListener(type, wrapper, options);
   }
 
   /**
@@ -230,4 +266,8 @@ export class HubEvents extends EventTarget {
     }
     this.dispatchEvent(event);
   }
+}
+
+function capture(options: boolean | { capture?: boolean } | undefined): boolean {
+  return typeof options === "boolean" ? options : options?.capture === true;
 }

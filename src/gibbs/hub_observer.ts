@@ -158,6 +158,8 @@ export interface HubObserverOptions {
   now: () => number;
   /** The overflow policy, for `queue.full` events. */
   overflow: "evict-oldest" | "reject-new";
+  /** Where an event listener's error goes. */
+  onListenerError?: (error: unknown, type: string) => void;
 }
 
 /** A request as the observer is given it. */
@@ -172,7 +174,7 @@ interface EndedRequest extends RequestTimes {
  */
 export class HubObserver {
   /** The hub's events. */
-  readonly events: HubEvents = new HubEvents();
+  readonly events: HubEvents;
   #metrics: boolean;
   #now: () => number;
   #overflow: "evict-oldest" | "reject-new";
@@ -190,6 +192,7 @@ export class HubObserver {
 
   /** Makes an observer with nothing counted yet. */
   constructor(options: HubObserverOptions) {
+    this.events = new HubEvents(options.onListenerError);
     this.#metrics = options.metrics;
     this.#now = options.now;
     this.#overflow = options.overflow;
