@@ -112,8 +112,14 @@ function nsPerCall(n: number, f: (i: number) => void): number {
 
 /** The metrics hook alone: what the hub's settle path adds per request, ours and prom-client's. */
 function hookCost(): { ours: number; promClient: number } {
-  // The hub's clock, as the hub passes it: reading it is part of the cost.
-  const observer = new HubObserver({ metrics: true, now: runtime.now, overflow: "reject-new" });
+  // On the answer path the hub hands the observer the time its message was read (a field read,
+  // as here); prom-client's caller must read the clock itself.
+  let messageNow = 0;
+  const observer = new HubObserver({
+    metrics: true,
+    now: () => messageNow,
+    overflow: "reject-new",
+  });
   const request = { reqId: "r", createdAt: 0, sentAt: 0, sentTo: [{}] };
   const ok = { ok: true as const, value: 1 };
   const record = promClientRecorder();
@@ -121,6 +127,7 @@ function hookCost(): { ours: number; promClient: number } {
   const ours = nsPerCall(n, (i) => {
     request.createdAt = i * 0.001;
     request.sentAt = i * 0.001 + 0.05;
+    messageNow = i * 0.001 + 0.2;
     observer.settled(request, ok);
   });
   const promClient = nsPerCall(n, (i) => record(i * 0.001, runtime.now()));

@@ -147,6 +147,8 @@ export class Hub {
   #dispatcher: Dispatcher<Handle>;
   #log: Log;
   #observer: HubObserver;
+  /** The time of the worker message being handled, -1 between messages. */
+  #messageNow = -1;
   #nextId = requestIdGenerator();
   #closed = false;
   #endpoint: string | undefined;
@@ -172,7 +174,8 @@ export class Hub {
     const overflow = options.overflow ?? "evict-oldest";
     const observer = this.#observer = new HubObserver({
       metrics: options.metrics ?? true,
-      now: runtime.now,
+      // An answer settles its request at the time its message was read: no second clock read.
+      now: () => this.#messageNow >= 0 ? this.#messageNow : runtime.now(),
       overflow,
       onListenerError: (error, type) =>
         this.#log.error("events.listener", `a "${type}" listener threw: ${error}`),
@@ -345,13 +348,14 @@ export class Hub {
           `error while handling a worker message: ${(error as Error).stack}`,
         );
       }
+      this.#messageNow = -1;
     }
   }
 
   #onMessage(message: Uint8Array[]): void {
     const id = message[0];
     const key = keyOf(id);
-    const now = runtime.now();
+    const now = this.#messageNow = runtime.now();
     const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
       // ping: [id, ""] → pong [id, "", ""]. Never queued: a worker that stops reading must
