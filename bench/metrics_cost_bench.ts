@@ -1,24 +1,25 @@
 /**
- * What counting every request costs the hub: round trips/s through hubs that differ only in
- * their metrics, measured in one process, in alternating rounds, on the same machine.
+ * What counting every request costs the hub: round trips/s through one hub and its worker
+ * processes (the trivial `add` model), its counting switched per round
+ * ({@linkcode Hub.metricsEnabled}), so that nothing but the metrics differs:
  *
- * - `on`: the default (`metrics: true`: counters, three histograms, the per-second history);
- * - `off`: `metrics: false`, the baseline;
- * - `prom-client`: `metrics: false`, with the same figures kept in prom-client (a counter and
+ * - `on`: the default (counters, three histograms, the per-second history);
+ * - `off`: no counting, the baseline;
+ * - `prom-client`: no counting by the hub, the same figures kept in prom-client (a counter and
  *   three histograms with a `service` label, through their `labels()` children) by the caller
- *   of each request: the anchor, what a Node user would write with the usual library.
+ *   of each request: the anchor, what a Node user would write with the usual library;
+ * - `off again`: the baseline once more, whose difference to `off` is the noise floor.
  *
- * Each hub has its own worker processes (the trivial `add` model) and is driven with `--concurrency`
- * requests in flight for `--seconds` per round; rounds go round-robin, rotating which
- * configuration goes first, and the figure per configuration is the median of its rounds. The
- * cost is `1 - on / off` from the medians, and the median of the per-round ratios beside it.
+ * `--concurrency` requests in flight for `--seconds` per round; rounds go round-robin, rotating
+ * which mode goes first, and the figure per mode is the median of its rounds. The cost is
+ * `1 - on / off` from the medians, and the median of the per-round ratios beside it.
  * Beside the rates, this process's CPU time per request (the hub and the caller), which other
  * load on the machine disturbs less than the rates: metrics cost CPU time, nothing else. And
  * the hook alone, timed in a loop (`ns_per_req_*`): the hub's `settle` path through our
  * observer, and the same four updates through prom-client; divided by the hub's CPU time per
  * request they give the cost on a machine that is not shared.
  *
- *   deno run -A bench/metrics_cost_bench.ts [--rounds 7] [--seconds 1.5] [--concurrency 64]
+ *   deno run -A bench/metrics_cost_bench.ts [--rounds 25] [--seconds 0.6] [--concurrency 64]
  *                                           [--workers 2]
  *
  * Prints one JSON line. Under Node: `node npm/bench/metrics_cost_bench.js`.
@@ -36,8 +37,8 @@ import { scriptArgs, sibling } from "./_args.ts";
 const { values } = parseArgs({
   args: scriptArgs(),
   options: {
-    rounds: { type: "string", default: "7" },
-    seconds: { type: "string", default: "1.5" },
+    rounds: { type: "string", default: "25" },
+    seconds: { type: "string", default: "0.6" },
     concurrency: { type: "string", default: "64" },
     workers: { type: "string", default: "2" },
   },
@@ -50,7 +51,7 @@ const count = Number(values.workers);
 const watchdog = setTimeout(() => {
   console.error("metrics cost bench: watchdog fired");
   process.exit(3);
-}, (rounds * 3 * (seconds + 1) + 60) * 1000);
+}, (rounds * 4 * (seconds + 1) + 60) * 1000);
 
 /** prom-client's figures, the same as ours: outcome counter, three histograms in seconds. */
 function promClientRecorder(): (createdAt: number, now: number) => void {
@@ -134,45 +135,28 @@ function hookCost(): { ours: number; promClient: number } {
   return { ours, promClient };
 }
 
-type Config = "on" | "off" | "prom-client";
-const configs: Config[] = ["on", "off", "prom-client"];
+type Config = "on" | "off" | "prom-client" | "off again";
+const configs: Config[] = ["on", "off", "prom-client", "off again"];
 
-interface Setup {
-  hub: Hub;
-  workers: WorkerProcesses;
-  record?: (createdAt: number, now: number) => void;
-}
-
-const setups = new Map<Config, Setup>();
+const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000 });
+let workers: WorkerProcesses | undefined;
 try {
-  for (const config of configs) {
-    const hub = new Hub({
-      endpoint: "tcp://127.0.0.1:0",
-      respBufferSize: 100_000,
-      metrics: config === "on",
-    });
-    const endpoint = await hub.ready;
-    const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
-      count,
-      endpoint,
-      quiet: true,
-    });
-    setups.set(config, {
-      hub,
-      workers,
-      record: config === "prom-client" ? promClientRecorder() : undefined,
-    });
-  }
-  for (const { hub } of setups.values()) {
-    while (hub.workers < count) await new Promise((r) => setTimeout(r, 10));
-  }
+  const endpoint = await hub.ready;
+  workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
+    count,
+    endpoint,
+    quiet: true,
+  });
+  while (hub.workers < count) await new Promise((r) => setTimeout(r, 10));
+  const promClient = promClientRecorder();
 
   /**
-   * Requests/s through `setup` for `ms`, `concurrency` in flight, and this process's CPU time
-   * per request in µs (the hub and its caller: what metrics add to).
+   * Requests/s through the hub in mode `config` for `ms`, `concurrency` in flight, and this
+   * process's CPU time per request in µs (the hub and its caller: what metrics add to).
    */
-  const drive = async (setup: Setup, ms: number): Promise<[number, number]> => {
-    const { hub, record } = setup;
+  const drive = async (config: Config, ms: number): Promise<[number, number]> => {
+    hub.metricsEnabled = config === "on";
+    const record = config === "prom-client" ? promClient : undefined;
     let done = 0;
     const deadline = performance.now() + ms;
     const cpu0 = process.cpuUsage();
@@ -191,13 +175,13 @@ try {
     return [done / (elapsed / 1000), (cpu.user + cpu.system) / done];
   };
 
-  for (const setup of setups.values()) await drive(setup, 500); // warm-up: JIT, prefetch "auto"
-  const rates: Record<Config, number[]> = { on: [], off: [], "prom-client": [] };
-  const cpus: Record<Config, number[]> = { on: [], off: [], "prom-client": [] };
+  for (const config of configs) await drive(config, 500); // warm-up: JIT, prefetch "auto"
+  const rates: Record<Config, number[]> = { on: [], off: [], "prom-client": [], "off again": [] };
+  const cpus: Record<Config, number[]> = { on: [], off: [], "prom-client": [], "off again": [] };
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < configs.length; k++) {
       const config = configs[(round + k) % configs.length];
-      const [rate, cpu] = await drive(setups.get(config)!, seconds * 1000);
+      const [rate, cpu] = await drive(config, seconds * 1000);
       rates[config].push(rate);
       cpus[config].push(cpu);
     }
@@ -210,6 +194,7 @@ try {
   const off = median(rates.off);
   const prom = median(rates["prom-client"]);
   const paired = (xs: number[]) => median(xs.map((x, i) => 1 - x / rates.off[i]));
+  const pairedCpu = (xs: number[]) => median(xs.map((x, i) => x / cpus.off[i] - 1));
   const pct = (x: number) => Number((100 * x).toFixed(2));
   const hook = hookCost();
   const cpuOff = median(cpus.off) * 1000; // ns per request
@@ -228,11 +213,15 @@ try {
     cost_on_paired_pct: pct(paired(rates.on)),
     cost_prom_client_pct: pct(1 - prom / off),
     cost_prom_client_paired_pct: pct(paired(rates["prom-client"])),
+    noise_floor_paired_pct: pct(paired(rates["off again"])),
     cpu_us_per_req_off: Number(median(cpus.off).toFixed(3)),
     cpu_us_per_req_on: Number(median(cpus.on).toFixed(3)),
     cpu_us_per_req_prom_client: Number(median(cpus["prom-client"]).toFixed(3)),
     cpu_cost_on_pct: pct(median(cpus.on) / median(cpus.off) - 1),
     cpu_cost_prom_client_pct: pct(median(cpus["prom-client"]) / median(cpus.off) - 1),
+    cpu_cost_on_paired_pct: pct(pairedCpu(cpus.on)),
+    cpu_cost_prom_client_paired_pct: pct(pairedCpu(cpus["prom-client"])),
+    cpu_noise_floor_paired_pct: pct(pairedCpu(cpus["off again"])),
     ns_per_req_hook_ours: Number(hook.ours.toFixed(1)),
     ns_per_req_hook_prom_client: Number(hook.promClient.toFixed(1)),
     hook_cost_ours_pct: pct(hook.ours / cpuOff),
@@ -240,11 +229,10 @@ try {
     rounds_on: rates.on.map(Math.round),
     rounds_off: rates.off.map(Math.round),
     rounds_prom_client: rates["prom-client"].map(Math.round),
+    rounds_off_again: rates["off again"].map(Math.round),
   }));
 } finally {
-  for (const { workers, hub } of setups.values()) {
-    await workers.stop();
-    await hub.close();
-  }
+  await workers?.stop();
+  await hub.close();
   clearTimeout(watchdog);
 }

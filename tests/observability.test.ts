@@ -373,7 +373,7 @@ describe("hub events", () => {
     }
   });
 
-  test("metrics: false stops counting requests; gauges and events stay", async () => {
+  test("metrics: false stops counting requests, gauges and events stay; metricsEnabled switches it", async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub({ metrics: false });
@@ -388,6 +388,10 @@ describe("hub events", () => {
       assert.equal(m.services[0].latency.count, 0);
       assert.equal(m.workers, 1);
       assert.equal(joined.length, 1);
+      assert.equal(hub.metricsEnabled, false);
+      hub.metricsEnabled = true; // switched at run time
+      assert.equal(await hub.request(5), 10);
+      assert.equal(hub.metrics().services[0].requests.ok, 1);
     } finally {
       await c.run();
     }

@@ -238,6 +238,18 @@ export class Hub {
   }
 
   /**
+   * Whether requests are counted for {@linkcode Hub.metrics} (the `metrics` option); may be
+   * switched at run time, e.g. to compare the hub's speed with and without.
+   */
+  get metricsEnabled(): boolean {
+    return this.#observer.counting;
+  }
+
+  set metricsEnabled(on: boolean) {
+    this.#observer.counting = on;
+  }
+
+  /**
    * The hub's events: workers joined and left (with the reason), quarantined, requests
    * re-dispatched, the queue full, peers refused (see {@linkcode HubEvents}).
    */

@@ -199,6 +199,15 @@ export class HubObserver {
     this.#startedNow = options.now();
   }
 
+  /** Whether requests are counted. */
+  get counting(): boolean {
+    return this.#metrics;
+  }
+
+  set counting(on: boolean) {
+    this.#metrics = on;
+  }
+
   /** A request ended (called from the dispatcher's `settle`). No allocation on success. */
   settled(request: EndedRequest, outcome: Outcome): void {
     const o = outcome.ok ? 0 : outcomeOf(outcome.error);
