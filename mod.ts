@@ -62,6 +62,35 @@ export {
 } from "./src/gibbs/errors.ts";
 export type { Kwargs } from "./src/gibbs/codec.ts";
 export {
+  type AnyListener,
+  HubEvent,
+  type HubEventDetails,
+  HubEvents,
+  type HubEventType,
+  type ListenOptions,
+  type PeerRefusedDetail,
+  type QueueFullDetail,
+  type RecentEvent,
+  type RequestRedispatchedDetail,
+  type WorkerJoinedDetail,
+  type WorkerLeftDetail,
+  type WorkerQuarantinedDetail,
+} from "./src/gibbs/hub_events.ts";
+export type {
+  HistogramSnapshot,
+  HubStatus,
+  MetricsSnapshot,
+  ServiceSnapshot,
+  WorkerRow,
+} from "./src/gibbs/hub_observer.ts";
+export {
+  type HistorySeries,
+  type OutcomeLabel,
+  OUTCOMES,
+  type WindowSummary,
+} from "./src/gibbs/metrics.ts";
+export { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "./src/gibbs/prometheus.ts";
+export {
   createLogger,
   type CreateLoggerOptions,
   type LogFormat,

@@ -1,6 +1,7 @@
 /**
  * Prepares the interop test peers before `deno task test`: installs zeromq.js into
- * tests/peers (from the npm registry) when missing, and says whether pyzmq is there.
+ * tests/peers (from the npm registry) when missing, and says whether pyzmq, prometheus_client
+ * (the /metrics test) and Chromium (the dashboard test) are there.
  *
  * @module
  */
@@ -25,5 +26,20 @@ if (python.status !== 0) {
   console.error(
     "test setup: pyzmq is missing, so the pyzmq and Python gibbs tests will be skipped.\n" +
       "  Install it with: apt-get install -y python3-zmq python3-msgpack",
+  );
+}
+const prometheus = spawnSync("/usr/bin/python3", ["-c", "import prometheus_client.parser"], {
+  stdio: "ignore",
+});
+if (prometheus.status !== 0) {
+  console.error(
+    "test setup: prometheus_client is missing, so the /metrics parser test will be skipped.\n" +
+      "  Install it with: apt-get install -y python3-prometheus-client",
+  );
+}
+if (!existsSync("/usr/bin/chromium")) {
+  console.error(
+    "test setup: /usr/bin/chromium is missing, so the dashboard test will be skipped.\n" +
+      "  Install it with: apt-get install -y chromium",
   );
 }

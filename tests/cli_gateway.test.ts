@@ -398,7 +398,8 @@ describe("HTTP gateway handler", () => {
       const notFound = await handle(new Request("http://gateway.test/nope"));
       assert.equal(notFound.status, 404);
       const root = await handle(new Request("http://gateway.test/"));
-      assert.equal(root.status, 404);
+      assert.equal(root.status, 200); // the dashboard (tests/dashboard.test.ts)
+      assert.match(root.headers.get("content-type") ?? "", /^text\/html/);
       const getRequest = await handle(new Request("http://gateway.test/request"));
       assert.equal(getRequest.status, 405);
       const postHealth = await handle(post({}, "/health"));

@@ -37,6 +37,7 @@ class BodyError extends Error {
     super(message);
   }
 }
+import { observabilityRoute } from "./observability.ts";
 
 /**
  * JSON has no bytes and no big integers: bytes become `{"$bytes": base64}`, integers beyond
@@ -222,13 +223,16 @@ function parseJson(text: string): unknown {
  * 503 when the queue is full or the hub closed, 400 on a malformed body, 413 on a body over
  * `maxBodyBytes`; `POST /stream` with the same body → the chunks as Server-Sent Events or
  * NDJSON (by `Accept`); `POST /services/NAME/request` and `/services/NAME/stream` → the same
- * for a service; `GET /health` → 200 `{"workers", ...}`. Integers in the body are read exactly,
- * beyond 2^53 too.
+ * for a service; `GET /health` → 200 `{"workers", ...}`; `GET /metrics`, `GET /status` and the
+ * dashboard at `GET /` (see {@linkcode observabilityRoute}). Integers in the body are read
+ * exactly, beyond 2^53 too.
  */
 export function gatewayHandler(hub: Hub, options: GatewayOptions = {}): HttpHandler {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   return async (request) => {
     const path = new URL(request.url).pathname;
+    const observed = observabilityRoute(hub, request, path);
+    if (observed !== null) return observed;
     if (path === "/health") {
       if (request.method !== "GET") return reply(405, { error: "use GET" });
       return reply(200, hub.stats());

@@ -30,6 +30,7 @@ import { parseEndpoint } from "../transport/endpoint.ts";
 import { runtime } from "../transport/runtime.ts";
 import { DEFAULT_MAX_BODY_BYTES, gatewayHandler } from "./gateway.ts";
 import * as sec from "./security_flags.ts";
+import { statusCommand } from "./status.ts";
 
 const LOG_USAGE = `
   --log-level L      debug, info, warn or error (default info); debug adds stack traces
@@ -47,6 +48,7 @@ Usage:
                 [--threads N] [--concurrency N] [--service NAME]
                 [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT] [--parent PID]
+  gibbs status  URL [--watch] [--interval S]
   gibbs keygen  FILE [--force]
   (hub: --curve-secret-key-file F [--authorized-keys F];
    worker: --curve-server-key KEY --curve-secret-key-file F)
@@ -86,6 +88,9 @@ HTTP:
   POST /services/NAME/request, /services/NAME/stream   the same, for one service
   GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched",
                  "services": {NAME: {...}}}
+  GET  /metrics  Prometheus text format (requests by outcome, latency histograms, workers, ...)
+  GET  /status   JSON: figures, workers, per-second history, recent events (gibbs status URL)
+  GET  /         the live dashboard
 ${sec.HUB_SECURITY_USAGE}
 
 SIGINT/SIGTERM: stop accepting, fail pending requests (HTTP 503), exit 0 within a second.
@@ -151,6 +156,8 @@ export async function main(args: string[] = runtime.args()): Promise<void> {
         return await worker(rest);
       case "keygen":
         return await keygen(rest);
+      case "status":
+        return await statusCommand(rest);
       case undefined:
       case "help":
       case "--help":

@@ -583,7 +583,7 @@ export class Dispatcher<H = unknown> {
       "warn",
       "worker.quarantined",
       `${reason}; worker ${w.name} gets no more requests on this connection`,
-      { peer: w.remote, reason },
+      { peer: w.remote, worker: w.name, reason },
     );
     let sound = false;
     for (const o of this.#workers.values()) {
@@ -720,7 +720,11 @@ export class Dispatcher<H = unknown> {
         "warn",
         "request.redispatched",
         `re-sending request ${request.reqId}: ${why}`,
-        { reqId: request.reqId, peer: w.remote },
+        {
+          reqId: request.reqId,
+          peer: w.remote,
+          worker: w.name,
+        },
       );
       this.#retryElsewhere(request, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
     }

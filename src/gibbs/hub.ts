@@ -25,6 +25,8 @@ import {
   readService,
 } from "./extension.ts";
 import { ResponseStream } from "./response_stream.ts";
+import type { HubEvents } from "./hub_events.ts";
+import { HubObserver, type HubStatus, type MetricsSnapshot } from "./hub_observer.ts";
 import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
@@ -83,6 +85,12 @@ export interface HubOptions {
    * authenticator: allowCurveKeys(workerKeys) }` (see the README's Security section).
    */
   security?: SecurityOptions;
+  /**
+   * Count every request for {@linkcode Hub.metrics} (default true; it costs under 3% of the
+   * hub's round trips, see `bench/metrics_cost_bench.ts`). Off, requests are not counted; the
+   * gauges, connection figures and {@linkcode Hub.events} stay.
+   */
+  metrics?: boolean;
 }
 
 /** Options of one request made with {@linkcode Hub.requestWith}. */
@@ -166,6 +174,9 @@ export class Hub {
   #router: Router;
   #dispatcher: Dispatcher<Handle>;
   #log: Log;
+  #observer: HubObserver;
+  /** The time of the worker message being handled, -1 between messages. */
+  #messageNow = -1;
   #nextId = requestIdGenerator();
   #closed = false;
   #endpoint: string | undefined;
@@ -188,10 +199,19 @@ export class Hub {
     const deadAfter = options.deadAfter ?? 10;
     if (!(deadAfter > 0)) throw new RangeError("deadAfter must be > 0 seconds");
     this.#log = new Log(options.logger, "hub");
+    const overflow = options.overflow ?? "evict-oldest";
+    const observer = this.#observer = new HubObserver({
+      metrics: options.metrics ?? true,
+      // An answer settles its request at the time its message was read: no second clock read.
+      now: () => this.#messageNow >= 0 ? this.#messageNow : runtime.now(),
+      overflow,
+      onListenerError: (error, type) =>
+        this.#log.error("events.listener", `a "${type}" listener threw: ${error}`),
+    });
     this.#dispatcher = new Dispatcher<Handle>({
       heartbeatMs: hbMs,
       respBufferSize,
-      overflow: options.overflow ?? "evict-oldest",
+      overflow,
       redispatch: options.redispatch ?? true,
       prefetch,
     }, {
@@ -201,9 +221,14 @@ export class Hub {
           () => {},
         );
       },
-      settle: (request, outcome, from) => settle(request, outcome, from),
-      log: (level, event, message, fields) =>
-        this.#log[level](event, message, fields as Record<string, unknown>),
+      settle: (request, outcome, from) => {
+        observer.settled(request, outcome);
+        settle(request, outcome, from);
+      },
+      log: (level, event, message, fields) => {
+        observer.logged(event, message, fields);
+        this.#log[level](event, message, fields as Record<string, unknown>);
+      },
     });
     const deadAfterMs = deadAfter * 1000;
     this.#router = new Router({
@@ -227,7 +252,7 @@ export class Hub {
     });
     // Nobody may be awaiting `ready`; the failure still reaches every request.
     this.ready.catch(() => {});
-    this.#stopSweep = runtime.every(hbMs, () => this.#tick());
+    this.#stopSweep = runtime.every(hbMs, () => this.#sweep());
     this.#loop = this.#receiveLoop();
   }
 
@@ -244,6 +269,42 @@ export class Hub {
   /** A snapshot of the hub's counters. */
   stats(): HubStats {
     return this.#dispatcher.stats();
+  }
+
+  /**
+   * Whether requests are counted for {@linkcode Hub.metrics} (the `metrics` option); may be
+   * switched at run time, e.g. to compare the hub's speed with and without.
+   */
+  get metricsEnabled(): boolean {
+    return this.#observer.counting;
+  }
+
+  set metricsEnabled(on: boolean) {
+    this.#observer.counting = on;
+  }
+
+  /**
+   * The hub's events: workers joined and left (with the reason), quarantined, requests
+   * re-dispatched, the queue full, peers refused (see {@linkcode HubEvents}).
+   */
+  get events(): HubEvents {
+    return this.#observer.events;
+  }
+
+  /**
+   * Every figure of the hub now: requests by outcome, queue-wait, service and end-to-end
+   * histograms, workers, queue depth, re-dispatches, bytes, connections and handshake
+   * failures. {@linkcode formatPrometheus} writes it in the Prometheus text format.
+   */
+  metrics(): MetricsSnapshot {
+    const d = this.#dispatcher;
+    return this.#observer.metrics(d.stats(), d.workers(), this.#router);
+  }
+
+  /** What the dashboard and `gibbs status` show: figures, up to `limit` workers, history, events. */
+  status(limit = 1000): HubStatus {
+    const d = this.#dispatcher;
+    return this.#observer.status(d.stats(), d.workers(), this.#router, this.#endpoint, limit);
   }
 
   /**
@@ -421,13 +482,14 @@ export class Hub {
           `error while handling a worker message: ${(error as Error).stack}`,
         );
       }
+      this.#messageNow = -1;
     }
   }
 
   #onMessage(message: Uint8Array[]): void {
     const id = message[0];
     const key = keyOf(id);
-    const now = runtime.now();
+    const now = this.#messageNow = runtime.now();
     const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
       // ping: [id, ""] → pong [id, "", ""]. Never queued: a worker that stops reading must
@@ -530,12 +592,19 @@ export class Hub {
         }
         break;
     }
+    this.#observer.socketEvent(event);
   }
 
   #tick(): void {
     if (this.#closed) return;
     this.#dispatcher.tick(runtime.now());
     this.#arm();
+  }
+
+  #sweep(): void {
+    this.#tick();
+    const stats = this.#dispatcher.stats();
+    this.#observer.sample(stats.queued, stats.workers);
   }
 
   /** Keeps one timer armed for the dispatcher's next deadline. */

@@ -50,6 +50,10 @@ export class Pipe {
   peer: PeerInfo | null = null;
   /** True while the pipe is listed among the socket's pipes with queued input. */
   scheduled = false;
+  /** Bytes read from the peer, as they came off the stream. */
+  bytesReceived = 0;
+  /** Bytes handed to the stream for the peer. */
+  bytesSent = 0;
 
   #owner: PipeOwner;
   #stream: ByteStream;
@@ -202,6 +206,7 @@ export class Pipe {
   #onData(chunk: Uint8Array): void {
     this.#heard = true;
     if (this.#dropping !== null) return;
+    this.bytesReceived += chunk.length;
     try {
       this.#conn.receive(chunk, runtime.now());
     } catch (error) {
@@ -275,6 +280,7 @@ export class Pipe {
 
   #flush(): void {
     if (this.#writing || this.#closed) return;
+    const bytes = this.#conn.out.bytes;
     const taken = this.#conn.out.take();
     if (taken === null) {
       if (this.#dropping !== null) this.close(this.#dropping);
@@ -282,6 +288,7 @@ export class Pipe {
       return;
     }
     this.#writing = true;
+    this.bytesSent += bytes;
     const sent = taken.messages;
     const written = this.#nextWrite;
     this.#nextWrite = [];

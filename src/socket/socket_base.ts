@@ -121,6 +121,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   #lastEndpoint: string | undefined;
   #released: Promise<void> = Promise.resolve();
   #reportedCallbackError = false;
+  #closedBytesReceived = 0;
+  #closedBytesSent = 0;
   /** What this socket's pipes report to; kept off the public surface. */
   #owner: PipeOwner = {
     pipeReady: (pipe, peer) => this.#pipeReady(pipe, peer),
@@ -159,6 +161,20 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   /** Number of peers whose handshake is done. */
   get peerCount(): number {
     return this.pipes.length;
+  }
+
+  /** Bytes read from every connection so far, ZMTP framing and handshakes included. */
+  get bytesReceived(): number {
+    let n = this.#closedBytesReceived;
+    for (const pipe of this.#allPipes) n += pipe.bytesReceived;
+    return n;
+  }
+
+  /** Bytes written to every connection so far, ZMTP framing and handshakes included. */
+  get bytesSent(): number {
+    let n = this.#closedBytesSent;
+    for (const pipe of this.#allPipes) n += pipe.bytesSent;
+    return n;
   }
 
   /**
@@ -590,7 +606,10 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   }
 
   #pipeClosed(pipe: Pipe, error?: Error): void {
-    this.#allPipes.delete(pipe);
+    if (this.#allPipes.delete(pipe)) {
+      this.#closedBytesReceived += pipe.bytesReceived;
+      this.#closedBytesSent += pipe.bytesSent;
+    }
     const index = this.pipes.indexOf(pipe);
     const attached = index >= 0;
     if (attached) {
