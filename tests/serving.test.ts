@@ -499,6 +499,11 @@ describe("services", () => {
       assert.equal(stats.services.a.completed, 1);
       assert.equal(stats.services.b.completed, 1);
       assert.equal(stats.workers, 2);
+      // The metrics break requests down by service too.
+      const byService = new Map(h.hub.metrics().services.map((s) => [s.service, s]));
+      assert.equal(byService.get("a")?.requests.ok, 1);
+      assert.equal(byService.get("b")?.requests.ok, 1);
+      assert.equal(byService.get("a")?.workers, 1);
       // The default service has no worker here: a plain request waits, bounded by its timeout.
       await assert.rejects(h.hub.requestWith({ args: [1], timeout: 0.2 }), RequestTimeoutError);
     } finally {
