@@ -36,6 +36,8 @@ const DEFAULT_NAME = "gibbs-zmq";
 const NODE_ENGINES = ">=20.19";
 /** Node type definitions the compiler checks against, matching `NODE_ENGINES`. */
 const NODE_TYPES = "npm:@types/node@^20.19";
+/** Type definitions of dependencies that ship none (the Node adapter's `ws`). */
+const DEPENDENCY_TYPES = ["npm:@types/ws@^8.18.1"];
 /**
  * Library modules the build starts from; whatever they import comes along. `src/cli/entry.ts`
  * is reached by URL only (spawnWorkers starts it in child processes), so it is named here.
@@ -431,6 +433,7 @@ async function build(): Promise<void> {
     }
     await linkTypePackages(stageDir, [
       NODE_TYPES,
+      ...DEPENDENCY_TYPES,
       ...[...wanted].map(([name, range]) => `npm:${name}@${range}`),
     ]);
 

@@ -28,6 +28,8 @@ export interface SocketEvent {
   code?: string;
   /** Routing id of the peer (ROUTER, on `handshake` and `disconnected`). */
   routingId?: Uint8Array;
+  /** The WebSocket subprotocol agreed (`ws://` and `wss://` peers, on `accepted`/`connected`). */
+  protocol?: string;
 }
 
 /** Options of a socket. Times are in milliseconds. */

@@ -6,9 +6,16 @@
  */
 
 import { runtime } from "../transport/runtime.ts";
-import type { ByteStream } from "../transport/runtime_types.ts";
-import { Connection, type ConnectionOptions, type PeerInfo } from "../zmtp/connection.ts";
+import type { Stream } from "../transport/runtime_types.ts";
+import {
+  Connection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  type PeerInfo,
+} from "../zmtp/connection.ts";
 import { ZmtpError } from "../zmtp/errors.ts";
+import { ZWS_BARE, ZWS_NULL } from "../zmtp/zws.ts";
+import { BareZwsConnection } from "../zmtp/zws_bare.ts";
 import { Deque } from "./deque.ts";
 
 /** What a pipe reports to the socket that owns it. */
@@ -23,6 +30,19 @@ export interface PipeOwner {
   pipeWritable(pipe: Pipe): void;
   /** The pipe is gone, with the reason when it was dropped for one. */
   pipeClosed(pipe: Pipe, error?: Error): void;
+}
+
+/** The protocol engine for a stream: ZMTP over bytes, or ZWS 2.0 over WebSocket messages. */
+function openConnection(
+  stream: Stream,
+  options: ConnectionOptions,
+  events: ConnectionEvents,
+): Connection | BareZwsConnection {
+  if (stream.kind === "bytes") return new Connection(options, events, runtime.now());
+  if (stream.protocol === ZWS_BARE) return new BareZwsConnection(options, events, runtime.now());
+  // libzmq's ws_engine drops ZMTP PINGs: a PING to it would go unanswered and time it out.
+  const heartbeat = stream.protocol === ZWS_NULL ? { heartbeatInterval: 0 } : {};
+  return new Connection({ ...options, framing: "zws", ...heartbeat }, events, runtime.now());
 }
 
 /** A connected peer. */
@@ -43,8 +63,8 @@ export class Pipe {
   scheduled = false;
 
   #owner: PipeOwner;
-  #stream: ByteStream;
-  #conn: Connection;
+  #stream: Stream;
+  #conn: Connection | BareZwsConnection;
   #sendHighWaterMark: number;
   #receiveHighWaterMark: number;
   #pending = 0;
@@ -59,7 +79,7 @@ export class Pipe {
   /** Wraps `stream`, queues our greeting and starts reading. */
   constructor(
     owner: PipeOwner,
-    stream: ByteStream,
+    stream: Stream,
     endpoint: string,
     connection: ConnectionOptions,
     sendHighWaterMark: number,
@@ -71,7 +91,7 @@ export class Pipe {
     this.remote = stream.remote;
     this.#sendHighWaterMark = sendHighWaterMark;
     this.#receiveHighWaterMark = receiveHighWaterMark;
-    this.#conn = new Connection(connection, {
+    const events: ConnectionEvents = {
       ready: (peer) => {
         this.peer = peer;
         if (!this.#owner.pipeReady(this, peer)) this.close();
@@ -84,7 +104,8 @@ export class Pipe {
         }
         this.#owner.pipeMessage(this);
       },
-    }, runtime.now());
+    };
+    this.#conn = openConnection(stream, connection, events);
     this.#flush();
     stream.start(
       (chunk) => this.#onData(chunk),

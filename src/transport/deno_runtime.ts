@@ -1,9 +1,11 @@
 /**
- * The Deno adapter: the only file of the library that calls `Deno.*`.
+ * The Deno adapter: with `deno_websocket.ts` (its `ws://` part), the only file of the library
+ * that calls `Deno.*`.
  *
  * @module
  */
 
+import { connectWebSocket, listenWebSocket } from "./deno_websocket.ts";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
@@ -14,9 +16,13 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Stream,
+  WebSocketDialOptions,
+  WebSocketListenOptions,
 } from "./runtime_types.ts";
 
 class DenoStream implements ByteStream {
+  readonly kind = "bytes" as const;
   readonly remote: string;
   #conn: Deno.Conn;
   #paused = false;
@@ -97,7 +103,15 @@ function wrap(conn: Deno.Conn): DenoStream {
   return new DenoStream(conn, remote);
 }
 
-function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+function listen(
+  endpoint: Endpoint,
+  onStream: (s: Stream) => void,
+  ws?: WebSocketListenOptions,
+): Promise<Listener> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
+    return listenWebSocket(endpoint, onStream, ws);
+  }
   let listener: Deno.Listener;
   let bound: Endpoint;
   if (endpoint.transport === "tcp") {
@@ -151,7 +165,11 @@ function removeStaleSocket(path: string): void {
   }
 }
 
-async function connect(endpoint: Endpoint): Promise<ByteStream> {
+async function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
+    return connectWebSocket(endpoint, ws);
+  }
   const conn = endpoint.transport === "tcp"
     ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
     : await Deno.connect({ path: endpoint.path, transport: "unix" });

@@ -1,6 +1,7 @@
 /**
  * The Node adapter: the npm build's counterpart of `deno_runtime.ts`, on `node:net`,
- * `node:child_process`, `node:http` and `process`. It mirrors the Deno adapter's semantics.
+ * `node:child_process`, `node:http` and `process` (and, in `node_websocket.ts`, the `ws`
+ * package). It mirrors the Deno adapter's semantics.
  *
  * @module
  */
@@ -23,6 +24,7 @@ import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { connectWebSocket, listenWebSocket } from "./node_websocket.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
@@ -32,6 +34,9 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Stream,
+  WebSocketDialOptions,
+  WebSocketListenOptions,
 } from "./runtime_types.ts";
 
 /**
@@ -61,6 +66,7 @@ class ReadInto {
 }
 
 class NodeStream implements ByteStream {
+  readonly kind = "bytes" as const;
   readonly remote: string;
   #socket: Socket;
   #readInto: ReadInto | null;
@@ -235,7 +241,15 @@ function listening(server: Server, listen: () => void): Promise<void> {
   });
 }
 
-async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+async function listen(
+  endpoint: Endpoint,
+  onStream: (s: Stream) => void,
+  ws?: WebSocketListenOptions,
+): Promise<Listener> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
+    return listenWebSocket(endpoint, onStream, ws);
+  }
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
     const socket = adopt(accepted, readInto);
@@ -283,7 +297,11 @@ function removeStaleSocket(path: string): void {
   }
 }
 
-function connect(endpoint: Endpoint): Promise<ByteStream> {
+function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
+    return connectWebSocket(endpoint, ws);
+  }
   return new Promise((resolve, reject) => {
     const readInto = new ReadInto();
     const socket = endpoint.transport === "tcp"

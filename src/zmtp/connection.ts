@@ -27,6 +27,7 @@ import type { Mechanism, MechanismContext } from "./mechanism.ts";
 import { nullMechanism } from "./null_mechanism.ts";
 import { OutBuffer } from "./out_buffer.ts";
 import { type SocketType, socketTypesMatch } from "./socket_type.ts";
+import { ZWS_HEARTBEAT, ZwsDecoder, ZwsOutBuffer } from "./zws.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -54,6 +55,13 @@ export interface ConnectionOptions {
   heartbeatTtl?: number;
   /** Drop the peer when the handshake is not done within this many ms (default 0: never). */
   handshakeTimeout?: number;
+  /**
+   * How frames travel: `"zmtp"` over a byte stream, greeting first (default), or `"zws"`, one
+   * WebSocket message per frame and no greeting (ZWS 2.0 with a mechanism, e.g. `ZWS2.0/NULL`):
+   * {@linkcode Connection.receive} then takes one whole message per call and each chunk taken
+   * from {@linkcode Connection.out} is one message.
+   */
+  framing?: "zmtp" | "zws";
 }
 
 /** What the peer told us about itself during the handshake. */
@@ -97,8 +105,8 @@ export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
  * ```
  */
 export class Connection {
-  /** Bytes to send to the peer, in order. */
-  readonly out: OutBuffer = new OutBuffer();
+  /** Bytes (with `framing: "zws"`: messages) to send to the peer, in order. */
+  readonly out: OutBuffer | ZwsOutBuffer;
   #state: ConnectionState = "greeting";
   #options: ConnectionOptions;
   #events: ConnectionEvents;
@@ -107,7 +115,8 @@ export class Connection {
   #greeting = new Uint8Array(GREETING_SIZE);
   #greetingFill = 0;
   #peerMinor = 0;
-  #decoder: FrameDecoder;
+  #decoder: FrameDecoder | ZwsDecoder;
+  #version = { major: 3, minor: 1 };
   #startedAt: number;
   #lastReceived: number;
   #lastPingSent: number;
@@ -132,21 +141,29 @@ export class Connection {
     if (["DEALER", "ROUTER", "REQ"].includes(options.socketType)) {
       properties.set("Identity", options.routingId ?? EMPTY);
     }
-    const out = this.out;
+    const zws = options.framing === "zws";
+    const out = this.out = zws ? new ZwsOutBuffer() : new OutBuffer();
     this.#context = {
       localProperties: properties,
       sendCommand: (body) => out.command(body),
     };
-    this.#decoder = new FrameDecoder(
-      {
-        maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-        maxFrames: options.maxFrames ?? DEFAULT_MAX_FRAMES,
-      },
-      {
-        message: (frames) => this.#onMessage(frames),
-        command: (body) => this.#onCommand(body),
-      },
-    );
+    const limits = {
+      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      maxFrames: options.maxFrames ?? DEFAULT_MAX_FRAMES,
+    };
+    const sink = {
+      message: (frames: Uint8Array[]) => this.#onMessage(frames),
+      command: (body: Uint8Array) => this.#onCommand(body),
+    };
+    if (zws) {
+      // No greeting: the subprotocol named the mechanism, and ZWS implies ZMTP 3.1 framing.
+      this.#decoder = new ZwsDecoder(limits, sink, () => out.command(ZWS_HEARTBEAT));
+      this.#peerMinor = 1;
+      this.#state = "handshake";
+      this.#mechanism.start(this.#context);
+      return;
+    }
+    this.#decoder = new FrameDecoder(limits, sink);
     // The whole greeting at once: libzmq waits for our signature before sending its version.
     out.raw(
       encodeGreeting(
@@ -177,7 +194,8 @@ export class Connection {
   }
 
   /**
-   * Handles bytes received from the peer. The chunk is only read during the call.
+   * Handles bytes received from the peer. The chunk is only read during the call. With
+   * `framing: "zws"` the chunk is one whole WebSocket message, which the connection then owns.
    *
    * @throws {ZmtpError} when the peer must be dropped
    */
@@ -272,6 +290,7 @@ export class Connection {
       );
     }
     this.#peerMinor = greeting.major > 3 ? 1 : greeting.minor;
+    this.#version = { major: this.#greeting[10], minor: this.#greeting[11] };
     this.#state = "handshake";
     this.#mechanism.start(this.#context);
   }
@@ -315,7 +334,7 @@ export class Connection {
       socketType,
       routingId: properties.get("identity") ?? EMPTY,
       properties,
-      version: { major: this.#greeting[10], minor: this.#greeting[11] },
+      version: this.#version,
     });
   }
 
