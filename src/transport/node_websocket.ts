@@ -11,7 +11,7 @@ import { createServer as createHttpServer, type IncomingMessage } from "node:htt
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
-// @ts-types="@types/ws"
+// @ts-types="./ws_package.d.ts"
 import { WebSocket, WebSocketServer } from "ws";
 import { formatEndpoint, type WebSocketEndpoint, webSocketUrl } from "./endpoint.ts";
 import type {
