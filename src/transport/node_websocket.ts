@@ -173,11 +173,16 @@ const STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
   404: "Not Found",
+  408: "Request Timeout",
   426: "Upgrade Required",
 };
 
-function remoteOf(request: IncomingMessage): string {
-  return `${request.socket.remoteAddress}:${request.socket.remotePort}`;
+function remoteOf(from: IncomingMessage | Duplex): string {
+  const socket = ("socket" in from ? from.socket : from) as {
+    remoteAddress?: string;
+    remotePort?: number;
+  };
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }
 
 /** Listens on a WebSocket endpoint; each upgraded connection becomes a message stream. */
@@ -190,17 +195,36 @@ export async function listenWebSocket(
   if (tls && (!options.certFile || !options.keyFile)) {
     throw new TypeError(`Binding ${formatEndpoint(endpoint)} needs certFile and keyFile`);
   }
+  // A client that never completes its upgrade request is dropped after the handshake timeout;
+  // Node checks for such connections every connectionsCheckingInterval.
+  const timeouts = options.handshakeTimeout > 0
+    ? {
+      headersTimeout: options.handshakeTimeout,
+      requestTimeout: options.handshakeTimeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, options.handshakeTimeout / 4)),
+    }
+    : { headersTimeout: 0, requestTimeout: 0 };
   const server = tls
     ? createHttpsServer({
+      ...timeouts,
       cert: readFileSync(options.certFile!),
       key: readFileSync(options.keyFile!),
     })
-    : createHttpServer();
-  if (options.handshakeTimeout > 0) {
-    // A client that never completes its upgrade request is dropped.
-    server.headersTimeout = options.handshakeTimeout;
-    server.requestTimeout = options.handshakeTimeout;
-  }
+    : createHttpServer(timeouts);
+  server.on("clientError", (error: Error & { code?: string }, socket: Duplex) => {
+    const remote = remoteOf(socket);
+    if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      options.onRejected(
+        remote,
+        "handshake-timeout",
+        `HTTP upgrade request not complete within ${options.handshakeTimeout} ms`,
+      );
+      return refuse(socket, 408, "Request timeout");
+    }
+    if (error.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
+    options.onRejected(remote, "bad-request", `malformed HTTP request: ${error.message}`);
+    refuse(socket, 400, "Bad request");
+  });
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,

@@ -1,5 +1,5 @@
 /**
- * The part of the `ws` package's API that `node_websocket.ts` uses, for `deno check`. The npm
+ * The part of the `ws` package's API that `node_websocket.ts` and the tests use, for `deno check`. The npm
  * build type-checks against `@types/ws` instead; those types are not used here because they pull
  * in a newer `@types/node` than the one the rest of the repository is checked against.
  *
@@ -15,11 +15,16 @@ export class WebSocket {
   constructor(
     url: string,
     protocols?: string[],
-    options?: { perMessageDeflate?: boolean; maxPayload?: number; ca?: Uint8Array },
+    options?: {
+      perMessageDeflate?: boolean;
+      maxPayload?: number;
+      ca?: Uint8Array;
+      origin?: string;
+    },
   );
   readonly readyState: number;
   readonly protocol: string;
-  send(data: Uint8Array, callback?: (error?: Error) => void): void;
+  send(data: Uint8Array | string, callback?: (error?: Error) => void): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
   ping(): void;
@@ -29,6 +34,10 @@ export class WebSocket {
   on(event: "close", listener: (code: number, reason: Buffer) => void): this;
   on(event: "error", listener: (error: Error & { code?: string }) => void): this;
   on(event: "open" | "pong", listener: () => void): this;
+  on(
+    event: "unexpected-response",
+    listener: (request: unknown, response: IncomingMessage) => void,
+  ): this;
   once(event: "open", listener: () => void): this;
   once(event: "error", listener: (error: Error) => void): this;
   off(event: "error", listener: (error: Error) => void): this;
