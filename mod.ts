@@ -49,7 +49,12 @@ export type { Kwargs } from "./src/gibbs/codec.ts";
 export { Dealer } from "./src/socket/dealer.ts";
 export { Router, type RouterOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
-export type { ChildProcess } from "./src/transport/runtime_types.ts";
+export type {
+  ChildProcess,
+  WebSocketBindOptions,
+  WebSocketConnectOptions,
+} from "./src/transport/runtime_types.ts";
+export { WebSocketError, type WebSocketErrorCode } from "./src/transport/ws_errors.ts";
 export type {
   Mechanism,
   MechanismContext,

@@ -12,6 +12,7 @@ import {
   UserCodeError,
 } from "../gibbs/errors.ts";
 import type { Hub } from "../gibbs/hub.ts";
+import { browserBundle } from "../transport/browser_bundle.ts";
 import type { HttpHandler } from "../transport/runtime_types.ts";
 
 /**
@@ -45,15 +46,37 @@ function badRequest(message: string): Response {
   return reply(400, { error: message });
 }
 
+/** `GET /gibbs.js`: the browser build, importable from pages of any origin. */
+async function serveBrowserBuild(request: Request): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return reply(405, { error: "use GET" });
+  }
+  let js: Uint8Array;
+  try {
+    js = await browserBundle();
+  } catch (error) {
+    return reply(500, { error: `cannot build the browser bundle: ${(error as Error).message}` });
+  }
+  return new Response(request.method === "HEAD" ? null : js as Uint8Array<ArrayBuffer>, {
+    headers: {
+      "content-type": "text/javascript; charset=utf-8",
+      "access-control-allow-origin": "*",
+      "cache-control": "no-cache",
+    },
+  });
+}
+
 /**
  * Builds the gateway's handler:
  * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
  * 200 `{"result"}`, 500 `{"error","traceback"}` on a failure in user code, 504 on timeout,
- * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`.
+ * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`;
+ * `GET /gibbs.js` → the browser build (a Worker for web pages, to import from any origin).
  */
 export function gatewayHandler(hub: Hub): HttpHandler {
   return async (request) => {
     const path = new URL(request.url).pathname;
+    if (path === "/gibbs.js") return await serveBrowserBuild(request);
     if (path === "/health") {
       if (request.method !== "GET") return reply(405, { error: "use GET" });
       return reply(200, hub.stats());

@@ -18,6 +18,7 @@ const USAGE = `gibbs — scale a model (or any code) across processes and machin
 Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
+                [--ws WS_PORT [--ws-origin ORIGIN]... [--ws-cert FILE --ws-key FILE]]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
 
@@ -40,11 +41,17 @@ Options:
   --host H           interface workers connect to (default *: all)
   --heartbeat S      worker heartbeat interval in seconds (default 1)
   --resp-buffer N    most pending requests; more get HTTP 503 (default 4096)
+  --ws PORT          also listen for workers over WebSocket (ZWS 2.0): browser pages, jszmq
+  --ws-origin O      a page origin allowed on --ws, e.g. https://app.example (repeatable; "*"
+                     allows any; default: pages served from the hub's own host name)
+  --ws-cert FILE     with --ws-key: wss:// (TLS) with this PEM certificate chain
+  --ws-key FILE      the PEM private key for --ws-cert
 
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
                  200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
-  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}`;
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}
+  GET  /gibbs.js the browser build: import { Worker } from it in a page to join over --ws`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 
@@ -208,12 +215,18 @@ async function hub(argv: string[]): Promise<void> {
       "resp-buffer": { type: "string" },
       http: { type: "string" },
       "http-host": { type: "string" },
+      ws: { type: "string" },
+      "ws-origin": { type: "string", multiple: true },
+      "ws-cert": { type: "string" },
+      "ws-key": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) return console.log(HUB_USAGE);
   if (values.http === undefined) throw new UsageError(`--http PORT is required\n\n${HUB_USAGE}`);
+  const ws = wsEndpoint(values);
   const theHub = new Hub({
+    endpoints: ws ? [ws] : undefined,
     port: number(values.port, "--port", 5019),
     host: values.host,
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
@@ -230,6 +243,12 @@ async function hub(argv: string[]): Promise<void> {
   console.log(
     `gibbs hub: workers connect to ${endpoint}; HTTP gateway on http://${httpHost}:${server.port}`,
   );
+  if (ws) {
+    console.log(
+      `gibbs hub: browser workers connect to ${theHub.endpoints[1]}; ` +
+        `they import http://${httpHost}:${server.port}/gibbs.js`,
+    );
+  }
   let remove = () => {};
   const signal = await new Promise<string>((resolve) => {
     remove = runtime.onShutdownSignal(resolve);
@@ -238,6 +257,33 @@ async function hub(argv: string[]): Promise<void> {
   console.log(`gibbs hub: ${signal}, shutting down`);
   await server.close();
   await theHub.close();
+}
+
+/** The WebSocket endpoint of `gibbs hub --ws`, with its bind options, or undefined. */
+function wsEndpoint(values: {
+  ws?: string;
+  host?: string;
+  "ws-origin"?: string[];
+  "ws-cert"?: string;
+  "ws-key"?: string;
+}): { endpoint: string; origins?: string[]; certFile?: string; keyFile?: string } | undefined {
+  const tls = values["ws-cert"] !== undefined || values["ws-key"] !== undefined;
+  if (values.ws === undefined) {
+    if (tls || values["ws-origin"]) {
+      throw new UsageError("--ws-origin, --ws-cert and --ws-key need --ws PORT");
+    }
+    return undefined;
+  }
+  if (tls && (values["ws-cert"] === undefined || values["ws-key"] === undefined)) {
+    throw new UsageError("--ws-cert and --ws-key go together");
+  }
+  const port = number(values.ws, "--ws")!;
+  return {
+    endpoint: `${tls ? "wss" : "ws"}://${values.host ?? "*"}:${port}`,
+    origins: values["ws-origin"],
+    certFile: values["ws-cert"],
+    keyFile: values["ws-key"],
+  };
 }
 
 async function worker(argv: string[]): Promise<void> {

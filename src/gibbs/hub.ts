@@ -8,6 +8,7 @@ import { Deque } from "../socket/deque.ts";
 import type { SocketEvent } from "../socket/options.ts";
 import { Router } from "../socket/router.ts";
 import { runtime } from "../transport/runtime.ts";
+import type { WebSocketBindOptions } from "../transport/runtime_types.ts";
 import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
 import {
   GibbsError,
@@ -36,6 +37,13 @@ export interface HubOptions {
   host?: string;
   /** Full endpoint to bind instead of host and port, e.g. `"ipc:///tmp/hub"`. */
   endpoint?: string;
+  /**
+   * More endpoints to bind besides the main one, all serving one pool: e.g.
+   * `["ws://0.0.0.0:5020"]` for workers running in browser pages (ZWS 2.0 over WebSocket). An
+   * entry may carry WebSocket bind options: the page origins allowed (default: pages of the
+   * same host) and, for `wss://`, the certificate and key files.
+   */
+  endpoints?: (string | ({ endpoint: string } & WebSocketBindOptions))[];
   /** Seconds between worker heartbeats; a worker not heard from for longer is skipped (default 1). */
   heartbeatInterval?: number;
   /** Most requests pending at once (default 4096). */
@@ -185,6 +193,7 @@ export class Hub {
   #redispatched = 0;
   #closed = false;
   #endpoint: string | undefined;
+  #endpoints: string[] = [];
   #stopSweep: () => void;
 
   /** Creates a hub and starts binding; see {@linkcode Hub.ready}. */
@@ -216,9 +225,13 @@ export class Hub {
     });
     const endpoint = options.endpoint ??
       `tcp://${options.host ?? "*"}:${options.port ?? 5019}`;
-    this.ready = this.#router.bind(endpoint).then((bound) => {
-      this.#endpoint = bound;
-      return bound;
+    const more = (options.endpoints ?? []).map((e) =>
+      typeof e === "string" ? this.#router.bind(e) : this.#router.bind(e.endpoint, e)
+    );
+    this.ready = Promise.all([this.#router.bind(endpoint), ...more]).then((bound) => {
+      this.#endpoint = bound[0];
+      this.#endpoints = bound;
+      return bound[0];
     });
     // Nobody may be awaiting `ready`; the failure still reaches every request.
     this.ready.catch(() => {});
@@ -229,6 +242,11 @@ export class Hub {
   /** The endpoint bound, once {@linkcode Hub.ready} resolved. */
   get endpoint(): string | undefined {
     return this.#endpoint;
+  }
+
+  /** Every endpoint bound (the main one first, then `endpoints`), once ready resolved. */
+  get endpoints(): string[] {
+    return [...this.#endpoints];
   }
 
   /** Number of workers connected now. */
@@ -346,6 +364,8 @@ export class Hub {
       }
       this.#closed = true;
       this.#stopSweep();
+      // With several endpoints, those bound before one failed must be released too.
+      this.#router.close();
       return;
     }
     for await (const message of this.#router) {

@@ -1,0 +1,107 @@
+/**
+ * The browser adapter: what a web page offers the library. Pages cannot listen, start
+ * processes or open TCP connections, so the only transport is the page's `WebSocket` (`ws://`,
+ * `wss://`); timers are the page's. The browser build puts `runtime.browser.ts` in place of
+ * `runtime.ts`, and with it this file.
+ *
+ * @module
+ */
+
+import { type Endpoint, formatEndpoint, webSocketUrl } from "./endpoint.ts";
+import type {
+  ChildProcess,
+  HttpServer,
+  Listener,
+  Runtime,
+  Stream,
+  WebSocketDialOptions,
+} from "./runtime_types.ts";
+import { WebSocketError } from "./ws_errors.ts";
+import { type WebSocketLike, WebSocketMessageStream } from "./ws_stream.ts";
+
+function unavailable(what: string): Error {
+  return new Error(`${what} is not available in a browser`);
+}
+
+function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
+  if (endpoint.transport !== "ws" && endpoint.transport !== "wss") {
+    return Promise.reject(
+      unavailable(`${formatEndpoint(endpoint)} (${endpoint.transport}://)`),
+    );
+  }
+  if (!ws) return Promise.reject(new TypeError("Connecting over WebSocket needs ws options"));
+  if (ws.caFile) {
+    return Promise.reject(
+      new TypeError("caFile is not available in a browser: it trusts its own CAs"),
+    );
+  }
+  const url = webSocketUrl(endpoint);
+  return new Promise((resolve, reject) => {
+    let socket: WebSocket;
+    try {
+      socket = new WebSocket(url, [...ws.protocols]);
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      const protocol = socket.protocol;
+      if (!ws.protocols.includes(protocol)) {
+        socket.close();
+        reject(
+          new WebSocketError(
+            "unknown-subprotocol",
+            `${url} answered with subprotocol "${protocol}", not one of ours`,
+          ),
+        );
+        return;
+      }
+      const stream = new WebSocketMessageStream(
+        socket as unknown as WebSocketLike,
+        `${endpoint.host}:${endpoint.port}`,
+        protocol,
+      );
+      resolve(stream);
+    };
+    socket.onerror = () => {
+      // Browsers give scripts no reason for a failed WebSocket, on purpose.
+      reject(
+        new Error(
+          `Cannot connect to ${url} (a browser gives no reason: check the address, that the ` +
+            `hub listens there, and that it allows this page's origin)`,
+        ),
+      );
+    };
+  });
+}
+
+/** The browser runtime adapter. */
+export const browserRuntime: Runtime = {
+  name: "browser",
+  listen: (): Promise<Listener> =>
+    Promise.reject(
+      new Error("A browser cannot bind: connect to a hub's ws:// or wss:// endpoint instead"),
+    ),
+  connect,
+  now: () => performance.now(),
+  every(ms, fn) {
+    const id = setInterval(fn, ms);
+    return () => clearInterval(id);
+  },
+  onShutdownSignal(handler) {
+    // A page's "shutdown" is being left: the closest thing to SIGTERM it gets.
+    const onHide = () => handler("pagehide");
+    globalThis.addEventListener?.("pagehide", onHide);
+    return () => globalThis.removeEventListener?.("pagehide", onHide);
+  },
+  spawnScript(): ChildProcess {
+    throw unavailable("Starting processes");
+  },
+  serveHttp: (): Promise<HttpServer> => Promise.reject(unavailable("Serving HTTP")),
+  args: () => [],
+  cwd: () => globalThis.location?.href ?? "/",
+  exit(): never {
+    throw unavailable("Ending the process");
+  },
+};
