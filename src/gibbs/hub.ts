@@ -228,7 +228,11 @@ export class Hub {
     const more = (options.endpoints ?? []).map((e) =>
       typeof e === "string" ? this.#router.bind(e) : this.#router.bind(e.endpoint, e)
     );
-    this.ready = Promise.all([this.#router.bind(endpoint), ...more]).then((bound) => {
+    // Every bind settles before `ready` does, so that a failure leaves none half-done.
+    this.ready = Promise.allSettled([this.#router.bind(endpoint), ...more]).then((results) => {
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+      const bound = results.map((r) => (r as PromiseFulfilledResult<string>).value);
       this.#endpoint = bound[0];
       this.#endpoints = bound;
       return bound[0];
@@ -342,7 +346,11 @@ export class Hub {
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed) {
+      // Closed by a failed bind: resolve once what was bound is released.
+      await this.ready.catch(() => {});
+      return await this.#router.whenClosed();
+    }
     this.#closed = true;
     this.#stopSweep();
     this.#router.close();

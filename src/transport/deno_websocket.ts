@@ -77,19 +77,14 @@ export async function listenWebSocket(
       return new Response("Internal Server Error", { status: 500 });
     },
   };
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = tls
-      ? Deno.serve({
-        ...common,
-        cert: Deno.readTextFileSync(options.certFile!),
-        key: Deno.readTextFileSync(options.keyFile!),
-      }, handler)
-      : Deno.serve(common, handler);
-  } catch (error) {
-    reject(error);
-    throw error;
-  }
+  // Deno.serve throws at once when it cannot bind (the port in use).
+  const server = tls
+    ? Deno.serve({
+      ...common,
+      cert: Deno.readTextFileSync(options.certFile!),
+      key: Deno.readTextFileSync(options.keyFile!),
+    }, handler)
+    : Deno.serve(common, handler);
   // A failed bind after the call (e.g. the port in use) rejects `finished`, not the call.
   server.finished.catch((error) => reject(error));
   const port = await listening;
