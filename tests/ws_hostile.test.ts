@@ -9,11 +9,11 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as netConnect } from "node:net";
-// @ts-types="../src/transport/ws_package.d.ts"
+// @ts-types="./_ws_package.d.ts"
 import { WebSocket } from "ws";
 import { Dealer, Router, type RouterOptions, type SocketEvent } from "../mod.ts";
 import type { WebSocketBindOptions } from "../src/transport/runtime_types.ts";
-import { isDeno, waitFor, withTimeout } from "./_helpers.ts";
+import { waitFor, withTimeout } from "./_helpers.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -201,11 +201,6 @@ describe("hostile ws:// peers", () => {
 
   test(
     "an HTTP upgrade request never completed: dropped at the handshake timeout",
-    {
-      skip: isDeno &&
-        "Deno.serve has no header-read timeout (nor does Deno's node:http): a half-sent upgrade " +
-          "request stays open on Deno; the ZWS handshake timeout applies once upgraded",
-    },
     async () => {
       const s = await setup({ handshakeTimeout: 300 });
       try {

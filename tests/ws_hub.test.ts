@@ -9,7 +9,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-// @ts-types="../src/transport/ws_package.d.ts"
+// @ts-types="./_ws_package.d.ts"
 import { WebSocket } from "ws";
 import { Hub, spawnWorkers } from "../mod.ts";
 import {
@@ -80,7 +80,7 @@ describe("a hub on tcp and ws at once", () => {
       await waitFor(() => hub.stats().busy === 1, 5000, "the request is computing");
       signalPid(pid, "SIGSTOP");
       c.add(() => signalPid(pid, "SIGCONT"));
-      const spare = startWorker(async (x: number) => [x * 2, "spare"], hub.endpoints[0]);
+      const spare = startWorker((x: number) => [x * 2, "spare"], hub.endpoints[0]);
       c.add(() => spare.stop());
       // No caller timeout: the hub's PINGs inside ZWS go unanswered, deadAfter drops the peer.
       const outcome = await withTimeout(request, 15_000, "the held request");

@@ -441,6 +441,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       ...connector.ws,
       protocols: zwsClientProtocols(this.options.mechanism?.().name ?? "NULL"),
       maxMessageSize: this.options.maxMessageSize + 1,
+      handshakeTimeout: this.options.handshakeTimeout,
     };
   }
 

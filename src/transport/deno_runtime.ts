@@ -1,11 +1,10 @@
 /**
- * The Deno adapter: with `deno_websocket.ts` (its `ws://` part), the only file of the library
- * that calls `Deno.*`.
+ * The Deno adapter: the only file of the library that calls `Deno.*`. `ws://` and `wss://` run
+ * over its tcp and tls streams (`ws_transport.ts`).
  *
  * @module
  */
 
-import { connectWebSocket, listenWebSocket } from "./deno_websocket.ts";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
@@ -20,6 +19,13 @@ import type {
   WebSocketDialOptions,
   WebSocketListenOptions,
 } from "./runtime_types.ts";
+import {
+  type ByteTransport,
+  connectWebSocket,
+  listenWebSocket,
+  type TlsClientOptions,
+  type TlsServerFiles,
+} from "./ws_transport.ts";
 
 class DenoStream implements ByteStream {
   readonly kind = "bytes" as const;
@@ -99,7 +105,9 @@ function wrap(conn: Deno.Conn): DenoStream {
   const remote = addr.transport === "tcp" || addr.transport === "udp"
     ? `${addr.hostname}:${addr.port}`
     : `unix:${(addr as Deno.UnixAddr).path || "peer"}`;
-  if (addr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+  // TLS connections have no setNoDelay of their own (Deno sets it on the socket under them).
+  const tcp = conn as Partial<Deno.TcpConn>;
+  if (addr.transport === "tcp" && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
   return new DenoStream(conn, remote);
 }
 
@@ -110,7 +118,7 @@ function listen(
 ): Promise<Listener> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
-    return listenWebSocket(endpoint, onStream, ws);
+    return listenWebSocket(endpoint, onStream, ws, bytes);
   }
   let listener: Deno.Listener;
   let bound: Endpoint;
@@ -122,8 +130,24 @@ function listen(
     listener = Deno.listen({ path: endpoint.path, transport: "unix" });
     bound = endpoint;
   }
+  const close = acceptAll(listener, formatEndpoint(bound), onStream, () => {
+    if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+  });
+  return Promise.resolve({ endpoint: bound, close });
+}
+
+/**
+ * Accepts connections until closed; returns the closer, which resolves once the address is
+ * free (the pending accept cancelled).
+ */
+function acceptAll(
+  listener: Deno.Listener,
+  name: string,
+  onStream: (s: ByteStream) => void,
+  onClose: () => void = () => {},
+): () => Promise<void> {
   let closed = false;
-  const acceptLoop = (async () => {
+  const loop = (async () => {
     while (true) {
       let conn: Deno.Conn;
       try {
@@ -131,30 +155,55 @@ function listen(
       } catch (error) {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // A failed accept (e.g. out of file descriptors) must not end the accept loop.
-        console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+        console.warn(`[gibbs] accept on ${name} failed: ${error}`);
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
       onStream(wrap(conn));
     }
   })();
-  return Promise.resolve({
-    endpoint: bound,
-    async close() {
-      if (!closed) {
-        closed = true;
-        try {
-          listener.close();
-        } catch {
-          // already closed
-        }
-        if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+  return async () => {
+    if (!closed) {
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // already closed
       }
-      // The port is free only once the pending accept has been cancelled.
-      await acceptLoop;
-    },
-  });
+      onClose();
+    }
+    await loop;
+  };
 }
+
+/** The tcp and tls streams the WebSocket transport runs on. */
+const bytes: ByteTransport = {
+  listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+    const listener = tls
+      ? Deno.listenTls({
+        hostname: host,
+        port,
+        cert: Deno.readTextFileSync(tls.certFile),
+        key: Deno.readTextFileSync(tls.keyFile),
+      })
+      : Deno.listen({ hostname: host, port, transport: "tcp" });
+    const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
+    return Promise.resolve({
+      port: (listener.addr as Deno.NetAddr).port,
+      close: acceptAll(listener, name, onStream),
+    });
+  },
+  async connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+    const conn = tls
+      ? await Deno.connectTls({
+        hostname: tls.serverName,
+        port,
+        caCerts: tls.caFile ? [Deno.readTextFileSync(tls.caFile)] : undefined,
+      })
+      : await Deno.connect({ hostname: host, port, transport: "tcp" });
+    return wrap(conn);
+  },
+};
 
 /** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
 function removeStaleSocket(path: string): void {
@@ -168,7 +217,7 @@ function removeStaleSocket(path: string): void {
 async function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
-    return connectWebSocket(endpoint, ws);
+    return connectWebSocket(endpoint, ws, bytes);
   }
   const conn = endpoint.transport === "tcp"
     ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })

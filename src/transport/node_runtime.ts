@@ -1,7 +1,7 @@
 /**
  * The Node adapter: the npm build's counterpart of `deno_runtime.ts`, on `node:net`,
- * `node:child_process`, `node:http` and `process` (and, in `node_websocket.ts`, the `ws`
- * package). It mirrors the Deno adapter's semantics.
+ * `node:tls`, `node:child_process`, `node:http` and `process`. It mirrors the Deno adapter's
+ * semantics; `ws://` and `wss://` run over its tcp and tls streams (`ws_transport.ts`).
  *
  * @module
  */
@@ -23,8 +23,10 @@ import {
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
-import { connectWebSocket, listenWebSocket } from "./node_websocket.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
   ByteStream,
@@ -38,6 +40,13 @@ import type {
   WebSocketDialOptions,
   WebSocketListenOptions,
 } from "./runtime_types.ts";
+import {
+  type ByteTransport,
+  connectWebSocket,
+  listenWebSocket,
+  type TlsClientOptions,
+  type TlsServerFiles,
+} from "./ws_transport.ts";
 
 /**
  * The `onread` option of a socket. Before each read Node calls `buffer` for the memory to read
@@ -248,7 +257,7 @@ async function listen(
 ): Promise<Listener> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
-    return listenWebSocket(endpoint, onStream, ws);
+    return listenWebSocket(endpoint, onStream, ws, bytes);
   }
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
@@ -300,7 +309,7 @@ function removeStaleSocket(path: string): void {
 function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
-    return connectWebSocket(endpoint, ws);
+    return connectWebSocket(endpoint, ws, bytes);
   }
   return new Promise((resolve, reject) => {
     const readInto = new ReadInto();
@@ -320,6 +329,69 @@ function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream>
     });
   });
 }
+
+/** A TLS socket as a byte stream (no `onread` for those: they read through 'data'). */
+function wrapTls(socket: TLSSocket): NodeStream {
+  socket.setNoDelay(true);
+  return new NodeStream(socket, null, `${socket.remoteAddress}:${socket.remotePort}`);
+}
+
+/** The tcp and tls streams the WebSocket transport runs on. */
+const bytes: ByteTransport = {
+  async listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+    if (!tls) {
+      const listener = await listen(
+        { transport: "tcp", host, port },
+        (s) => onStream(s as ByteStream),
+      );
+      return { port: (listener.endpoint as { port: number }).port, close: () => listener.close() };
+    }
+    const server = createTlsServer(
+      { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+      (socket) => onStream(wrapTls(socket)),
+    );
+    await listening(server, () => server.listen({ host, port }));
+    let closed = false;
+    // A client failing its TLS handshake is reported here; it never becomes a stream.
+    server.on("tlsClientError", () => {});
+    server.on("error", (error) => {
+      if (!closed) console.warn(`[gibbs] accept on wss://${host}:${port} failed: ${error}`);
+    });
+    const address = server.address();
+    return {
+      port: typeof address === "object" && address ? address.port : port,
+      async close() {
+        if (!closed) {
+          closed = true;
+          server.close();
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      },
+    };
+  },
+  connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+    if (!tls) return connect({ transport: "tcp", host, port }) as Promise<ByteStream>;
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({
+        host,
+        port,
+        // SNI takes names only; an address is checked against the certificate's IP entries.
+        servername: isIP(tls.serverName) ? undefined : tls.serverName,
+        ca: tls.caFile ? [readFileSync(tls.caFile)] : undefined,
+      });
+      socket.pause();
+      const onError = (error: Error) => {
+        socket.destroy();
+        reject(error);
+      };
+      socket.once("error", onError);
+      socket.once("secureConnect", () => {
+        socket.off("error", onError);
+        resolve(wrapTls(socket));
+      });
+    });
+  },
+};
 
 function spawnScript(script: string, args: string[], options: SpawnOptions = {}): ChildProcess {
   const path = script.startsWith("file:") ? fileURLToPath(script) : script;

@@ -53,15 +53,16 @@ export interface MessageStream {
    */
   start(onMessage: (message: Uint8Array) => void, onEnd: (error?: Error) => void): void;
   /**
-   * Stops reading until {@linkcode MessageStream.resume}. Only Node's adapter can: Deno's and
-   * browsers' WebSocket APIs have no way to stop reading, so there it does nothing.
+   * Stops reading until {@linkcode MessageStream.resume}. In a browser it does nothing: the
+   * WebSocket API has no way to stop reading.
    */
   pause(): void;
   /** Resumes reading after {@linkcode MessageStream.pause}. */
   resume(): void;
   /**
-   * Sends each entry as one binary WebSocket message, in order; resolves once the runtime has
-   * taken them and its send buffer is below its high-water mark. Rejects on failure.
+   * Sends each entry as one binary WebSocket message, in order; resolves once they are handed to
+   * the system (in a browser: once its send buffer is below a high-water mark). The stream owns
+   * the entries from then on: a client masks them in place. Rejects on failure.
    */
   write(messages: Uint8Array[]): Promise<void>;
   /** Closes the stream at once. Safe to call more than once. */
@@ -109,6 +110,8 @@ export interface WebSocketDialOptions extends WebSocketConnectOptions {
   protocols: readonly string[];
   /** Largest WebSocket message accepted, in bytes. */
   maxMessageSize: number;
+  /** Milliseconds the server has to answer the upgrade request (0: no limit). */
+  handshakeTimeout: number;
 }
 
 /** A listening endpoint accepting streams. */

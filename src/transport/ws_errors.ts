@@ -12,7 +12,9 @@ export type WebSocketErrorCode =
   | "origin-not-allowed"
   | "websocket-protocol"
   | "websocket-closed"
-  | "heartbeat-timeout";
+  | "heartbeat-timeout"
+  | "bad-request"
+  | "bad-handshake";
 
 /**
  * A WebSocket peer broke a rule of the transport: it sent a text message (ZWS 2.0 carries binary

@@ -64,13 +64,11 @@ export function zwsClientProtocols(mechanism: string): string[] {
   return mechanism === "NULL" ? [ZWS_BARE, ZWS_NULL_TOKEN] : [`ZWS2.0+${mechanism}`];
 }
 
-/** Received bodies smaller than this are copied out, so that they keep no large buffer alive. */
-const COPY_BELOW = 16 * 1024;
-
 /**
  * Decodes ZWS messages, one WebSocket message per {@linkcode ZwsDecoder.feed} call, into
  * ZeroMQ messages and commands, enforcing the same limits as the ZMTP decoder. The receiver
- * owns each WebSocket message: large bodies are delivered as views of it, small ones copied.
+ * owns each WebSocket message, which the transports allocate to its size: frame bodies are
+ * delivered as views of it, without a copy.
  *
  * @example
  * ```ts
@@ -147,7 +145,7 @@ export class ZwsDecoder {
       );
     }
     this.#messageSize += size;
-    this.#frames.push(size < COPY_BELOW ? message.slice(1) : message.subarray(1));
+    this.#frames.push(message.subarray(1));
     if ((flags & ZWS_FLAG_MORE) !== 0) {
       if (this.#frames.length >= this.#limits.maxFrames) {
         throw new ZmtpError(

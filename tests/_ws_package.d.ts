@@ -1,7 +1,7 @@
 /**
- * The part of the `ws` package's API that `node_websocket.ts` and the tests use, for `deno check`. The npm
- * build type-checks against `@types/ws` instead; those types are not used here because they pull
- * in a newer `@types/node` than the one the rest of the repository is checked against.
+ * The part of the `ws` package's API that the tests use (as a hostile WebSocket client), for
+ * `deno check`. `@types/ws` is not used: it pulls in a newer `@types/node` than the one the
+ * rest of the repository is checked against.
  *
  * @module
  */
