@@ -1,6 +1,7 @@
 /**
- * A {@linkcode MessageStream} over a WHATWG `WebSocket` object: Deno's (server and client side)
- * and a browser's. Runtime-neutral: it only uses the object it is given and timers.
+ * A {@linkcode MessageStream} over a WHATWG `WebSocket` object: the browser adapter's transport
+ * (a page has no other). Runtime-neutral: it only uses the object it is given and timers. The
+ * Deno and Node adapters run WebSockets on their own byte streams instead (`ws_connection.ts`).
  *
  * @module
  */
