@@ -133,7 +133,7 @@ async function startBrowser(): Promise<Browser> {
 }
 
 async function health(base: string): Promise<Record<string, number>> {
-  return await (await fetch(`${base}/health`)).json();
+  return await (await fetch(`${base}/health`)).json() as Record<string, number>;
 }
 
 async function request(base: string, body: unknown): Promise<{ status: number; body: any }> {

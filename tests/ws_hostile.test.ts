@@ -40,7 +40,7 @@ interface RawClient {
 function rawClient(url: string, protocols: string[], origin?: string): RawClient {
   const ws = new WebSocket(url, protocols, { origin });
   const received: Uint8Array[] = [];
-  ws.on("message", (data) => received.push(new Uint8Array(data)));
+  ws.on("message", (data: Buffer) => received.push(Uint8Array.from(data)));
   let refuse: (status: number) => void = () => {};
   const refused = new Promise<number>((resolve) => (refuse = resolve));
   ws.on("unexpected-response", (_request, response) => {
