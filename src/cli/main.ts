@@ -63,7 +63,8 @@ Options:
   --export NAME      export to serve instead of the default one
   --host H           hub host (default localhost)
   --port P           hub port (default 5019)
-  --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub)
+  --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub,
+                     ws://hub:5020 for a hub listening with --ws)
   --heartbeat S      heartbeat interval in seconds (default 1)
   --reset-after N    unanswered pings before reconnecting (default 2)
   --args JSON        constructor arguments, a JSON array
