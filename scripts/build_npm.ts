@@ -39,7 +39,7 @@ const DEFAULT_NAME = "gibbs-zmq";
 const NODE_ENGINES = ">=20.19";
 /** Node type definitions the compiler checks against, matching `NODE_ENGINES`. */
 const NODE_TYPES = "npm:@types/node@^20.19";
-/** Type definitions of dependencies that ship none (the Node adapter's `ws`). */
+/** Type definitions of packages that ship none (`ws`, the tests' hostile WebSocket client). */
 const DEPENDENCY_TYPES = ["npm:@types/ws@^8.18.1"];
 /**
  * Library modules the build starts from; whatever they import comes along. `src/cli/entry.ts`
