@@ -31,9 +31,25 @@
  * @module
  */
 
-export { Hub, type HubOptions, type HubStats, type RequestOptions } from "./src/gibbs/hub.ts";
-export { Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
-export type { Handler, HandlerClass, HandlerFunction } from "./src/gibbs/handler.ts";
+export {
+  Hub,
+  type HubOptions,
+  type HubStats,
+  type RequestOptions,
+  ServiceClient,
+  type ServiceCounters,
+} from "./src/gibbs/hub.ts";
+export { ResponseStream } from "./src/gibbs/response_stream.ts";
+export { type BatchOptions, Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
+export {
+  batched,
+  type Handler,
+  type HandlerClass,
+  type HandlerFunction,
+} from "./src/gibbs/handler.ts";
+export { type RequestContext, requestContext, requestSignal } from "./src/gibbs/context.ts";
+export { HandlerModuleError } from "./src/gibbs/handler_module.ts";
+export { HandlerStartError } from "./src/gibbs/executor.ts";
 export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";
 export {
   GibbsError,
@@ -45,9 +61,18 @@ export {
   WorkerProtocolError,
 } from "./src/gibbs/errors.ts";
 export type { Kwargs } from "./src/gibbs/codec.ts";
+export {
+  createLogger,
+  type CreateLoggerOptions,
+  type LogFormat,
+  type Logger,
+  type LoggerOption,
+  type LogLevel,
+  type LogRecord,
+} from "./src/gibbs/logger.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
-export { Router, type RouterOptions } from "./src/socket/router.ts";
+export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
 export type {
   ChildProcess,
@@ -56,13 +81,32 @@ export type {
 } from "./src/transport/runtime_types.ts";
 export { WebSocketError, type WebSocketErrorCode } from "./src/transport/ws_errors.ts";
 export type {
+  AuthDecision,
+  Authenticator,
+  AuthOutcome,
+  AuthRequest,
+  FrameBox,
   Mechanism,
   MechanismContext,
   MechanismFactory,
   MechanismStep,
+  PeerGreeting,
 } from "./src/zmtp/mechanism.ts";
-export type { SocketEvent, SocketOptions } from "./src/socket/options.ts";
 export {
+  allowCurveKeys,
+  type AuthorizedKey,
+  type CurveKeyPair,
+  curveKeyPair,
+  curvePublicKey,
+  formatSecretKeyFile,
+  parseAuthorizedKeys,
+  parseSecretKeyFile,
+  type SecurityOptions,
+} from "./src/socket/security.ts";
+export { z85Decode, z85Encode } from "./src/zmtp/z85.ts";
+export type { SocketEvent, SocketEventType, SocketOptions } from "./src/socket/options.ts";
+export {
+  EndpointError,
   HostUnreachableError,
   SocketClosedError,
   SocketError,
@@ -70,9 +114,10 @@ export {
   TimeoutError,
 } from "./src/socket/errors.ts";
 export { ZmtpError, type ZmtpErrorCode } from "./src/zmtp/errors.ts";
-export { EndpointError } from "./src/transport/endpoint.ts";
+export { TransportError, type TransportErrorCode } from "./src/transport/errors.ts";
 
 if (import.meta.main) {
-  const { main } = await import("./src/cli/main.ts");
-  await main();
+  // Not awaited: a model served with `mod.ts worker` may import this module itself, and an
+  // import of a module still evaluating (awaiting the CLI) would wait forever.
+  import("./src/cli/main.ts").then(({ main }) => main());
 }

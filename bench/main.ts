@@ -3,16 +3,17 @@
  * same run on the same machine, printed as figures and ratios. Each figure is the median of
  * `--runs` runs (default 3).
  *
- *   deno task bench [--runs 3] [--only socket|ws|hub] [--no-node] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket|ws|hub|curve] [--no-node] [--json FILE]
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
  * `--no-node` leaves Node out).
  *
  * Anchors: zeromq.js 6 (native libzmq) under Node for the socket layer, jszmq (ZeroMQ over
- * WebSocket) talking to jszmq under Node for the ws transport, beside our own tcp figures, and a
+ * WebSocket) talking to jszmq under Node for the ws transport, beside our own tcp figures, a
  * Python implementation of the gibbs 0.3 protocol on pyzmq (bench/gibbs_py_bench.py) for the
- * hub.
+ * hub, and libzmq's CURVE through pyzmq (bench/curve_pyzmq_bench.py) for CURVE, which is also
+ * shown against our own NULL.
  *
  * @module
  */
@@ -346,6 +347,73 @@ if (!values.only || values.only === "hub") {
   row("  same, gibbs's rule (prefetch 1)", h1?.req_per_s, n1?.req_per_s, py?.req_per_s, 0, "");
   row("one at a time, p50 us", auto?.p50_us, nAuto?.p50_us, py?.p50_us, 1, "");
   row("one at a time, p99 us", auto?.p99_us, nAuto?.p99_us, py?.p99_us, 1, "");
+}
+
+if (!values.only || values.only === "curve") {
+  console.log(
+    `running CURVE benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
+      "libzmq's CURVE through pyzmq)...",
+  );
+  const socket = (size: string, key: string, curve: boolean) => {
+    const flags = ["throughput", "--size", size, ...(curve ? ["--curve"] : [])];
+    const label = `${size}${curve ? " CURVE" : ""}`;
+    return [
+      median(`ours ${label}`, key, deno, ["run", "-A", here("./socket_bench.ts"), ...flags]),
+      withNode
+        ? median(`ours on Node ${label}`, key, "node", [nodeBench("socket_bench.js"), ...flags])
+        : null,
+    ];
+  };
+  const pyzmq = (size: string, key: string) =>
+    median(`pyzmq CURVE ${size}`, key, "/usr/bin/python3", [
+      here("./curve_pyzmq_bench.py"),
+      "--size",
+      size,
+    ]);
+  const c64 = socket("64", "msg_per_s", true);
+  const c1m = socket("1MiB", "mb_per_s", true);
+  const py64 = pyzmq("64", "msg_per_s");
+  const py1m = pyzmq("1048576", "mb_per_s");
+  // Our NULL beside it: from the socket section when it ran, else measured here.
+  const n64 = all.ours_64 !== undefined
+    ? [all.ours_64, all.node_64]
+    : socket("64", "msg_per_s", false);
+  const n1m = all.ours_1mib !== undefined
+    ? [all.ours_1mib, all.node_1mib]
+    : socket("1MiB", "mb_per_s", false);
+  const hub = (curve: boolean) => {
+    const flags = curve ? ["--curve"] : [];
+    const label = `hub${curve ? " CURVE" : ""}`;
+    return [
+      median(`ours ${label}`, "req_per_s", deno, ["run", "-A", here("./hub_bench.ts"), ...flags]),
+      withNode
+        ? median(`ours on Node ${label}`, "req_per_s", "node", [
+          nodeBench("hub_bench.js"),
+          ...flags,
+        ])
+        : null,
+    ];
+  };
+  const hc = hub(true);
+  const hn = all.ours_hub !== undefined ? [all.ours_hub, all.node_hub] : hub(false);
+  Object.assign(all, {
+    ours_curve_64: c64[0],
+    node_curve_64: c64[1],
+    pyzmq_curve_64: py64,
+    ours_curve_1mib: c1m[0],
+    node_curve_1mib: c1m[1],
+    pyzmq_curve_1mib: py1m,
+    ours_curve_hub: hc[0],
+    node_curve_hub: hc[1],
+  });
+  header("CURVE: DEALER -> ROUTER, 2 processes", "libzmq CURVE");
+  row("64 B messages/s", c64[0]?.msg_per_s, c64[1]?.msg_per_s, py64?.msg_per_s, 0, ">= 1x");
+  row("1 MiB messages, MB/s", c1m[0]?.mb_per_s, c1m[1]?.mb_per_s, py1m?.mb_per_s, 0, ">= 0.5x");
+  header("CURVE against our NULL", "our NULL, Deno");
+  row("64 B messages/s", c64[0]?.msg_per_s, c64[1]?.msg_per_s, n64[0]?.msg_per_s, 0, "");
+  row("1 MiB messages, MB/s", c1m[0]?.mb_per_s, c1m[1]?.mb_per_s, n1m[0]?.mb_per_s, 0, "");
+  row("hub requests/s, 64 in flight", hc[0]?.req_per_s, hc[1]?.req_per_s, hn[0]?.req_per_s, 0, "");
+  row("hub one at a time, p50 us", hc[0]?.p50_us, hc[1]?.p50_us, hn[0]?.p50_us, 1, "");
 }
 
 const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -43,9 +43,15 @@ const NODE_TYPES = "npm:@types/node@^20.19";
 const DEPENDENCY_TYPES = ["npm:@types/ws@^8.18.1"];
 /**
  * Library modules the build starts from; whatever they import comes along. `src/cli/entry.ts`
- * is reached by URL only (spawnWorkers starts it in child processes), so it is named here.
+ * and `src/gibbs/thread_entry.ts` are reached by URL only (spawnWorkers starts the first in
+ * child processes, a worker the second on its handler threads), so they are named here.
  */
-const LIBRARY_ROOTS = ["mod.ts", "src/cli/main.ts", "src/cli/entry.ts"];
+const LIBRARY_ROOTS = [
+  "mod.ts",
+  "src/cli/main.ts",
+  "src/cli/entry.ts",
+  "src/gibbs/thread_entry.ts",
+];
 /** Benchmark files not built for Node: the driver runs the others under Deno and Node. */
 const BENCH_SKIPPED = new Set(["bench/main.ts"]);
 /** Folders never staged or copied. */

@@ -14,6 +14,10 @@ export type PeerKind = "pyzmq" | "zeromq.js" | "jszmq";
 
 const PY = "/usr/bin/python3";
 const PY_PEER = fileURLToPath(new URL("./peers/zmq_peer.py", import.meta.url));
+/** zmq_peer.py with CURVE, PLAIN and a ZAP handler (pyzmq only). */
+export const SECURE_PY_PEER: string = fileURLToPath(
+  new URL("./peers/secure_peer.py", import.meta.url),
+);
 const JS_PEER = fileURLToPath(new URL("./peers/zmq_peer.mjs", import.meta.url));
 const JS_MODULES = fileURLToPath(new URL("./peers/node_modules/zeromq", import.meta.url));
 const JSZMQ_PEER = fileURLToPath(new URL("./peers/jszmq_peer.mjs", import.meta.url));
@@ -57,10 +61,13 @@ const EVENT_NAMES: Record<string, string> = {
   handshake_failed_protocol: "handshake:error:protocol",
 };
 
-/** Starts a peer with the given command-line options and waits for its ready line. */
-export function startPeer(kind: PeerKind, args: string[]): Promise<Peer> {
+/**
+ * Starts a peer with the given command-line options and waits for its ready line. A pyzmq peer
+ * may run another script of the same protocol (`SECURE_PY_PEER`).
+ */
+export function startPeer(kind: PeerKind, args: string[], pyScript = PY_PEER): Promise<Peer> {
   const child: ChildProcess = kind === "pyzmq"
-    ? spawn(PY, [PY_PEER, ...args], { stdio: ["pipe", "pipe", "inherit"] })
+    ? spawn(PY, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
     : spawn("node", [kind === "jszmq" ? JSZMQ_PEER : JS_PEER, ...args], {
       stdio: ["pipe", "pipe", "inherit"],
     });

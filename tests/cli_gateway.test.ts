@@ -294,6 +294,7 @@ describe("HTTP gateway handler", () => {
         pending: 0,
         completed: 0,
         redispatched: 0,
+        services: {},
       });
       const a = startWorker((x: number) => x, endpoint);
       const b = startWorker((x: number) => x, endpoint);

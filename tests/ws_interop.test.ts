@@ -73,7 +73,7 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
         await router.send([bytes("peer-1"), "a", "", "ccc"]);
         const back = await peer.op({ op: "recv_summary", timeout: 5000 });
         assert.deepEqual(back.sizes, [1, 0, 3]);
-        const accepted = events.find((e) => e.type === "accepted");
+        const accepted = events.find((e) => e.type === "accept");
         assert.equal(accepted?.protocol, PROTOCOL[kind].oursBound);
         assert.equal(events.filter((e) => e.type === "handshake").length, 1);
       } finally {
@@ -99,7 +99,7 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
         await dealer.send(many);
         const echoed = await within(dealer.receive(), 10_000, "500-frame echo");
         assert.deepEqual(echoed.map(text), many.map(text));
-        const connected = events.find((e) => e.type === "connected");
+        const connected = events.find((e) => e.type === "connect");
         assert.equal(connected?.protocol, PROTOCOL[kind].theirsBound);
       } finally {
         dealer.close();
@@ -156,7 +156,7 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
         await peer.close();
         await within(
           (async () => {
-            while (!events.some((e) => e.type === "disconnected")) await sleep(20);
+            while (!events.some((e) => e.type === "disconnect")) await sleep(20);
           })(),
           5000,
           "our DEALER sees the ROUTER go",
@@ -200,7 +200,7 @@ describe("heartbeats over ws://", () => {
         await within(router.receive(), 5000, "first message");
         await sleep(2000); // several heartbeat timeouts, idle: only our answers keep it up
         assert.equal(peer.events.filter((e) => e.event === "disconnect").length, 0);
-        assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+        assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
         await peer.op({ op: "send", frames: [b64(bytes("still here"))] });
         const [id, still] = await within(router.receive(), 5000, "after idle");
         assert.equal(text(id), "beating");
@@ -233,7 +233,7 @@ describe("heartbeats over ws://", () => {
         await router.send([id, "only this"]);
         const got = await peer.op({ op: "recv", timeout: 5000 });
         assert.deepEqual(got.frames, [b64(bytes("only this"))]);
-        assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+        assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
       } finally {
         await peer.close();
         router.close();

@@ -38,8 +38,8 @@ describe("our sockets over ws://", () => {
       assert.equal(back.length, big.length);
       assert.equal(back[123_457], 123_457 & 0xff);
       assert.equal(text(tail), "tail");
-      assert.equal(dealerEvents.find((e) => e.type === "connected")?.protocol, "ZWS2.0+NULL");
-      assert.equal(routerEvents.find((e) => e.type === "accepted")?.protocol, "ZWS2.0+NULL");
+      assert.equal(dealerEvents.find((e) => e.type === "connect")?.protocol, "ZWS2.0+NULL");
+      assert.equal(routerEvents.find((e) => e.type === "accept")?.protocol, "ZWS2.0+NULL");
     } finally {
       dealer.close();
       router.close();
@@ -59,7 +59,7 @@ describe("our sockets over ws://", () => {
       await dealer.send("hi");
       await withTimeout(router.receive(), 5000, "hi");
       await sleep(1500); // many heartbeat timeouts: only PONGs keep it up
-      assert.equal(events.filter((e) => e.type === "disconnected").length, 0);
+      assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
       await router.send(["idle", "still here"]);
       assert.equal(
         text((await withTimeout(dealer.receive(), 5000, "after idle"))[0]),
@@ -109,7 +109,7 @@ describe("our sockets over ws://", () => {
       await withTimeout(router.receive(), 5000, "one");
       router.close();
       await router.whenClosed();
-      await waitFor(() => events.some((e) => e.type === "disconnected"), 5000, "disconnect");
+      await waitFor(() => events.some((e) => e.type === "disconnect"), 5000, "disconnect");
       const queued = dealer.send("two"); // no peer: waits in the socket
       router = new Router();
       await router.bind(endpoint);
@@ -130,7 +130,7 @@ describe("our sockets over wss://", () => {
     const trusting = new Dealer({ routingId: "tls" });
     const failures: SocketEvent[] = [];
     const untrusting = new Dealer({
-      onEvent: (e) => e.type === "connect-failed" && failures.push(e),
+      onEvent: (e) => e.type === "connect:retry" && failures.push(e),
     });
     try {
       const endpoint = await router.bind("wss://127.0.0.1:0", {

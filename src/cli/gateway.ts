@@ -11,7 +11,8 @@ import {
   RequestTimeoutError,
   UserCodeError,
 } from "../gibbs/errors.ts";
-import type { Hub } from "../gibbs/hub.ts";
+import type { Hub, RequestOptions } from "../gibbs/hub.ts";
+import type { ResponseStream } from "../gibbs/response_stream.ts";
 import { browserBundle } from "../transport/browser_bundle.ts";
 import type { HttpHandler } from "../transport/runtime_types.ts";
 
@@ -46,6 +47,85 @@ function badRequest(message: string): Response {
   return reply(400, { error: message });
 }
 
+/** What a request body gives: the hub request's options, or the reason it is malformed. */
+function parseBody(body: unknown): RequestOptions | string {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return 'body must be an object like {"args": [...], "kwargs": {...}}';
+  }
+  const { args = [], kwargs = {}, timeout, retries } = body as Record<string, unknown>;
+  if (!Array.isArray(args)) return '"args" must be an array';
+  if (typeof kwargs !== "object" || kwargs === null || Array.isArray(kwargs)) {
+    return '"kwargs" must be an object';
+  }
+  if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
+    return '"timeout" must be a positive number of seconds';
+  }
+  if (retries !== undefined && (!Number.isInteger(retries) || (retries as number) < -1)) {
+    return '"retries" must be an integer >= -1';
+  }
+  return {
+    args,
+    kwargs: kwargs as Record<string, unknown>,
+    timeout: timeout as number | undefined,
+    retries: retries as number | undefined,
+  };
+}
+
+/** The HTTP status and body for a failed request. */
+function failure(error: unknown): [number, Record<string, unknown>] {
+  if (error instanceof UserCodeError) {
+    return [500, { error: error.message, traceback: error.traceback }];
+  }
+  if (error instanceof RequestTimeoutError) return [504, { error: error.message }];
+  if (error instanceof QueueFullError || error instanceof HubClosedError) {
+    return [503, { error: error.message }];
+  }
+  if (error instanceof GibbsError) return [502, { error: error.message }];
+  if (error instanceof RangeError) return [400, { error: error.message }];
+  return [500, { error: String(error) }];
+}
+
+/**
+ * Streams a request's chunks: Server-Sent Events (`event: chunk` per chunk, then `event: end`
+ * or `event: error`) when the client accepts `text/event-stream`, else NDJSON (`{"chunk": v}`
+ * per line, then `{"end": true}` or `{"error": ...}`). The HTTP client going away cancels it.
+ */
+function streamResponse(stream: ResponseStream, accept: string): Response {
+  const sse = accept.includes("text/event-stream");
+  const encoder = new TextEncoder();
+  const line = (event: string, data: unknown) =>
+    encoder.encode(
+      sse ? `event: ${event}\ndata: ${toJson(data)}\n\n` : `${toJson({ [event]: data })}\n`,
+    );
+  const iterator = stream[Symbol.asyncIterator]();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await iterator.next();
+        if (next.done) {
+          controller.enqueue(line("end", true));
+          controller.close();
+        } else {
+          controller.enqueue(line("chunk", next.value));
+        }
+      } catch (error) {
+        controller.enqueue(line("error", failure(error)[1]));
+        controller.close();
+      }
+    },
+    cancel() {
+      iterator.return?.();
+    },
+  });
+  return new Response(body, {
+    status: 200,
+    headers: {
+      "content-type": sse ? "text/event-stream" : "application/x-ndjson",
+      "cache-control": "no-cache",
+    },
+  });
+}
+
 /** `GET /gibbs.js`: the browser build, importable from pages of any origin. */
 async function serveBrowserBuild(request: Request): Promise<Response> {
   if (request.method !== "GET" && request.method !== "HEAD") {
@@ -70,7 +150,9 @@ async function serveBrowserBuild(request: Request): Promise<Response> {
  * Builds the gateway's handler:
  * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
  * 200 `{"result"}`, 500 `{"error","traceback"}` on a failure in user code, 504 on timeout,
- * 503 when the queue is full, 400 on a malformed body; `GET /health` → 200 `{"workers", ...}`;
+ * 503 when the queue is full, 400 on a malformed body; `POST /stream` with the same body →
+ * the chunks as Server-Sent Events or NDJSON (by `Accept`); `POST /services/NAME/request` and
+ * `/services/NAME/stream` → the same for a service; `GET /health` → 200 `{"workers", ...}`;
  * `GET /gibbs.js` → the browser build (a Worker for web pages, to import from any origin).
  */
 export function gatewayHandler(hub: Hub): HttpHandler {
@@ -81,7 +163,8 @@ export function gatewayHandler(hub: Hub): HttpHandler {
       if (request.method !== "GET") return reply(405, { error: "use GET" });
       return reply(200, hub.stats());
     }
-    if (path !== "/request") return reply(404, { error: `no route ${path}` });
+    const route = /^(?:\/services\/([^/]+))?\/(request|stream)$/.exec(path);
+    if (route === null) return reply(404, { error: `no route ${path}` });
     if (request.method !== "POST") return reply(405, { error: "use POST" });
     let body: unknown;
     try {
@@ -89,39 +172,18 @@ export function gatewayHandler(hub: Hub): HttpHandler {
     } catch {
       return badRequest("body is not JSON");
     }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      return badRequest('body must be an object like {"args": [...], "kwargs": {...}}');
-    }
-    const { args = [], kwargs = {}, timeout, retries } = body as Record<string, unknown>;
-    if (!Array.isArray(args)) return badRequest('"args" must be an array');
-    if (typeof kwargs !== "object" || kwargs === null || Array.isArray(kwargs)) {
-      return badRequest('"kwargs" must be an object');
-    }
-    if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
-      return badRequest('"timeout" must be a positive number of seconds');
-    }
-    if (retries !== undefined && (!Number.isInteger(retries) || (retries as number) < -1)) {
-      return badRequest('"retries" must be an integer >= -1');
+    const options = parseBody(body);
+    if (typeof options === "string") return badRequest(options);
+    const service = route[1] === undefined ? undefined : decodeURIComponent(route[1]);
+    const full: RequestOptions = { ...options, service, signal: request.signal };
+    if (route[2] === "stream") {
+      return streamResponse(hub.streamWith(full), request.headers.get("accept") ?? "");
     }
     try {
-      const result = await hub.requestWith({
-        args,
-        kwargs: kwargs as Record<string, unknown>,
-        timeout: timeout as number | undefined,
-        retries: retries as number | undefined,
-        signal: request.signal,
-      });
-      return reply(200, { result });
+      return reply(200, { result: await hub.requestWith(full) });
     } catch (error) {
-      if (error instanceof UserCodeError) {
-        return reply(500, { error: error.message, traceback: error.traceback });
-      }
-      if (error instanceof RequestTimeoutError) return reply(504, { error: error.message });
-      if (error instanceof QueueFullError || error instanceof HubClosedError) {
-        return reply(503, { error: error.message });
-      }
-      if (error instanceof GibbsError) return reply(502, { error: error.message });
-      return reply(500, { error: String(error) });
+      const [status, body] = failure(error);
+      return reply(status, body);
     }
   };
 }

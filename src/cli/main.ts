@@ -5,13 +5,16 @@
  */
 
 import { parseArgs } from "node:util";
+import { DEFAULT_PORT } from "../gibbs/defaults.ts";
 import { DEMO_MODEL_URL } from "../gibbs/demo_model.ts";
 import { Hub } from "../gibbs/hub.ts";
-import type { Handler } from "../gibbs/handler.ts";
+import { HandlerStartError } from "../gibbs/executor.ts";
+import { moduleUrl } from "../gibbs/handler_module.ts";
 import { spawnWorkers } from "../gibbs/spawn.ts";
 import { Worker } from "../gibbs/worker.ts";
 import { runtime } from "../transport/runtime.ts";
 import { gatewayHandler } from "./gateway.ts";
+import * as sec from "./security_flags.ts";
 
 const USAGE = `gibbs — scale a model (or any code) across processes and machines
 
@@ -20,7 +23,12 @@ Usage:
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--heartbeat S] [--resp-buffer N]
                 [--ws WS_PORT [--ws-origin ORIGIN]... [--ws-cert FILE --ws-key FILE]]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--heartbeat S]
+                [--threads N] [--concurrency N] [--service NAME]
+                [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT]
+  gibbs keygen  FILE [--force]
+  (hub: --curve-secret-key-file F [--authorized-keys F];
+   worker: --curve-server-key KEY --curve-secret-key-file F)
 
 Run "gibbs COMMAND --help" for the options of a command.`;
 
@@ -50,8 +58,13 @@ Options:
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
                  200 {"result"} | 500 {"error","traceback"} | 504 timeout | 503 full | 400 bad body
-  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched"}
-  GET  /gibbs.js the browser build: import { Worker } from it in a page to join over --ws`;
+  POST /stream   the same body; the chunks as Server-Sent Events (Accept: text/event-stream)
+                 or NDJSON lines {"chunk": v} ... {"end": true} | {"error": ...}
+  POST /services/NAME/request, /services/NAME/stream   the same, for one service
+  GET  /health   200 {"workers": N, "busy", "queued", "pending", "completed", "redispatched",
+                 "services": {NAME: {...}}}
+  GET  /gibbs.js the browser build: import { Worker } from it in a page to join over --ws
+${sec.HUB_SECURITY_USAGE}`;
 
 const WORKER_USAGE = `gibbs worker — serve a module's export to a hub
 
@@ -66,10 +79,23 @@ Options:
   --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub,
                      ws://hub:5020 for a hub listening with --ws)
   --heartbeat S      heartbeat interval in seconds (default 1)
+  --threads N        handler threads, each with its own instance of the handler; the
+                     connection's thread answers heartbeats while they compute, so a
+                     handler may block for minutes (default 1; 0: run on the connection's
+                     thread)
+  --concurrency N    most requests served at once (default: one per thread, or 1);
+                     with --batch-size, batches at once (default 1)
+  --service NAME     the service this worker serves (default "default"); the hub sends
+                     it only hub.service(NAME) requests
+  --batch-size N     serve requests in batches of up to N: the handler's batch(items)
+                     (a class method, or a function marked with batched()) is called once
+                     per batch
+  --batch-wait-ms MS longest a request waits for its batch to fill (default 5)
   --reset-after N    unanswered pings before reconnecting (default 2)
   --args JSON        constructor arguments, a JSON array
   --kwargs JSON      constructor keyword arguments, a JSON object
   --quiet, -q        print only warnings and errors
+${sec.WORKER_SECURITY_USAGE}
 
 SIGINT/SIGTERM finish the request in hand, answer it, then exit 0.`;
 
@@ -87,6 +113,8 @@ export async function main(args: string[] = runtime.args()): Promise<void> {
         return await hub(rest);
       case "worker":
         return await worker(rest);
+      case "keygen":
+        return await keygen(rest);
       case undefined:
       case "help":
       case "--help":
@@ -115,6 +143,14 @@ function number(value: string | undefined, name: string, fallback?: number): num
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number, got "${value}"`);
+  return n;
+}
+
+function integer(value: string | undefined, name: string, min: number): number | undefined {
+  const n = number(value, name);
+  if (n !== undefined && !(Number.isInteger(n) && n >= min)) {
+    throw new UsageError(`${name} must be an integer >= ${min}, got "${value}"`);
+  }
   return n;
 }
 
@@ -220,6 +256,7 @@ async function hub(argv: string[]): Promise<void> {
       "ws-origin": { type: "string", multiple: true },
       "ws-cert": { type: "string" },
       "ws-key": { type: "string" },
+      ...sec.HUB_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -228,11 +265,12 @@ async function hub(argv: string[]): Promise<void> {
   const ws = wsEndpoint(values);
   const theHub = new Hub({
     endpoints: ws ? [ws] : undefined,
-    port: number(values.port, "--port", 5019),
+    port: number(values.port, "--port", DEFAULT_PORT),
     host: values.host,
     heartbeatInterval: number(values.heartbeat, "--heartbeat"),
     respBufferSize: number(values["resp-buffer"], "--resp-buffer"),
     overflow: "reject-new",
+    security: await sec.hubSecurity(values, usageFail, (m) => console.log(m)),
   });
   const endpoint = await theHub.ready;
   const httpHost = values["http-host"] ?? "127.0.0.1";
@@ -298,9 +336,15 @@ async function worker(argv: string[]): Promise<void> {
       endpoint: { type: "string" },
       heartbeat: { type: "string" },
       "reset-after": { type: "string" },
+      threads: { type: "string" },
+      concurrency: { type: "string" },
+      service: { type: "string" },
+      "batch-size": { type: "string" },
+      "batch-wait-ms": { type: "string" },
       args: { type: "string" },
       kwargs: { type: "string" },
       quiet: { type: "boolean", short: "q" },
+      ...sec.WORKER_SECURITY_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -314,17 +358,22 @@ async function worker(argv: string[]): Promise<void> {
     (v) => typeof v === "object" && v !== null && !Array.isArray(v),
   );
   const specifier = positionals[0];
-  const url = /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:\\/i.test(specifier)
-    ? specifier
-    : new URL(specifier, `file://${runtime.cwd()}/`).href;
-  const module = await import(url);
   const name = values.export ?? "default";
-  const handler = module[name] as Handler | undefined;
-  if (handler === undefined) {
-    const names = Object.keys(module).join(", ") || "none";
-    throw new UsageError(`${specifier} has no export "${name}" (its exports: ${names})`);
+  const threads = integer(values.threads, "--threads", 0);
+  const concurrency = integer(values.concurrency, "--concurrency", 1);
+  const batchSize = integer(values["batch-size"], "--batch-size", 1);
+  if (batchSize === undefined && values["batch-wait-ms"] !== undefined) {
+    throw new UsageError("--batch-wait-ms needs --batch-size");
   }
   const options = {
+    threads,
+    concurrency,
+    service: values.service,
+    batch: batchSize === undefined ? undefined : {
+      maxSize: batchSize,
+      maxWaitMs: number(values["batch-wait-ms"], "--batch-wait-ms", 5)!,
+    },
+    export: name,
     host: values.host,
     port: number(values.port, "--port"),
     endpoint: values.endpoint,
@@ -333,18 +382,40 @@ async function worker(argv: string[]): Promise<void> {
     args: ctorArgs,
     kwargs: ctorKwargs,
     handleSignals: true,
+    security: await sec.workerSecurity(values, usageFail, say),
   };
-  let w: Worker;
+  const w = new Worker(moduleUrl(specifier, runtime.cwd()), options);
+  const where = w.threads > 0
+    ? `on ${w.threads} thread${w.threads === 1 ? "" : "s"}`
+    : "on the connection's thread";
+  say(
+    `gibbs worker ${w.id}: serving ${specifier} (${name}) ${where}, up to ${w.concurrency} at once, to ${w.endpoint}`,
+  );
   try {
-    w = new Worker(handler, options);
+    await w.run();
   } catch (error) {
-    console.error(
-      `gibbs worker: the handler failed to start:\n${error instanceof Error ? error.stack : error}`,
-    );
-    runtime.exit(1);
+    if (error instanceof HandlerStartError) {
+      if (error.kind === "module") throw new UsageError(error.message);
+      console.error(`gibbs worker: the handler failed to start:\n${error.detail}`);
+      runtime.exit(1);
+    }
+    throw error;
   }
-  say(`gibbs worker ${w.id}: serving ${specifier} (${name}) to ${w.endpoint}`);
-  await w.run();
   say(`gibbs worker ${w.id}: stopped after ${w.served} requests`);
   runtime.exit(0);
+}
+
+function usageFail(message: string): never {
+  throw new UsageError(message);
+}
+
+async function keygen(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return console.log(sec.KEYGEN_USAGE);
+  if (positionals.length !== 1) throw new UsageError(`expected one FILE\n\n${sec.KEYGEN_USAGE}`);
+  await sec.keygen(positionals[0], values.force ?? false, usageFail);
 }

@@ -8,6 +8,8 @@
 import { runtime } from "../transport/runtime.ts";
 import type { ChildProcess } from "../transport/runtime_types.ts";
 import type { WorkerOptions } from "./worker.ts";
+import { curveKey } from "../socket/security.ts";
+import { z85Encode } from "../zmtp/z85.ts";
 
 // The CLI entry next door: `.ts` when running from source, `.js` in the npm build.
 const CLI_ENTRY = new URL(
@@ -22,7 +24,18 @@ const CLI_ENTRY = new URL(
 export interface SpawnWorkersOptions extends
   Pick<
     WorkerOptions,
-    "host" | "port" | "endpoint" | "heartbeatInterval" | "resetAfterNMiss" | "args" | "kwargs"
+    | "host"
+    | "port"
+    | "endpoint"
+    | "heartbeatInterval"
+    | "resetAfterNMiss"
+    | "args"
+    | "kwargs"
+    | "threads"
+    | "concurrency"
+    | "service"
+    | "batch"
+    | "security"
   > {
   /** How many worker processes (default 1). */
   count?: number;
@@ -74,13 +87,35 @@ export function spawnWorkers(
   if (options.resetAfterNMiss !== undefined) {
     args.push("--reset-after", String(options.resetAfterNMiss));
   }
+  if (options.threads !== undefined) args.push("--threads", String(options.threads));
+  if (options.concurrency !== undefined) args.push("--concurrency", String(options.concurrency));
+  if (options.service !== undefined) args.push("--service", options.service);
+  if (options.batch !== undefined) {
+    args.push("--batch-size", String(options.batch.maxSize));
+    args.push("--batch-wait-ms", String(options.batch.maxWaitMs));
+  }
   if (options.args) args.push("--args", JSON.stringify(options.args));
   if (options.kwargs) args.push("--kwargs", JSON.stringify(options.kwargs));
   if (options.quiet) args.push("--quiet");
+  const env: Record<string, string> = {};
+  const security = options.security;
+  if (security) {
+    // What the worker CLI takes: the hub's key as a flag, the secret through the environment.
+    const { curveServerKey, curveSecretKey, ...rest } = security;
+    if (curveServerKey === undefined || Object.values(rest).some((v) => v !== undefined)) {
+      throw new RangeError(
+        "spawnWorkers passes CURVE client keys only (curveServerKey, curveSecretKey)",
+      );
+    }
+    args.push("--curve-server-key", z85Encode(curveKey(curveServerKey, "curveServerKey")));
+    if (curveSecretKey !== undefined) {
+      env.GIBBS_CURVE_SECRET_KEY = z85Encode(curveKey(curveSecretKey, "curveSecretKey"));
+    }
+  }
   const stdio = options.inheritOutput === false ? "ignore" : "inherit";
   const processes: ChildProcess[] = [];
   const add = () => {
-    const child = runtime.spawnScript(CLI_ENTRY.href, args, { stdio });
+    const child = runtime.spawnScript(CLI_ENTRY.href, args, { stdio, env });
     processes.push(child);
     return child;
   };

@@ -6,20 +6,39 @@
  * @module
  */
 
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 const ENTRY = new URL("../browser.ts", import.meta.url);
+const CONFIG = new URL("../../deno.json", import.meta.url);
+/**
+ * Left out of the bundle: libsodium (a megabyte of WebAssembly) is only a faster engine for
+ * CURVE's boxes, loaded when it can be; in a page its import fails and `@noble/ciphers` serves.
+ */
+const EXTERNAL = ["libsodium-wrappers"];
 let built: Promise<Uint8Array> | undefined;
 
-/** The package folder holding `file` (the nearest one above it with a package.json). */
-function packageRoot(file: string): string {
-  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
-    if (existsSync(join(dir, "package.json"))) return dir;
+/** The npm packages Deno resolved for the sources, by name, with their folder in its cache. */
+function npmPackages(): Map<string, string> {
+  const output = execFileSync(
+    process.execPath,
+    ["info", "--json", "--config", fileURLToPath(CONFIG), fileURLToPath(ENTRY)],
+    { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
+  );
+  const info = JSON.parse(output) as {
+    npmPackages?: Record<string, { name: string; localPath?: string }>;
+  };
+  const found = new Map<string, string>();
+  for (const pkg of Object.values(info.npmPackages ?? {})) {
+    if (pkg.localPath && existsSync(pkg.localPath) && !found.has(pkg.name)) {
+      found.set(pkg.name, pkg.localPath);
+    }
   }
-  throw new Error(`No package.json above ${file}`);
+  return found;
 }
 
 /**
@@ -41,19 +60,15 @@ export async function buildBrowserBundle(): Promise<Uint8Array> {
     );
   }
   const esbuild = await import("esbuild");
-  // esbuild resolves bare package names through node_modules folders, which Deno has none
-  // of: each package gets a link in a temporary one, to its folder in Deno's cache.
-  const modules = mkdtempSync(join(tmpdir(), "gibbs_browser_"));
-  const linked = new Set<string>();
-  const link = (name: string) => {
-    if (linked.has(name)) return;
-    linked.add(name);
-    const target = packageRoot(fileURLToPath(import.meta.resolve(name)));
-    const at = join(modules, "node_modules", name);
+  // esbuild finds packages in node_modules folders, which Deno has none of: a temporary one
+  // holds a link to each package's folder in Deno's cache. Links are kept as paths, so that a
+  // package's own dependencies are found there too.
+  const modules = join(mkdtempSync(join(tmpdir(), "gibbs_browser_")), "node_modules");
+  for (const [name, path] of npmPackages()) {
+    const at = join(modules, name);
     mkdirSync(dirname(at), { recursive: true });
-    symlinkSync(target, at);
-  };
-  const resolving = Symbol("resolving");
+    symlinkSync(path, at);
+  }
   try {
     const result = await esbuild.build({
       entryPoints: [fileURLToPath(ENTRY)],
@@ -65,6 +80,9 @@ export async function buildBrowserBundle(): Promise<Uint8Array> {
       minify: true,
       legalComments: "none",
       logLevel: "silent",
+      nodePaths: [modules],
+      preserveSymlinks: true,
+      external: EXTERNAL,
       plugins: [{
         name: "gibbs-browser",
         setup(build) {
@@ -74,26 +92,13 @@ export async function buildBrowserBundle(): Promise<Uint8Array> {
             const variant = path.replace(/\.ts$/, ".browser.ts");
             return { path: existsSync(variant) ? variant : path };
           });
-          build.onResolve({ filter: /^[^./]/ }, async (args) => {
-            if (args.pluginData === resolving || args.path.startsWith("node:")) return undefined;
-            const name = args.path.startsWith("@")
-              ? args.path.split("/").slice(0, 2).join("/")
-              : args.path.split("/")[0];
-            link(name);
-            const found = await build.resolve(args.path, {
-              kind: args.kind,
-              resolveDir: modules,
-              pluginData: resolving,
-            });
-            return found.errors.length > 0 ? { errors: found.errors } : { path: found.path };
-          });
         },
       }],
     });
     return result.outputFiles[0].contents;
   } finally {
     await esbuild.stop();
-    rmSync(modules, { recursive: true, force: true });
+    rmSync(dirname(modules), { recursive: true, force: true });
   }
 }
 

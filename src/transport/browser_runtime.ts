@@ -9,11 +9,13 @@
 
 import { type Endpoint, formatEndpoint, webSocketUrl } from "./endpoint.ts";
 import type {
+  AsyncContext,
   ChildProcess,
   HttpServer,
   Listener,
   Runtime,
   Stream,
+  Thread,
   WebSocketDialOptions,
 } from "./runtime_types.ts";
 import { WebSocketError } from "./ws_errors.ts";
@@ -76,6 +78,26 @@ function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream>
   });
 }
 
+/**
+ * Browsers have no AsyncLocalStorage: the value set by `run` is seen by the code `fn` runs
+ * synchronously (a handler up to its first `await`), not after.
+ */
+function asyncContext<T>(): AsyncContext<T> {
+  let current: T | undefined;
+  return {
+    run<R>(value: T, fn: () => R): R {
+      const before = current;
+      current = value;
+      try {
+        return fn();
+      } finally {
+        current = before;
+      }
+    },
+    get: () => current,
+  };
+}
+
 /** The browser runtime adapter. */
 export const browserRuntime: Runtime = {
   name: "browser",
@@ -95,6 +117,11 @@ export const browserRuntime: Runtime = {
     globalThis.addEventListener?.("pagehide", onHide);
     return () => globalThis.removeEventListener?.("pagehide", onHide);
   },
+  asyncContext,
+  startThread(): Thread {
+    throw unavailable("Handler threads (a worker option `threads` above 0)");
+  },
+  parentPort: () => null,
   spawnScript(): ChildProcess {
     throw unavailable("Starting processes");
   },
@@ -104,4 +131,7 @@ export const browserRuntime: Runtime = {
   exit(): never {
     throw unavailable("Ending the process");
   },
+  readTextFile: () => Promise.reject(unavailable("Reading files")),
+  writeSecretFile: () => Promise.reject(unavailable("Writing files")),
+  env: () => undefined,
 };

@@ -5,9 +5,12 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -16,6 +19,8 @@ import type {
   Runtime,
   SpawnOptions,
   Stream,
+  Thread,
+  ThreadPort,
   WebSocketDialOptions,
   WebSocketListenOptions,
 } from "./runtime_types.ts";
@@ -114,23 +119,28 @@ function wrap(conn: Deno.Conn): DenoStream {
 function listen(
   endpoint: Endpoint,
   onStream: (s: Stream) => void,
+  onError?: (error: TransportError) => void,
   ws?: WebSocketListenOptions,
 ): Promise<Listener> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
-    return listenWebSocket(endpoint, onStream, ws, bytes);
+    return listenWebSocket(endpoint, onStream, ws, bytes(onError));
   }
   let listener: Deno.Listener;
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
-    bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
-  } else {
-    removeStaleSocket(endpoint.path);
-    listener = Deno.listen({ path: endpoint.path, transport: "unix" });
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
+      bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
+    } else {
+      removeStaleSocket(endpoint.path);
+      listener = Deno.listen({ path: endpoint.path, transport: "unix" });
+      bound = endpoint;
+    }
+  } catch (error) {
+    return Promise.reject(transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`));
   }
-  const close = acceptAll(listener, formatEndpoint(bound), onStream, () => {
+  const close = acceptAll(listener, formatEndpoint(bound), onStream, onError, () => {
     if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
   });
   return Promise.resolve({ endpoint: bound, close });
@@ -144,6 +154,7 @@ function acceptAll(
   listener: Deno.Listener,
   name: string,
   onStream: (s: ByteStream) => void,
+  onError: ((error: TransportError) => void) | undefined,
   onClose: () => void = () => {},
 ): () => Promise<void> {
   let closed = false;
@@ -155,7 +166,7 @@ function acceptAll(
       } catch (error) {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // A failed accept (e.g. out of file descriptors) must not end the accept loop.
-        console.warn(`[gibbs] accept on ${name} failed: ${error}`);
+        onError?.(transportError(error, `Cannot accept on ${name}`));
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -172,38 +183,51 @@ function acceptAll(
       }
       onClose();
     }
+    // The port is free only once the pending accept has been cancelled.
     await loop;
   };
 }
 
 /** The tcp and tls streams the WebSocket transport runs on. */
-const bytes: ByteTransport = {
-  listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
-    const listener = tls
-      ? Deno.listenTls({
-        hostname: host,
-        port,
-        cert: Deno.readTextFileSync(tls.certFile),
-        key: Deno.readTextFileSync(tls.keyFile),
-      })
-      : Deno.listen({ hostname: host, port, transport: "tcp" });
-    const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
-    return Promise.resolve({
-      port: (listener.addr as Deno.NetAddr).port,
-      close: acceptAll(listener, name, onStream),
-    });
-  },
-  async connect(host: string, port: number, tls: TlsClientOptions | undefined) {
-    const conn = tls
-      ? await Deno.connectTls({
-        hostname: tls.serverName,
-        port,
-        caCerts: tls.caFile ? [Deno.readTextFileSync(tls.caFile)] : undefined,
-      })
-      : await Deno.connect({ hostname: host, port, transport: "tcp" });
-    return wrap(conn);
-  },
-};
+function bytes(onError?: (error: TransportError) => void): ByteTransport {
+  return {
+    listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+      const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
+      let listener: Deno.Listener;
+      try {
+        listener = tls
+          ? Deno.listenTls({
+            hostname: host,
+            port,
+            cert: Deno.readTextFileSync(tls.certFile),
+            key: Deno.readTextFileSync(tls.keyFile),
+          })
+          : Deno.listen({ hostname: host, port, transport: "tcp" });
+      } catch (error) {
+        return Promise.reject(transportError(error, `Cannot bind ${name}`));
+      }
+      return Promise.resolve({
+        port: (listener.addr as Deno.NetAddr).port,
+        close: acceptAll(listener, name, onStream, onError),
+      });
+    },
+    async connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+      let conn: Deno.Conn;
+      try {
+        conn = tls
+          ? await Deno.connectTls({
+            hostname: tls.serverName,
+            port,
+            caCerts: tls.caFile ? [Deno.readTextFileSync(tls.caFile)] : undefined,
+          })
+          : await Deno.connect({ hostname: host, port, transport: "tcp" });
+      } catch (error) {
+        throw transportError(error, `Cannot connect to ${tls ? "wss" : "ws"}://${host}:${port}`);
+      }
+      return wrap(conn);
+    },
+  };
+}
 
 /** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
 function removeStaleSocket(path: string): void {
@@ -217,11 +241,16 @@ function removeStaleSocket(path: string): void {
 async function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
-    return connectWebSocket(endpoint, ws, bytes);
+    return connectWebSocket(endpoint, ws, bytes());
   }
-  const conn = endpoint.transport === "tcp"
-    ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
-    : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  let conn: Deno.Conn;
+  try {
+    conn = endpoint.transport === "tcp"
+      ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
+      : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  } catch (error) {
+    throw transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`);
+  }
   return wrap(conn);
 }
 
@@ -257,6 +286,46 @@ async function serveHttp(host: string, port: number, handler: HttpHandler): Prom
   return { port: bound, close: () => server.shutdown() };
 }
 
+function startThread(url: URL): Thread {
+  const worker = new Worker(url.href, { type: "module" });
+  let onError: ((error: Error) => void) | undefined;
+  worker.onerror = (event) => {
+    // Handled here: an error in the thread must not end the whole process.
+    event.preventDefault();
+    onError?.(new Error(event.message || "thread failed"));
+  };
+  worker.onmessageerror = () => onError?.(new Error("a thread message could not be read"));
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.onmessage = (event) => handler(event.data);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    terminate() {
+      worker.terminate();
+      return Promise.resolve();
+    },
+  };
+}
+
+interface WorkerScope {
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  onmessage: ((event: MessageEvent) => void) | null;
+}
+
+function parentPort(): ThreadPort | null {
+  const scope = globalThis as unknown as { WorkerGlobalScope?: unknown } & WorkerScope;
+  if (typeof scope.WorkerGlobalScope === "undefined") return null;
+  return {
+    post: (message, transfer) => scope.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      scope.onmessage = (event) => handler(event.data);
+    },
+  };
+}
+
 /** The Deno runtime adapter. */
 export const denoRuntime: Runtime = {
   name: "deno",
@@ -278,9 +347,23 @@ export const denoRuntime: Runtime = {
       Deno.removeSignalListener("SIGTERM", onTerm);
     };
   },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
+  },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
   args: () => Deno.args,
   cwd: () => Deno.cwd(),
   exit: (code) => Deno.exit(code),
+  readTextFile: (path) => Deno.readTextFile(path),
+  async writeSecretFile(path, text, overwrite = false) {
+    await Deno.writeTextFile(path, text, { mode: 0o600, createNew: !overwrite });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await Deno.chmod(path, 0o600);
+  },
+  env: (name) => Deno.env.get(name),
 };

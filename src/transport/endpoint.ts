@@ -5,6 +5,8 @@
  * @module
  */
 
+import { TransportError } from "./errors.ts";
+
 /** A parsed WebSocket endpoint (ZWS 2.0, RFC 45): `ws://` or `wss://` (TLS). */
 export interface WebSocketEndpoint {
   /** `ws` or `wss`. */
@@ -26,42 +28,41 @@ export type Endpoint =
   | { transport: "ipc"; path: string }
   | WebSocketEndpoint;
 
-/** An endpoint string that cannot be used. */
-export class EndpointError extends Error {
-  /** Creates the error for `endpoint` with the reason. */
-  constructor(endpoint: string, reason: string) {
-    super(`Invalid endpoint "${endpoint}": ${reason}`);
-    this.name = "EndpointError";
-  }
+function invalid(endpoint: string, reason: string): TransportError {
+  return new TransportError("EINVAL", `Invalid endpoint "${endpoint}": ${reason}`);
 }
 
 /**
  * Parses an endpoint. `tcp://*:PORT` binds every IPv4 interface; port `0` or `*` asks the system
- * for a free port. `localhost` means 127.0.0.1, as it does for libzmq without IPv6.
+ * for a free port. `localhost` means 127.0.0.1, as it does for libzmq without IPv6 (a WebSocket
+ * endpoint keeps host names as written).
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseEndpoint } from "./endpoint.ts";
- * parseEndpoint("tcp://*:5019"); // { transport: "tcp", host: "0.0.0.0", port: 5019 }
- * parseEndpoint("ipc:///tmp/hub.sock"); // { transport: "ipc", path: "/tmp/hub.sock" }
- * parseEndpoint("ws://localhost:5020"); // { transport: "ws", host: "localhost", port: 5020, path: "/" }
+ * assert.deepEqual(parseEndpoint("tcp://*:5019"), { transport: "tcp", host: "0.0.0.0", port: 5019 });
+ * assert.deepEqual(parseEndpoint("ipc:///tmp/hub.sock"), { transport: "ipc", path: "/tmp/hub.sock" });
+ * assert.deepEqual(parseEndpoint("ws://localhost:5020"), {
+ *   transport: "ws",
+ *   host: "localhost",
+ *   port: 5020,
+ *   path: "/",
+ * });
  * ```
  *
- * @throws {EndpointError} for an unknown transport or a malformed address
+ * @throws {TransportError} `EINVAL` for an unknown transport or a malformed address
  */
 export function parseEndpoint(endpoint: string): Endpoint {
   const match = /^([a-z]+):\/\/(.+)$/.exec(endpoint);
-  if (!match) throw new EndpointError(endpoint, "expected TRANSPORT://ADDRESS");
+  if (!match) throw invalid(endpoint, "expected TRANSPORT://ADDRESS");
   const [, transport, address] = match;
   if (transport === "ipc") return { transport: "ipc", path: address };
   if (transport === "ws" || transport === "wss") {
     return parseWebSocket(endpoint, transport, address);
   }
   if (transport !== "tcp") {
-    throw new EndpointError(
-      endpoint,
-      `unsupported transport "${transport}" (tcp, ipc, ws and wss are)`,
-    );
+    throw invalid(endpoint, `unsupported transport "${transport}" (tcp, ipc, ws and wss are)`);
   }
   const { host, port } = hostAndPort(endpoint, address);
   return { transport: "tcp", host: host === "localhost" ? "127.0.0.1" : host, port };
@@ -76,7 +77,7 @@ function parseWebSocket(
   const authority = slash < 0 ? address : address.slice(0, slash);
   const path = slash < 0 ? "/" : address.slice(slash);
   if (/[\s#?]/.test(path)) {
-    throw new EndpointError(endpoint, "a WebSocket path may not hold spaces, ? or #");
+    throw invalid(endpoint, "a WebSocket path may not hold spaces, ? or #");
   }
   return { transport, ...hostAndPort(endpoint, authority), path };
 }
@@ -84,16 +85,16 @@ function parseWebSocket(
 /** Splits `HOST:PORT`; `*` means every IPv4 interface and port `*` or 0 any free port. */
 function hostAndPort(endpoint: string, address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
-  if (colon <= 0) throw new EndpointError(endpoint, "expected HOST:PORT");
+  if (colon <= 0) throw invalid(endpoint, "expected HOST:PORT");
   let host = address.slice(0, colon);
   const portText = address.slice(colon + 1);
   const port = portText === "*" ? 0 : Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535 || portText === "") {
-    throw new EndpointError(endpoint, `port "${portText}" is not 0 to 65535 or *`);
+    throw invalid(endpoint, `port "${portText}" is not 0 to 65535 or *`);
   }
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "*") host = "0.0.0.0";
-  if (host === "") throw new EndpointError(endpoint, "expected HOST:PORT");
+  if (host === "") throw invalid(endpoint, "expected HOST:PORT");
   return { host, port };
 }
 

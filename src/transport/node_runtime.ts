@@ -7,7 +7,9 @@
  */
 
 import { spawn } from "node:child_process";
-import { lstatSync, unlinkSync } from "node:fs";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { lstatSync, readFileSync, unlinkSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -16,19 +18,21 @@ import {
 import {
   connect as netConnect,
   createServer,
+  isIP,
   type Server,
   Socket,
   type SocketConstructorOpts,
 } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import process from "node:process";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { fileURLToPath } from "node:url";
-import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
-import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_threads";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -37,6 +41,8 @@ import type {
   Runtime,
   SpawnOptions,
   Stream,
+  Thread,
+  ThreadPort,
   WebSocketDialOptions,
   WebSocketListenOptions,
 } from "./runtime_types.ts";
@@ -253,11 +259,12 @@ function listening(server: Server, listen: () => void): Promise<void> {
 async function listen(
   endpoint: Endpoint,
   onStream: (s: Stream) => void,
+  onError?: (error: TransportError) => void,
   ws?: WebSocketListenOptions,
 ): Promise<Listener> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
-    return listenWebSocket(endpoint, onStream, ws, bytes);
+    return listenWebSocket(endpoint, onStream, ws, bytes(onError));
   }
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
@@ -267,20 +274,24 @@ async function listen(
     );
   });
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
-    const address = server.address();
-    bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
-  } else {
-    removeStaleSocket(endpoint.path);
-    await listening(server, () => server.listen({ path: endpoint.path }));
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
+      const address = server.address();
+      bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
+    } else {
+      removeStaleSocket(endpoint.path);
+      await listening(server, () => server.listen({ path: endpoint.path }));
+      bound = endpoint;
+    }
+  } catch (error) {
+    throw transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`);
   }
   let closed = false;
   // A failed accept (e.g. out of file descriptors) is emitted as 'error' on the server: without a
   // listener it would crash the process. Node keeps accepting afterwards.
   server.on("error", (error) => {
-    if (!closed) console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+    if (!closed) onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
   });
   return {
     endpoint: bound,
@@ -309,7 +320,7 @@ function removeStaleSocket(path: string): void {
 function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
   if (endpoint.transport === "ws" || endpoint.transport === "wss") {
     if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
-    return connectWebSocket(endpoint, ws, bytes);
+    return connectWebSocket(endpoint, ws, bytes());
   }
   return new Promise((resolve, reject) => {
     const readInto = new ReadInto();
@@ -320,7 +331,7 @@ function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream>
     socket.pause();
     const onError = (error: Error) => {
       socket.destroy();
-      reject(error);
+      reject(transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`));
     };
     socket.once("error", onError);
     socket.once("connect", () => {
@@ -337,61 +348,72 @@ function wrapTls(socket: TLSSocket): NodeStream {
 }
 
 /** The tcp and tls streams the WebSocket transport runs on. */
-const bytes: ByteTransport = {
-  async listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
-    if (!tls) {
-      const listener = await listen(
-        { transport: "tcp", host, port },
-        (s) => onStream(s as ByteStream),
+function bytes(onError?: (error: TransportError) => void): ByteTransport {
+  return {
+    async listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+      const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
+      if (!tls) {
+        const listener = await listen(
+          { transport: "tcp", host, port },
+          (s) => onStream(s as ByteStream),
+          onError,
+        );
+        return {
+          port: (listener.endpoint as { port: number }).port,
+          close: () => listener.close(),
+        };
+      }
+      const server = createTlsServer(
+        { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+        (socket) => onStream(wrapTls(socket)),
       );
-      return { port: (listener.endpoint as { port: number }).port, close: () => listener.close() };
-    }
-    const server = createTlsServer(
-      { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
-      (socket) => onStream(wrapTls(socket)),
-    );
-    await listening(server, () => server.listen({ host, port }));
-    let closed = false;
-    // A client failing its TLS handshake is reported here; it never becomes a stream.
-    server.on("tlsClientError", () => {});
-    server.on("error", (error) => {
-      if (!closed) console.warn(`[gibbs] accept on wss://${host}:${port} failed: ${error}`);
-    });
-    const address = server.address();
-    return {
-      port: typeof address === "object" && address ? address.port : port,
-      async close() {
-        if (!closed) {
-          closed = true;
-          server.close();
-        }
-        await new Promise((resolve) => setImmediate(resolve));
-      },
-    };
-  },
-  connect(host: string, port: number, tls: TlsClientOptions | undefined) {
-    if (!tls) return connect({ transport: "tcp", host, port }) as Promise<ByteStream>;
-    return new Promise((resolve, reject) => {
-      const socket = tlsConnect({
-        host,
-        port,
-        // SNI takes names only; an address is checked against the certificate's IP entries.
-        servername: isIP(tls.serverName) ? undefined : tls.serverName,
-        ca: tls.caFile ? [readFileSync(tls.caFile)] : undefined,
+      try {
+        await listening(server, () => server.listen({ host, port }));
+      } catch (error) {
+        throw transportError(error, `Cannot bind ${name}`);
+      }
+      let closed = false;
+      // A client failing its TLS handshake is reported here; it never becomes a stream.
+      server.on("tlsClientError", () => {});
+      server.on("error", (error) => {
+        if (!closed) onError?.(transportError(error, `Cannot accept on ${name}`));
       });
-      socket.pause();
-      const onError = (error: Error) => {
-        socket.destroy();
-        reject(error);
+      const address = server.address();
+      return {
+        port: typeof address === "object" && address ? address.port : port,
+        async close() {
+          if (!closed) {
+            closed = true;
+            server.close();
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+        },
       };
-      socket.once("error", onError);
-      socket.once("secureConnect", () => {
-        socket.off("error", onError);
-        resolve(wrapTls(socket));
+    },
+    connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+      if (!tls) return connect({ transport: "tcp", host, port }) as Promise<ByteStream>;
+      return new Promise((resolve, reject) => {
+        const socket = tlsConnect({
+          host,
+          port,
+          // SNI takes names only; an address is checked against the certificate's IP entries.
+          servername: isIP(tls.serverName) ? undefined : tls.serverName,
+          ca: tls.caFile ? [readFileSync(tls.caFile)] : undefined,
+        });
+        socket.pause();
+        const onFail = (error: Error) => {
+          socket.destroy();
+          reject(transportError(error, `Cannot connect to wss://${host}:${port}`));
+        };
+        socket.once("error", onFail);
+        socket.once("secureConnect", () => {
+          socket.off("error", onFail);
+          resolve(wrapTls(socket));
+        });
       });
-    });
-  },
-};
+    },
+  };
+}
 
 function spawnScript(script: string, args: string[], options: SpawnOptions = {}): ChildProcess {
   const path = script.startsWith("file:") ? fileURLToPath(script) : script;
@@ -513,6 +535,41 @@ function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+function startThread(url: URL): Thread {
+  const worker = new NodeWorker(url);
+  let onError: ((error: Error) => void) | undefined;
+  let terminating = false;
+  // Handled here: without an 'error' listener, an error in the thread ends the process.
+  worker.on("error", (error) => onError?.(error));
+  worker.on("exit", (code) => {
+    if (!terminating) onError?.(new Error(`thread exited with code ${code}`));
+  });
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.on("message", handler);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    async terminate() {
+      terminating = true;
+      await worker.terminate();
+    },
+  };
+}
+
+function parentPort(): ThreadPort | null {
+  const port = nodeParentPort;
+  if (port === null) return null;
+  return {
+    post: (message, transfer) => port.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      port.on("message", handler);
+    },
+  };
+}
+
 /** The Node runtime adapter. */
 export const nodeRuntime: Runtime = {
   name: "node",
@@ -534,9 +591,23 @@ export const nodeRuntime: Runtime = {
       process.off("SIGTERM", onTerm);
     };
   },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
+  },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
   args: () => process.argv.slice(2),
   cwd: () => process.cwd(),
   exit: (code) => process.exit(code),
+  readTextFile: (path) => readFile(path, "utf8"),
+  async writeSecretFile(path, text, overwrite = false) {
+    await writeFile(path, text, { mode: 0o600, flag: overwrite ? "w" : "wx" });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await chmod(path, 0o600);
+  },
+  env: (name) => process.env[name],
 };

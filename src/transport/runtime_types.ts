@@ -1,11 +1,13 @@
 /**
- * The one interface between the library and its runtime (Deno or Node): byte streams, timers,
- * signals and processes. Every runtime call of the library goes through it.
+ * The one interface between the library and its runtime (Deno, Node, a browser): byte and
+ * message streams, timers, signals and processes. Every runtime call of the library goes
+ * through it.
  *
  * @module
  */
 
 import type { Endpoint } from "./endpoint.ts";
+import type { TransportError } from "./errors.ts";
 
 /** A connected byte stream (a TCP connection or a Unix domain socket). */
 export interface ByteStream {
@@ -143,6 +145,40 @@ export interface SpawnOptions {
   stdio?: "inherit" | "ignore";
 }
 
+/**
+ * A module running on a thread of its own (a Web Worker on Deno, `node:worker_threads` on
+ * Node). Messages are copied by structured clone; buffers in `transfer` are moved instead.
+ */
+export interface Thread {
+  /** Sends a message to the thread. */
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
+  /** Receives the thread's messages. */
+  onMessage(handler: (message: unknown) => void): void;
+  /** Learns that the thread failed (an uncaught error) or ended on its own. */
+  onError(handler: (error: Error) => void): void;
+  /** Stops the thread at once. */
+  terminate(): Promise<void>;
+}
+
+/** Inside a thread: the way to the thread that started it. */
+export interface ThreadPort {
+  /** Sends a message to the parent. */
+  post(message: unknown, transfer?: ArrayBuffer[]): void;
+  /** Receives the parent's messages. */
+  onMessage(handler: (message: unknown) => void): void;
+}
+
+/**
+ * A value that follows the asynchronous flow of a call: what `run` sets is what `get` returns
+ * anywhere in the code `fn` runs, synchronously or after an `await` (AsyncLocalStorage).
+ */
+export interface AsyncContext<T> {
+  /** Runs `fn` with `value` as the current value. */
+  run<R>(value: T, fn: () => R): R;
+  /** The current value, or undefined outside `run`. */
+  get(): T | undefined;
+}
+
 /** An HTTP handler in the fetch style. */
 export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
@@ -159,15 +195,23 @@ export interface Runtime {
   /** Runtime name, for messages. */
   readonly name: "deno" | "node" | "browser";
   /**
-   * Opens a listener; `onStream` receives each accepted stream. A `ws://` or `wss://` endpoint
-   * needs `ws` and gives message streams.
+   * Opens a listener; `onStream` receives each accepted stream, `onError` each failure to
+   * accept one (the listener goes on accepting). A `ws://` or `wss://` endpoint needs `ws` and
+   * gives message streams.
+   *
+   * @throws {TransportError} when the endpoint cannot be bound (`EADDRINUSE`, `EACCES`, ...)
    */
   listen(
     endpoint: Endpoint,
     onStream: (stream: Stream) => void,
+    onError?: (error: TransportError) => void,
     ws?: WebSocketListenOptions,
   ): Promise<Listener>;
-  /** Connects to an endpoint; a `ws://` or `wss://` one needs `ws`. */
+  /**
+   * Connects to an endpoint; a `ws://` or `wss://` one needs `ws`.
+   *
+   * @throws {TransportError} when it cannot (`ECONNREFUSED`, `ENOENT`, ...)
+   */
   connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream>;
   /** Monotonic milliseconds. */
   now(): number;
@@ -175,6 +219,12 @@ export interface Runtime {
   every(ms: number, fn: () => void): () => void;
   /** Runs `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onShutdownSignal(handler: (signal: string) => void): () => void;
+  /** Makes a value that follows asynchronous calls (see {@linkcode AsyncContext}). */
+  asyncContext<T>(): AsyncContext<T>;
+  /** Starts `url` (a module of this library) on a thread of its own. */
+  startThread(url: URL): Thread;
+  /** In a thread started by {@linkcode Runtime.startThread}: its port; null elsewhere. */
+  parentPort(): ThreadPort | null;
   /** Starts a process of this same runtime running `script` (a path or URL) with `args`. */
   spawnScript(script: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Serves HTTP on host:port. */
@@ -185,4 +235,13 @@ export interface Runtime {
   cwd(): string;
   /** Ends the process. */
   exit(code: number): never;
+  /** Reads a UTF-8 text file (key files). */
+  readTextFile(path: string): Promise<string>;
+  /**
+   * Writes a file only its owner may read (mode 0600), for secret keys. Fails if it exists,
+   * unless `overwrite`.
+   */
+  writeSecretFile(path: string, text: string, overwrite?: boolean): Promise<void>;
+  /** An environment variable, or undefined. */
+  env(name: string): string | undefined;
 }

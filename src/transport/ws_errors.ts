@@ -23,9 +23,11 @@ export type WebSocketErrorCode =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { WebSocketError } from "./ws_errors.ts";
  * const error = new WebSocketError("text-frame", "peer sent a text message");
- * console.log(error.code, error.message); // "text-frame" "text-frame: peer sent a text message"
+ * assert.equal(error.code, "text-frame");
+ * assert.equal(error.message, "text-frame: peer sent a text message");
  * ```
  */
 export class WebSocketError extends Error {

@@ -48,6 +48,7 @@ const enum State {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { WsFrameDecoder } from "./ws_frame.ts";
  * const got: Uint8Array[] = [];
  * const decoder = new WsFrameDecoder({ masked: false, maxMessageSize: 1024 }, {
@@ -55,7 +56,7 @@ const enum State {
  *   control: () => {},
  * });
  * decoder.feed(new Uint8Array([0x82, 0x02, 0x00, 0x61])); // one binary message: 00 61
- * console.log(got[0]); // Uint8Array(2) [ 0, 97 ]
+ * assert.deepEqual(got, [Uint8Array.of(0x00, 0x61)]);
  * ```
  */
 export class WsFrameDecoder {
@@ -345,10 +346,11 @@ const MASK_POOL = 4096;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { WsOutBuffer } from "./ws_frame.ts";
  * const out = new WsOutBuffer({ mask: false });
  * out.message(new Uint8Array([0x00, 0x61]));
- * console.log(out.take()); // [Uint8Array [0x82, 0x02, 0x00, 0x61]]
+ * assert.deepEqual(out.take(), [Uint8Array.of(0x82, 0x02, 0x00, 0x61)]);
  * ```
  */
 export class WsOutBuffer {

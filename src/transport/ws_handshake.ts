@@ -13,10 +13,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chooseProtocol } from "./ws_handshake.ts";
- * chooseProtocol("ZWS2.0, ZWS2.0/NULL", ["ZWS2.0/NULL", "ZWS2.0"]); // "ZWS2.0/NULL"
- * chooseProtocol("ZWS2.0", ["ZWS2.0/NULL", "ZWS2.0"]); // "ZWS2.0"
- * chooseProtocol("chat", ["ZWS2.0/NULL", "ZWS2.0"]); // null
+ * const ours = ["ZWS2.0/NULL", "ZWS2.0"];
+ * assert.equal(chooseProtocol("ZWS2.0, ZWS2.0/NULL", ours), "ZWS2.0/NULL"); // the best offered
+ * assert.equal(chooseProtocol("ZWS2.0", ours), "ZWS2.0");
+ * assert.equal(chooseProtocol("chat", ours), null);
  * ```
  */
 export function chooseProtocol(
@@ -45,11 +47,12 @@ function hostName(host: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { originAllowed } from "./ws_handshake.ts";
- * originAllowed("http://127.0.0.1:8080", "127.0.0.1:5020"); // true: same host
- * originAllowed("https://evil.example", "127.0.0.1:5020"); // false
- * originAllowed("https://app.example", "hub:5020", ["https://app.example"]); // true
- * originAllowed(null, "hub:5020"); // true: not a browser
+ * assert.ok(originAllowed("http://127.0.0.1:8080", "127.0.0.1:5020")); // same host
+ * assert.ok(!originAllowed("https://evil.example", "127.0.0.1:5020"));
+ * assert.ok(originAllowed("https://app.example", "hub:5020", ["https://app.example"]));
+ * assert.ok(originAllowed(null, "hub:5020")); // not a browser
  * ```
  */
 export function originAllowed(

@@ -27,10 +27,13 @@ export interface HttpHead {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { HttpHeadReader } from "./ws_http.ts";
  * const reader = new HttpHeadReader();
  * const got = reader.feed(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest"));
- * console.log(got?.head.line, got?.head.headers.get("host"), got?.rest.length); // [...] "a" 4
+ * assert.deepEqual(got?.head.line, ["GET", "/", "HTTP/1.1"]);
+ * assert.equal(got?.head.headers.get("host"), "a");
+ * assert.equal(got?.rest.length, 4);
  * ```
  */
 export class HttpHeadReader {

@@ -39,8 +39,9 @@ export const ZWS_BARE = "ZWS2.0";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { zwsServerProtocols } from "./zws.ts";
- * zwsServerProtocols("NULL"); // ["ZWS2.0+NULL", "ZWS2.0/NULL", "ZWS2.0"]
+ * assert.deepEqual(zwsServerProtocols("NULL"), ["ZWS2.0+NULL", "ZWS2.0/NULL", "ZWS2.0"]);
  * ```
  */
 export function zwsServerProtocols(mechanism: string): string[] {
@@ -56,8 +57,9 @@ export function zwsServerProtocols(mechanism: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { zwsClientProtocols } from "./zws.ts";
- * zwsClientProtocols("NULL"); // ["ZWS2.0", "ZWS2.0+NULL"]
+ * assert.deepEqual(zwsClientProtocols("NULL"), ["ZWS2.0", "ZWS2.0+NULL"]);
  * ```
  */
 export function zwsClientProtocols(mechanism: string): string[] {
@@ -72,6 +74,7 @@ export function zwsClientProtocols(mechanism: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ZwsDecoder } from "./zws.ts";
  * const got: Uint8Array[][] = [];
  * const decoder = new ZwsDecoder({ maxMessageSize: 1024, maxFrames: 16 }, {
@@ -80,7 +83,7 @@ export function zwsClientProtocols(mechanism: string): string[] {
  * });
  * decoder.feed(new Uint8Array([0x01, 0x61])); // "a", more to come
  * decoder.feed(new Uint8Array([0x00])); // "", the last frame
- * console.log(got.length, got[0].length); // 1 2
+ * assert.deepEqual(got, [[Uint8Array.of(0x61), new Uint8Array(0)]]);
  * ```
  */
 export class ZwsDecoder {
@@ -175,11 +178,13 @@ const OWN_BUFFER_MIN = 16 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ZwsOutBuffer } from "./zws.ts";
  * const out = new ZwsOutBuffer();
  * out.message([new TextEncoder().encode("id"), new TextEncoder().encode("hi")]);
- * const taken = out.take(); // chunks [0x01 "id"], [0x00 "hi"]; 1 message
- * console.log(taken?.chunks.length, taken?.messages); // 2 1
+ * const taken = out.take();
+ * assert.deepEqual(taken?.chunks, [Uint8Array.of(0x01, 0x69, 0x64), Uint8Array.of(0x00, 0x68, 0x69)]);
+ * assert.equal(taken?.messages, 1);
  * ```
  */
 export class ZwsOutBuffer {
@@ -204,12 +209,24 @@ export class ZwsOutBuffer {
     throw new Error("ZWS 2.0 has no raw bytes to send (no greeting)");
   }
 
-  /** Appends a multipart message, one WebSocket message per frame. Never refers to the bodies. */
-  message(frames: readonly Uint8Array[]): boolean {
+  /**
+   * Appends a multipart message, one WebSocket message per frame. Never refers to the bodies
+   * (`copy` is accepted for the ZMTP buffer's interface: ZWS always copies).
+   */
+  message(frames: readonly Uint8Array[], _copy = false): boolean {
     const last = frames.length - 1;
     for (let i = 0; i <= last; i++) this.#frame(i < last ? ZWS_FLAG_MORE : 0, frames[i]);
     this.#messages++;
     return false;
+  }
+
+  /**
+   * Appends one message made of frames that each stand alone (sealed frames, whose MORE flag is
+   * inside the box): every one final, counted as one message.
+   */
+  singleFrames(bodies: readonly Uint8Array[]): void {
+    for (let i = 0; i < bodies.length; i++) this.#frame(0, bodies[i]);
+    this.#messages++;
   }
 
   /** Appends a command frame whose body is `name-length name data`. */

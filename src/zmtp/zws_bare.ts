@@ -25,14 +25,20 @@ const ROUTING_ID_MAX = 255;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BareZwsConnection } from "./zws_bare.ts";
+ * const ids: Uint8Array[] = [];
+ * const got: Uint8Array[][] = [];
  * const conn = new BareZwsConnection({ socketType: "DEALER" }, {
- *   ready: (peer) => console.log("peer id bytes:", peer.routingId.length),
- *   message: (frames) => console.log(frames.length, "frames"),
+ *   ready: (peer) => ids.push(peer.routingId),
+ *   message: (frames) => got.push(frames),
  * }, 0);
- * conn.out.take(); // our routing id message: [0x00] (no id: the peer makes one up)
- * conn.receive(new Uint8Array([0x00, 0x41]), 0); // the peer's id, "A": ready
- * conn.receive(new Uint8Array([0x00, 0x68, 0x69]), 0); // a one-frame message "hi"
+ * // Our routing id message first: [0x00] (no id: the peer makes one up).
+ * assert.deepEqual(conn.out.take()?.chunks, [Uint8Array.of(0x00)]);
+ * conn.receive(Uint8Array.of(0x00, 0x41), 0); // the peer's id, "A": ready
+ * conn.receive(Uint8Array.of(0x00, 0x68, 0x69), 0); // a one-frame message "hi"
+ * assert.deepEqual(ids, [Uint8Array.of(0x41)]);
+ * assert.deepEqual(got, [[Uint8Array.of(0x68, 0x69)]]);
  * ```
  */
 export class BareZwsConnection {
@@ -101,7 +107,7 @@ export class BareZwsConnection {
   }
 
   /** Queues a message for the peer. Only valid in the `ready` state. Never refers to bodies. */
-  send(frames: readonly Uint8Array[]): boolean {
+  send(frames: readonly Uint8Array[], _copy = false): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
@@ -129,6 +135,14 @@ export class BareZwsConnection {
     this.#state = "closed";
   }
 
+  /** No mechanism, so nothing to say of a peer that left during the handshake. */
+  closedReason(): undefined {
+    return undefined;
+  }
+
+  /** No mechanism asks for authentication here: nothing to do. */
+  authenticated(): void {}
+
   #onRoutingId(message: Uint8Array): void {
     if (message.length === 0) {
       throw new ZmtpError("unexpected-frame", "empty WebSocket message: ZWS needs a flags byte");
@@ -154,6 +168,7 @@ export class BareZwsConnection {
       routingId: id,
       properties: new Map(),
       version: { major: 3, minor: 1 },
+      mechanism: "NULL",
     });
   }
 }
