@@ -8,7 +8,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { Dealer, Router, type SocketEvent } from "../mod.ts";
+import { curveKeyPair, Dealer, Router, type SocketEvent } from "../mod.ts";
 import { sleep, waitFor, withTimeout } from "./_helpers.ts";
 
 const TLS = fileURLToPath(new URL("./fixtures/tls/", import.meta.url));
@@ -166,6 +166,73 @@ describe("our sockets over wss://", () => {
     try {
       await assert.rejects(router.bind("wss://127.0.0.1:0"), /needs certFile and keyFile/);
     } finally {
+      router.close();
+    }
+  });
+});
+
+describe("CURVE over ws://", () => {
+  test("ZWS2.0+CURVE: sealed messages both ways, 0 B to 1 MiB, sealed heartbeats", async () => {
+    const server = curveKeyPair();
+    const events: SocketEvent[] = [];
+    const router = new Router({
+      curveServer: true,
+      curveSecretKey: server.secretKey,
+      heartbeatInterval: 50,
+      onEvent: (e) => events.push(e),
+    });
+    const dealer = new Dealer({
+      curveServerKey: server.publicKey,
+      curveSecretKey: curveKeyPair().secretKey,
+      routingId: "sealed",
+      heartbeatInterval: 50,
+    });
+    try {
+      dealer.connect(await router.bind("ws://127.0.0.1:0"));
+      for (const size of [0, 1, 300, 70_000, 1 << 20]) {
+        await dealer.send(["x", new Uint8Array(size).fill(size % 251)]);
+        const [id, x, got] = await withTimeout(router.receive(), 10_000, `receive ${size}`);
+        assert.equal(text(id), "sealed");
+        assert.equal(text(x), "x");
+        assert.equal(got.length, size);
+        assert.ok(got.every((b) => b === size % 251));
+        await router.send([id, got]);
+        assert.equal(
+          (await withTimeout(dealer.receive(), 10_000, `reply ${size}`))[0].length,
+          size,
+        );
+      }
+      await sleep(300); // sealed PINGs and PONGs each way
+      assert.equal(events.find((e) => e.type === "accept")?.protocol, "ZWS2.0+CURVE");
+      assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
+    } finally {
+      dealer.close();
+      router.close();
+    }
+  });
+
+  test("a client that has the wrong server key is refused", async () => {
+    const events: SocketEvent[] = [];
+    const router = new Router({
+      curveServer: true,
+      curveSecretKey: curveKeyPair().secretKey,
+      onEvent: (e) => events.push(e),
+    });
+    const dealer = new Dealer({
+      curveServerKey: curveKeyPair().publicKey, // not the server's
+      curveSecretKey: curveKeyPair().secretKey,
+      reconnectInterval: 50,
+    });
+    try {
+      dealer.connect(await router.bind("ws://127.0.0.1:0"));
+      await waitFor(
+        () => events.some((e) => e.type.startsWith("handshake:error")),
+        10_000,
+        "the refusal",
+      );
+      assert.equal(router.peerCount, 0);
+    } finally {
+      dealer.close();
       router.close();
     }
   });
