@@ -48,7 +48,7 @@ export {
   type HandlerFunction,
 } from "./src/gibbs/handler.ts";
 export { type RequestContext, requestContext, requestSignal } from "./src/gibbs/context.ts";
-export { HandlerModuleError } from "./src/gibbs/handler_module.ts";
+export { HandlerModuleError, type HandlerModuleReason } from "./src/gibbs/handler_module.ts";
 export { HandlerStartError } from "./src/gibbs/executor.ts";
 export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";
 export {

@@ -5,6 +5,7 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
@@ -342,4 +343,59 @@ export function signalPid(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // gone
   }
+}
+
+/** The lines a process wrote on standard error so far (blank ones left out). */
+export function stderrLines(p: Proc): string[] {
+  return p.stderr.split("\n").filter((line) => line.trim() !== "");
+}
+
+/**
+ * Waits for a standard-error line of `p` matching `pattern`, polling; returns it. Throws,
+ * with everything the process wrote, after `ms` or once the process has exited without one.
+ */
+export async function waitStderr(
+  p: Proc,
+  pattern: RegExp,
+  ms: number,
+  what = String(pattern),
+): Promise<string> {
+  const deadline = performance.now() + ms;
+  while (true) {
+    const line = stderrLines(p).find((l) => pattern.test(l));
+    if (line !== undefined) return line;
+    const exited = p.child.exitCode !== null || p.child.signalCode !== null;
+    if (exited || performance.now() > deadline) {
+      throw new Error(
+        `no stderr line ${what} within ${ms} ms (exit ${p.child.exitCode}/${p.child.signalCode})` +
+          `; stdout:\n${p.lines.join("\n")}\nstderr:\n${p.stderr}`,
+      );
+    }
+    await sleep(20);
+  }
+}
+
+/**
+ * True while process `pid` runs. A zombie (exited, not yet reaped: orphans handed to a pid 1
+ * that does not reap) counts as gone; Linux's /proc tells, elsewhere signal 0 alone does.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return true;
+  }
+}
+
+/** Runs a script of the test tree with this runtime: `deno run -A FILE` or `node FILE`. */
+export function script(path: string, args: string[] = []): Proc {
+  return isDeno
+    ? new Proc(process.execPath, ["run", "-A", path, ...args])
+    : new Proc(process.execPath, [path, ...args]);
 }

@@ -24,6 +24,7 @@ import {
   startHub,
   startWorker,
   waitFor,
+  waitStderr,
   withTimeout,
 } from "./_helpers.ts";
 
@@ -168,8 +169,10 @@ describe("gibbs CLI with CURVE", () => {
         join(dir, "authorized_keys"),
       ]);
       c.add(() => hubProc.dispose());
-      await hubProc.waitLine((l) => l.includes(`public key ${hubPublic}`), 20_000, "CURVE line");
-      const line = await hubProc.waitLine((l) => l.includes("HTTP gateway on"), 20_000, "address");
+      // The hub logs on standard error.
+      const escaped = hubPublic.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      await waitStderr(hubProc, new RegExp(`public key ${escaped}`), 20_000, "CURVE line");
+      const line = await waitStderr(hubProc, /HTTP gateway on/, 20_000, "address");
       const [, port, base] = /connect to tcp:\/\/[^:]+:(\d+); HTTP gateway on (http:\/\/\S+)/
         .exec(line)!;
       const worker = (key: string) =>
@@ -195,7 +198,11 @@ describe("gibbs CLI with CURVE", () => {
       await waitFor(() => /ZAP status 400/.test(unlisted.stderr), 20_000, "the unlisted worker");
       await withTimeout(
         (async () => {
-          while ((await (await fetch(`${base}/health`)).json()).workers < 1) await sleep(50);
+          while (
+            ((await (await fetch(`${base}/health`)).json()) as { workers: number }).workers < 1
+          ) {
+            await sleep(50);
+          }
         })(),
         20_000,
         "the listed worker joins",
@@ -209,7 +216,10 @@ describe("gibbs CLI with CURVE", () => {
         assert.equal(res.status, 200);
         assert.deepEqual(await res.json(), { result: [i, "x"] });
       }
-      assert.equal((await (await fetch(`${base}/health`)).json()).workers, 1);
+      assert.equal(
+        ((await (await fetch(`${base}/health`)).json()) as { workers: number }).workers,
+        1,
+      );
     } finally {
       await c.run();
     }

@@ -85,6 +85,7 @@ describe("CURVE with libzmq (pyzmq)", { skip }, () => {
         curveServer: true,
         curveSecretKey: server.secretKey,
         heartbeatInterval: 100,
+        heartbeatTimeout: 3000, // 2 loaded cores: a tight timeout would drop the peer
       });
       const endpoint = await router.bind(endpointFor(transport));
       const peer = await secure([
@@ -92,6 +93,7 @@ describe("CURVE with libzmq (pyzmq)", { skip }, () => {
         `--connect=${endpoint}`,
         "--routing-id=py-client",
         "--heartbeat-ivl=100",
+        "--heartbeat-timeout=3000",
         "--monitor",
         `--curve-server-key=${server.publicKey}`,
         `--curve-secret-key=${client.secretKey}`,
@@ -127,6 +129,7 @@ describe("CURVE with libzmq (pyzmq)", { skip }, () => {
         `--bind=${pyEndpoint(transport)}`,
         "--echo",
         "--heartbeat-ivl=100",
+        "--heartbeat-timeout=3000",
         "--curve-server",
         `--curve-secret-key=${server.secretKey}`,
       ]);
@@ -135,6 +138,7 @@ describe("CURVE with libzmq (pyzmq)", { skip }, () => {
         curveServerKey: server.publicKey,
         curveSecretKey: client.secretKey,
         heartbeatInterval: 100,
+        heartbeatTimeout: 3000, // 2 loaded cores: a tight timeout would drop the peer
         onEvent: (e) => events.push(e),
       });
       try {

@@ -22,6 +22,7 @@ import {
   sleep,
   startWorker,
   waitFor,
+  waitStderr,
   withTimeout,
 } from "./_helpers.ts";
 
@@ -159,8 +160,8 @@ describe("browser workers (headless Chromium)", { skip }, () => {
     try {
       const hub = cli(["hub", "--http", "0", "--port", "0", "--ws", "0", "--heartbeat", "0.5"]);
       c.add(() => hub.dispose());
-      const tcpLine = await hub.waitLine((l) => l.includes("HTTP gateway on"), 20_000, "address");
-      const wsLine = await hub.waitLine((l) => l.includes("browser workers"), 5000, "ws line");
+      const tcpLine = await waitStderr(hub, /HTTP gateway on/, 20_000, "the address line");
+      const wsLine = await waitStderr(hub, /browser workers connect to/, 5000, "the ws line");
       const [, tcpPort, base] = /tcp:\/\/[^:]+:(\d+); HTTP gateway on (http:\/\/\S+)/.exec(
         tcpLine,
       )!;

@@ -15,6 +15,29 @@ import type { Hub, RequestOptions } from "../gibbs/hub.ts";
 import type { ResponseStream } from "../gibbs/response_stream.ts";
 import { browserBundle } from "../transport/browser_bundle.ts";
 import type { HttpHandler } from "../transport/runtime_types.ts";
+import { isInteger, isSafeNumber, parse as parseLossless } from "lossless-json";
+
+/** Largest request body the gateway reads by default: 16 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+/** Options of {@linkcode gatewayHandler}. */
+export interface GatewayOptions {
+  /**
+   * Largest request body in bytes; a larger one is answered 413 without being read further.
+   * @default {16 MiB}
+   */
+  maxBodyBytes?: number;
+}
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/** A body the gateway refuses, with the status to answer. */
+class BodyError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
 
 /**
  * JSON has no bytes and no big integers: bytes become `{"$bytes": base64}`, integers beyond
@@ -126,6 +149,73 @@ function streamResponse(stream: ResponseStream, accept: string): Response {
   });
 }
 
+function formatBytes(n: number): string {
+  if (n >= 1024 ** 2 && n % 1024 ** 2 === 0) return `${n / 1024 ** 2} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/**
+ * Reads the body as text, at most `limit` bytes: a `Content-Length` over it is refused before
+ * anything is read, and a body that grows past it (chunked, or lying about its length) is cut
+ * off as soon as it does.
+ */
+async function readBody(request: Request, limit: number): Promise<string> {
+  const tooLarge = (size: string) =>
+    new BodyError(413, `body${size} is over the limit of ${formatBytes(limit)} (--max-body)`);
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (declared > limit) throw tooLarge(` of ${declared} bytes`);
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      reader.cancel().catch(() => {});
+      throw tooLarge("");
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new BodyError(400, "body is not UTF-8 text");
+  }
+}
+
+/**
+ * JSON numbers as the request needs them: integers beyond 2^53 exactly, as bigints (sent as
+ * 64-bit msgpack integers), where `JSON.parse` would round them; integers beyond 64 bits are
+ * refused, since msgpack cannot carry them.
+ */
+function parseNumber(text: string): number | bigint {
+  if (!isInteger(text) || isSafeNumber(text)) return Number(text);
+  const n = BigInt(text);
+  if (n < INT64_MIN || n > UINT64_MAX) {
+    throw new BodyError(400, `integer ${text} does not fit in 64 bits`);
+  }
+  return n;
+}
+
+/** Parses the body as JSON, numbers exactly (see {@linkcode parseNumber}). */
+function parseJson(text: string): unknown {
+  try {
+    return parseLossless(text, null, parseNumber);
+  } catch (error) {
+    if (error instanceof BodyError) throw error;
+    throw new BodyError(400, `body is not JSON: ${(error as Error).message}`);
+  }
+}
+
 /** `GET /gibbs.js`: the browser build, importable from pages of any origin. */
 async function serveBrowserBuild(request: Request): Promise<Response> {
   if (request.method !== "GET" && request.method !== "HEAD") {
@@ -150,12 +240,15 @@ async function serveBrowserBuild(request: Request): Promise<Response> {
  * Builds the gateway's handler:
  * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
  * 200 `{"result"}`, 500 `{"error","traceback"}` on a failure in user code, 504 on timeout,
- * 503 when the queue is full, 400 on a malformed body; `POST /stream` with the same body →
- * the chunks as Server-Sent Events or NDJSON (by `Accept`); `POST /services/NAME/request` and
- * `/services/NAME/stream` → the same for a service; `GET /health` → 200 `{"workers", ...}`;
- * `GET /gibbs.js` → the browser build (a Worker for web pages, to import from any origin).
+ * 503 when the queue is full or the hub closed, 400 on a malformed body, 413 on a body over
+ * `maxBodyBytes`; `POST /stream` with the same body → the chunks as Server-Sent Events or
+ * NDJSON (by `Accept`); `POST /services/NAME/request` and `/services/NAME/stream` → the same
+ * for a service; `GET /health` → 200 `{"workers", ...}`; `GET /gibbs.js` → the browser build (a
+ * Worker for web pages, to import from any origin). Integers in the body are read exactly,
+ * beyond 2^53 too.
  */
-export function gatewayHandler(hub: Hub): HttpHandler {
+export function gatewayHandler(hub: Hub, options: GatewayOptions = {}): HttpHandler {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   return async (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/gibbs.js") return await serveBrowserBuild(request);
@@ -168,22 +261,26 @@ export function gatewayHandler(hub: Hub): HttpHandler {
     if (request.method !== "POST") return reply(405, { error: "use POST" });
     let body: unknown;
     try {
-      body = await request.json();
-    } catch {
-      return badRequest("body is not JSON");
+      body = parseJson(await readBody(request, maxBodyBytes));
+    } catch (error) {
+      if (!(error instanceof BodyError)) throw error;
+      const response = reply(error.status, { error: error.message });
+      // The rest of an oversized upload is not worth reading: the connection closes instead.
+      if (error.status === 413) response.headers.set("connection", "close");
+      return response;
     }
-    const options = parseBody(body);
-    if (typeof options === "string") return badRequest(options);
+    const parsed = parseBody(body);
+    if (typeof parsed === "string") return badRequest(parsed);
     const service = route[1] === undefined ? undefined : decodeURIComponent(route[1]);
-    const full: RequestOptions = { ...options, service, signal: request.signal };
+    const full: RequestOptions = { ...parsed, service, signal: request.signal };
     if (route[2] === "stream") {
       return streamResponse(hub.streamWith(full), request.headers.get("accept") ?? "");
     }
     try {
       return reply(200, { result: await hub.requestWith(full) });
     } catch (error) {
-      const [status, body] = failure(error);
-      return reply(status, body);
+      const [status, failed] = failure(error);
+      return reply(status, failed);
     }
   };
 }

@@ -17,7 +17,7 @@ import {
 } from "./codec.ts";
 import { GibbsError } from "./errors.ts";
 import { errorText, type Handler, type Instance, instantiate } from "./handler.ts";
-import { HandlerModuleError, importHandler } from "./handler_module.ts";
+import { HandlerModuleError, type HandlerModuleReason, importHandler } from "./handler_module.ts";
 import { Credits, respond, respondBatch } from "./serve.ts";
 import type { FromThread, ToThread } from "./thread_protocol.ts";
 
@@ -76,15 +76,18 @@ export class HandlerStartError extends GibbsError {
   readonly detail: string;
   /** What failed. */
   readonly kind: "module" | "handler";
+  /** For `module`: why (see {@linkcode HandlerModuleReason}). */
+  readonly reason: HandlerModuleReason | undefined;
 
   /** Creates the error from the thread's text. */
-  constructor(detail: string, kind: "module" | "handler") {
+  constructor(detail: string, kind: "module" | "handler", reason?: HandlerModuleReason) {
     super(
       kind === "module" ? detail : `The handler failed to start: ${detail.split("\n")[0]}`,
     );
     this.name = "HandlerStartError";
     this.detail = detail;
     this.kind = kind;
+    this.reason = reason;
   }
 }
 
@@ -117,7 +120,9 @@ export class InProcessExecutor implements Executor {
     try {
       handler = await this.#load();
     } catch (error) {
-      if (error instanceof HandlerModuleError) throw new HandlerStartError(error.message, "module");
+      if (error instanceof HandlerModuleError) {
+        throw new HandlerStartError(error.message, "module", error.reason);
+      }
       throw new HandlerStartError(errorText(error), "handler");
     }
     try {
@@ -327,7 +332,7 @@ export class ThreadPoolExecutor implements Executor {
             break;
           case "init-error":
             thread.terminate();
-            reject(new HandlerStartError(message.text, message.kind));
+            reject(new HandlerStartError(message.text, message.kind, message.reason));
             break;
         }
       });

@@ -8,12 +8,19 @@
 import { GibbsError } from "./errors.ts";
 import type { Handler } from "./handler.ts";
 
+/** Why a module cannot serve as a handler. */
+export type HandlerModuleReason = "not-found" | "load-failed" | "no-export" | "not-callable";
+
 /** A module that cannot serve as a handler: not found, failed to load, or without the export. */
 export class HandlerModuleError extends GibbsError {
+  /** Why. */
+  readonly reason: HandlerModuleReason;
+
   /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, reason: HandlerModuleReason, options?: ErrorOptions) {
     super(message, options);
     this.name = "HandlerModuleError";
+    this.reason = reason;
   }
 }
 
@@ -46,12 +53,30 @@ export async function importHandler(url: URL, name = "default"): Promise<Handler
     module = await import(url.href);
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
-    throw new HandlerModuleError(`cannot load ${url.href}: ${firstLine(text)}`, { cause: error });
+    // A path that leads nowhere is a usage mistake; a module that fails as it loads is a bug.
+    const notFound = (error as { code?: string }).code === "ERR_MODULE_NOT_FOUND";
+    throw new HandlerModuleError(
+      `cannot import ${url.href}: ${firstLine(text)}`,
+      notFound ? "not-found" : "load-failed",
+      { cause: error },
+    );
   }
   const handler = module[name];
   if (handler === undefined) {
     const names = Object.keys(module).join(", ") || "none";
-    throw new HandlerModuleError(`${url.href} has no export "${name}" (its exports: ${names})`);
+    throw new HandlerModuleError(
+      `${url.href} has no export "${name}" (its exports: ${names})`,
+      "no-export",
+    );
+  }
+  const callable = typeof handler === "function" ||
+    (typeof handler === "object" && handler !== null &&
+      typeof (handler as { call?: unknown }).call === "function");
+  if (!callable) {
+    throw new HandlerModuleError(
+      `${url.href}'s export "${name}" is a ${typeof handler}, not a function or a class`,
+      "not-callable",
+    );
   }
   return handler as Handler;
 }

@@ -533,7 +533,8 @@ export class Hub {
             reason: event.reason,
           });
         }
-        if (event.code && !this.#closed) {
+        // A peer dropped before its handshake ended was reported as refused already.
+        if (event.code && event.routingId && !this.#closed) {
           this.#log.warn("peer.dropped", `dropped peer ${event.remote ?? "?"}: ${event.reason}`, {
             peer: event.remote,
             code: event.code,

@@ -30,11 +30,12 @@ if (port !== null) {
           instance = instantiate(handler, message.args, message.kwargs);
           post({ type: "ready" });
         } catch (error) {
-          const kind = error instanceof HandlerModuleError ? "module" : "handler";
+          const module = error instanceof HandlerModuleError ? error : undefined;
           post({
             type: "init-error",
-            text: kind === "module" ? (error as Error).message : errorText(error),
-            kind,
+            text: module ? module.message : errorText(error),
+            kind: module ? "module" : "handler",
+            reason: module?.reason,
           });
         }
         return;

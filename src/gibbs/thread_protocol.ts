@@ -78,6 +78,8 @@ export interface InitErrorMessage {
   text: string;
   /** `module`: the module could not be loaded or lacks the export; `handler`: it threw. */
   kind: "module" | "handler";
+  /** For `module`: why. */
+  reason?: "not-found" | "load-failed" | "no-export" | "not-callable";
 }
 
 /** Thread → worker: a call's answer, as the msgpack `[req_id, code, result]` to send. */

@@ -148,6 +148,12 @@ export interface BatchOptions {
 export class Worker {
   /** The routing id this worker announces. */
   readonly id: string;
+  /**
+   * Resolves once {@linkcode Worker.run} has loaded and constructed the handler (on every
+   * thread), just before it connects; rejects as `run()` does when that fails.
+   */
+  readonly started: Promise<void>;
+  #onStarted!: (error?: unknown) => void;
   #executor: Executor;
   #endpoint: string;
   #hbMs: number;
@@ -179,7 +185,12 @@ export class Worker {
   #waiting = new Deque<Waiting>();
   #served = 0;
   #resets = 0;
-  #unreachableReported = false;
+  // Connection state, from the socket's events: while no hub is connected there is nobody to
+  // ping, and resetting the socket would only undo its reconnect backoff.
+  #connected = false;
+  #unreachable = false;
+  #refusals = new Set<string>();
+  #signals = 0;
 
   /**
    * Creates a worker. A class handler given as a value is constructed here: whatever its
@@ -189,6 +200,11 @@ export class Worker {
    */
   constructor(handler: Handler | URL | string, options: WorkerOptions = {}) {
     this.id = options.routingId ?? randomHexId();
+    this.started = new Promise<void>((resolve, reject) => {
+      this.#onStarted = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    // Nobody may be awaiting it: run() reports the same failure.
+    this.started.catch(() => {});
     const args = options.args ?? [];
     const kwargs = options.kwargs ?? {};
     const isModule = handler instanceof URL || typeof handler === "string";
@@ -231,6 +247,9 @@ export class Worker {
     this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
     if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
     this.#resetAfter = options.resetAfterNMiss ?? 2;
+    if (!Number.isInteger(this.#resetAfter) || this.#resetAfter < 1) {
+      throw new RangeError("resetAfterNMiss must be an integer >= 1 (unanswered pings)");
+    }
     this.#handleSignals = options.handleSignals ?? false;
     this.#security = options.security;
   }
@@ -301,15 +320,16 @@ export class Worker {
    */
   async run(): Promise<void> {
     const removeSignals = this.#handleSignals
-      ? runtime.onShutdownSignal(() => this.stop())
+      ? runtime.onShutdownSignal((signal) => this.#onSignal(signal))
       : () => {};
     // One timer, re-armed, rather than a timeout per receive: the request path stays timer-free.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const check = () => {
       if (this.#stopping) return;
       const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
-      // A full worker says nothing to a gibbs hub: any message would mark it available.
-      if (silent >= this.#hbMs && (this.#hubExtended || this.#free() > 0)) {
+      // A full worker says nothing to a gibbs hub: any message would mark it available. While no
+      // hub is connected there is nobody to ping, and a reset would undo nothing.
+      if (silent >= this.#hbMs && this.#connected && (this.#hubExtended || this.#free() > 0)) {
         this.#onSilence();
         timer = setTimeout(check, this.#hbMs);
       } else {
@@ -317,11 +337,18 @@ export class Worker {
       }
     };
     try {
-      await this.#executor.start();
+      try {
+        await this.#executor.start();
+      } catch (error) {
+        this.#onStarted(error);
+        throw error;
+      }
+      this.#onStarted();
       if (this.#stopping) return;
       this.#socket = this.#connect();
       this.#lastHeard = runtime.now();
-      this.#ping(); // tells the hub we are ready, as gibbs does
+      // The first ping, which tells the hub we are ready as gibbs's does, leaves once a hub is
+      // connected (see #onConnectionEvent).
       timer = setTimeout(check, this.#hbMs);
       while (!this.#stopping) {
         let message: Uint8Array[];
@@ -360,64 +387,115 @@ export class Worker {
     if (this.#inFlight === 0) this.#socket?.close();
   }
 
+  /**
+   * With `handleSignals`: the first SIGINT/SIGTERM stops after the request in hand; a second
+   * one while that request still runs quits at once, unanswered (exit 128 + the signal's
+   * number, as a shell reports a process killed by it).
+   */
+  #onSignal(signal: string): void {
+    this.#signals++;
+    if (this.#signals > 1 && this.#inFlight > 0) {
+      this.#log.warn(
+        "worker.quit",
+        `second ${signal}: quitting without answering the request in hand`,
+      );
+      runtime.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    if (this.#inFlight > 0) {
+      this.#log.info(
+        "worker.stopping",
+        `${signal}: finishing the request in hand, then stopping (again to quit now)`,
+      );
+    }
+    this.stop();
+  }
+
   #connect(): Dealer {
     this.#announced = this.#capacity;
     this.#hubExtended = false;
-    const socket = new Dealer({
+    const socket: Dealer = new Dealer({
       routingId: this.id,
       linger: 1000,
       metadata: extensionMetadata(this.#capacity, this.#service),
-      onEvent: (event) => this.#onSocketEvent(socket, event),
+      onEvent: (event) => this.#onConnectionEvent(socket, event),
       ...this.#security,
     });
     socket.connect(this.#endpoint);
     return socket;
   }
 
-  #onSocketEvent(socket: Dealer, event: SocketEvent): void {
-    if (socket !== this.#socket) return;
+  /** Requests this worker can still take: its capacity minus what it serves or holds. */
+  #free(): number {
+    return this.#capacity - this.#inFlight - this.#waiting.length - this.#batchQueue.length;
+  }
+
+  /**
+   * Tracks whether a hub is connected and says why not, once per outage or per reason: a hub
+   * that is down ("connection refused, retrying"), a hub that refuses our handshake (a
+   * security mismatch, say), a dropped connection. The socket retries every 100 ms, backing off
+   * after handshakes that fail (a retry would fail the same way).
+   */
+  #onConnectionEvent(socket: Dealer, event: SocketEvent): void {
+    if (socket !== this.#socket) return; // an old socket after a reset
     switch (event.type) {
       case "handshake":
-        this.#unreachableReported = false;
+        this.#connected = true;
+        this.#waitingPong = 0;
+        this.#lastHeard = runtime.now();
         this.#hubExtended = isExtendedPeer(event.properties);
         // A reconnect of the same socket announced the capacity it was created with.
         if (this.#hubExtended && this.#announced !== this.#capacity) this.#announce();
-        break;
-      case "disconnect":
-        this.#hubExtended = false;
-        if (event.code) {
-          this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
-            peer: event.remote,
-            reason: event.reason,
-            code: event.code,
-          });
+        if (this.#unreachable || this.#refusals.size > 0) {
+          this.#log.info("hub.connected", `connected to the hub at ${this.#endpoint}`);
         }
+        this.#unreachable = false;
+        this.#refusals.clear();
+        // Not from inside the socket's event: the ping goes out on the next turn.
+        queueMicrotask(() => {
+          if (socket === this.#socket && !this.#stopping) this.#ping();
+        });
         break;
       case "connect:retry":
-        if (!this.#unreachableReported) {
-          this.#unreachableReported = true;
+        if (!this.#unreachable) {
+          this.#unreachable = true;
+          const why = event.code === "ECONNREFUSED" ? "connection refused" : event.reason;
           this.#log.warn(
             "hub.unreachable",
-            `cannot reach the hub at ${this.#endpoint} (${event.reason}); retrying every ${event.interval} ms`,
-            { reason: event.reason, code: event.code },
+            `cannot reach the hub at ${this.#endpoint} (${why}), retrying`,
+            { code: event.code, reason: event.reason },
           );
         }
         break;
       case "handshake:error:protocol":
       case "handshake:error:auth":
       case "handshake:error:other":
-        this.#log.warn("hub.refused", `handshake with the hub failed: ${event.reason}`, {
-          peer: event.remote,
-          reason: event.reason,
-          code: event.code,
-        });
+        this.#refused(event, event.reason ?? event.type);
+        break;
+      case "disconnect":
+        if (event.routingId !== undefined) {
+          this.#connected = false;
+          this.#hubExtended = false;
+          if (event.code && !this.#stopping) {
+            this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
+              peer: event.remote,
+              reason: event.reason,
+              code: event.code,
+            });
+          }
+        }
         break;
     }
   }
 
-  /** Requests this worker can still take: its capacity minus what it serves or holds. */
-  #free(): number {
-    return this.#capacity - this.#inFlight - this.#waiting.length - this.#batchQueue.length;
+  /** Says once per reason that the hub refused our handshake. */
+  #refused(event: SocketEvent, reason: string): void {
+    if (this.#refusals.has(reason)) return;
+    this.#refusals.add(reason);
+    this.#log.warn(
+      "hub.refused",
+      `no handshake with the hub at ${this.#endpoint}: ${reason}; retrying with backoff`,
+      { peer: event.remote, code: event.code, reason },
+    );
   }
 
   #ping(): void {
@@ -447,16 +525,21 @@ export class Worker {
 
   #onSilence(): void {
     if (this.#waitingPong >= this.#resetAfter) {
+      const n = this.#waitingPong;
       this.#log.warn(
         "hub.silent",
-        `hub silent after ${this.#waitingPong} pings: resetting the connection to ${this.#endpoint}`,
+        `hub silent after ${n} ping${
+          n === 1 ? "" : "s"
+        }: resetting the connection to ${this.#endpoint}`,
       );
       const old = this.#socket!;
+      this.#connected = false;
       this.#socket = this.#connect();
       // No lingering: whatever the old connection held is stale.
       old.close();
       this.#resets++;
       this.#waitingPong = 0;
+      return; // the new connection pings once it is up
     }
     this.#ping();
   }

@@ -85,6 +85,8 @@ export class Pipe {
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set when the peer is being dropped: the reason, while our last bytes leave. */
   #dropping: Error | null = null;
+  /** True once the peer sent a byte (see #cutShort). */
+  #heard = false;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
 
@@ -219,6 +221,7 @@ export class Pipe {
   }
 
   #onData(chunk: Uint8Array): void {
+    this.#heard = true;
     if (this.#dropping !== null) return;
     try {
       this.#conn.receive(chunk, runtime.now());
@@ -232,7 +235,7 @@ export class Pipe {
   #onEnd(error?: Error): void {
     // A CURVE server that cannot open our HELLO closes without a word: say what that means.
     const during = this.#closed || this.#dropping !== null ? undefined : this.#conn.closedReason();
-    this.close(this.#dropping ?? error ?? during);
+    this.close(this.#dropping ?? error ?? during ?? this.#cutShort());
   }
 
   #authenticate(request: AuthRequest): void {
@@ -258,6 +261,20 @@ export class Pipe {
       return;
     }
     this.#flush();
+  }
+
+  /**
+   * A peer that hangs up mid-handshake without a word: libzmq does so when the security
+   * mechanisms differ (it reads ours and closes), and it should not pass unnoticed as a plain
+   * disconnect. A connection closed before any byte arrived (a port probe) is not reported.
+   */
+  #cutShort(): ZmtpError | undefined {
+    if (this.peer !== null || this.#closed || !this.#heard) return undefined;
+    return new ZmtpError(
+      "handshake-failed",
+      "the peer closed the connection during the ZMTP handshake, as libzmq does when the " +
+        "security mechanisms differ",
+    );
   }
 
   /**

@@ -37,6 +37,8 @@ export type Frame = string | Uint8Array | ArrayBuffer | ArrayBufferView;
 export type Message = Frame | readonly Frame[];
 
 const encoder = new TextEncoder();
+/** Longest wait between reconnects after failed handshakes, in ms. */
+const HANDSHAKE_BACKOFF_MAX_MS = 5000;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 interface Waiter<T> {
@@ -671,6 +673,14 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     for (const connector of this.#connectors.values()) {
       if (connector.pipe === pipe) {
         connector.pipe = null;
+        // A handshake that failed would fail the same way at once (another mechanism, a key
+        // refused): back off, up to HANDSHAKE_BACKOFF_MAX_MS, until one succeeds.
+        if (!attached && error !== undefined) {
+          connector.delay = Math.min(
+            Math.max(connector.delay * 2, this.options.reconnectInterval),
+            Math.max(HANDSHAKE_BACKOFF_MAX_MS, this.options.reconnectMaxInterval),
+          );
+        }
         this.#scheduleReconnect(connector);
       }
     }

@@ -131,6 +131,15 @@ export const browserRuntime: Runtime = {
   exit(): never {
     throw unavailable("Ending the process");
   },
+  onExit(handler) {
+    // A page's end: the closest thing to a process exiting that it gets.
+    const onHide = () => handler();
+    globalThis.addEventListener?.("pagehide", onHide);
+    return () => globalThis.removeEventListener?.("pagehide", onHide);
+  },
+  pid: () => 0,
+  ppid: () => 0,
+  processExists: () => false,
   readTextFile: () => Promise.reject(unavailable("Reading files")),
   writeSecretFile: () => Promise.reject(unavailable("Writing files")),
   env: () => undefined,

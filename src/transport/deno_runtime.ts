@@ -278,10 +278,15 @@ function spawnScript(script: string, args: string[], options: SpawnOptions = {})
 
 async function serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer> {
   const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve(
-    { hostname: host, port, onListen: (addr) => resolve(addr.port) },
-    handler,
-  );
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve(
+      { hostname: host, port, onListen: (addr) => resolve(addr.port) },
+      handler,
+    );
+  } catch (error) {
+    throw transportError(error, `Cannot serve HTTP on ${host}:${port}`);
+  }
   const bound = await promise;
   return { port: bound, close: () => server.shutdown() };
 }
@@ -326,6 +331,30 @@ function parentPort(): ThreadPort | null {
   };
 }
 
+/** Exit handlers, run by one `unload` listener (Deno fires it on Deno.exit and a normal end). */
+const exitHandlers = new Set<() => void>();
+
+function runExitHandlers(): void {
+  for (const handler of [...exitHandlers]) {
+    try {
+      handler();
+    } catch {
+      // One failing handler must not keep the others from running.
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    // Signal 0 checks that the process exists without signalling it; Deno's types omit it.
+    Deno.kill(pid, 0 as unknown as Deno.Signal);
+    return true;
+  } catch (error) {
+    // Not ours to signal, but there.
+    return error instanceof Deno.errors.PermissionDenied;
+  }
+}
+
 /** The Deno runtime adapter. */
 export const denoRuntime: Runtime = {
   name: "deno",
@@ -356,6 +385,17 @@ export const denoRuntime: Runtime = {
   parentPort,
   spawnScript,
   serveHttp,
+  onExit(handler) {
+    if (exitHandlers.size === 0) globalThis.addEventListener("unload", runExitHandlers);
+    exitHandlers.add(handler);
+    return () => {
+      exitHandlers.delete(handler);
+      if (exitHandlers.size === 0) globalThis.removeEventListener("unload", runExitHandlers);
+    };
+  },
+  pid: () => Deno.pid,
+  ppid: () => Deno.ppid,
+  processExists,
   args: () => Deno.args,
   cwd: () => Deno.cwd(),
   exit: (code) => Deno.exit(code),

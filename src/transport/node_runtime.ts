@@ -25,7 +25,8 @@ import {
 } from "node:net";
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import process from "node:process";
-import { clearInterval, setImmediate, setInterval } from "node:timers";
+import { Readable } from "node:stream";
+import { clearInterval, setImmediate, setInterval, setTimeout } from "node:timers";
 import { fileURLToPath } from "node:url";
 import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_threads";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
@@ -449,13 +450,20 @@ async function serveHttp(host: string, port: number, handler: HttpHandler): Prom
       res.destroy();
     });
   });
-  await listening(server, () => server.listen({ host, port }));
+  try {
+    await listening(server, () => server.listen({ host, port }));
+  } catch (error) {
+    throw transportError(error, `Cannot serve HTTP on ${host}:${port}`);
+  }
   const address = server.address();
   return {
     port: typeof address === "object" && address ? address.port : port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/** How long the rest of a refused upload is read (and dropped) before its connection closes. */
+const UPLOAD_DRAIN_MS = 1000;
 
 /** Runs `handler` on a fetch `Request` made from `req` and writes its `Response` to `res`. */
 async function respond(
@@ -468,20 +476,19 @@ async function respond(
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
   const method = req.method ?? "GET";
-  // The request body is read whole: the library's handlers take small JSON bodies.
-  let body: Uint8Array<ArrayBuffer> | undefined;
-  if (method !== "GET" && method !== "HEAD") {
-    const parts: Uint8Array[] = [];
-    for await (const part of req) parts.push(part as Uint8Array);
-    body = concat(parts);
-  }
+  // The body is streamed, as Deno.serve does: the handler decides how much of it to read.
+  const body = method === "GET" || method === "HEAD"
+    ? undefined
+    : Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>;
   // Like Deno.serve's, the request's signal aborts when the client goes away first.
   const abort = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) abort.abort();
   });
   const url = new URL(req.url ?? "/", `http://${req.headers.host ?? host}`);
-  const request = new Request(url, { method, headers, body, signal: abort.signal });
+  // `duplex` is required by Node's fetch for a streamed body; Node's types do not have it yet.
+  const init = { method, headers, body, signal: abort.signal, duplex: "half" };
+  const request = new Request(url, init as RequestInit);
   let response: Response;
   try {
     response = await handler(request);
@@ -489,6 +496,16 @@ async function respond(
     // Deno.serve's default onError: log, answer 500.
     console.error(error);
     response = new Response("Internal Server Error", { status: 500 });
+  }
+  // A handler that answered before the whole body arrived (a body over its limit): the rest of
+  // the upload is read and dropped for a moment, so that the client, still sending, gets to
+  // read the answer; then the connection closes, however much is still coming.
+  if (!req.complete) {
+    res.shouldKeepAlive = false;
+    res.once("finish", () => {
+      req.resume();
+      setTimeout(() => req.socket.destroy(), UPLOAD_DRAIN_MS).unref();
+    });
   }
   res.statusCode = response.status;
   if (response.statusText) res.statusMessage = response.statusText;
@@ -525,14 +542,29 @@ async function respond(
   res.end();
 }
 
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+/** Exit handlers, run by one 'exit' listener (Node emits it on process.exit, a normal end and
+ * after an uncaught error). */
+const exitHandlers = new Set<() => void>();
+
+function runExitHandlers(): void {
+  for (const handler of [...exitHandlers]) {
+    try {
+      handler();
+    } catch {
+      // One failing handler must not keep the others from running.
+    }
   }
-  return out;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    // Signal 0 checks that the process exists without signalling it.
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // Not ours to signal, but there.
+    return (error as { code?: string }).code === "EPERM";
+  }
 }
 
 function startThread(url: URL): Thread {
@@ -600,6 +632,17 @@ export const nodeRuntime: Runtime = {
   parentPort,
   spawnScript,
   serveHttp,
+  onExit(handler) {
+    if (exitHandlers.size === 0) process.on("exit", runExitHandlers);
+    exitHandlers.add(handler);
+    return () => {
+      exitHandlers.delete(handler);
+      if (exitHandlers.size === 0) process.off("exit", runExitHandlers);
+    };
+  },
+  pid: () => process.pid,
+  ppid: () => process.ppid,
+  processExists,
   args: () => process.argv.slice(2),
   cwd: () => process.cwd(),
   exit: (code) => process.exit(code),

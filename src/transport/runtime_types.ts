@@ -227,8 +227,28 @@ export interface Runtime {
   parentPort(): ThreadPort | null;
   /** Starts a process of this same runtime running `script` (a path or URL) with `args`. */
   spawnScript(script: string, args: string[], options?: SpawnOptions): ChildProcess;
-  /** Serves HTTP on host:port. */
+  /**
+   * Serves HTTP on host:port. The handler's `request.signal` aborts when the client goes away
+   * before the response is sent; the request body is streamed, not read ahead.
+   *
+   * @throws {TransportError} when the address cannot be bound (`EADDRINUSE`, `EACCES`, ...)
+   */
   serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer>;
+  /**
+   * Runs `handler` synchronously when the process exits by itself or through
+   * `Deno.exit`/`process.exit` (Node: also after an uncaught error). Not on a fatal signal: a
+   * process killed by one runs no code. Returns a function that removes it.
+   */
+  onExit(handler: () => void): () => void;
+  /** This process's id. */
+  pid(): number;
+  /**
+   * The id of this process's parent, read afresh: it changes (to 1 or a subreaper's) once the
+   * parent has exited.
+   */
+  ppid(): number;
+  /** True while a process with this id exists (it may belong to another user). */
+  processExists(pid: number): boolean;
   /** Command-line arguments after the script. */
   args(): string[];
   /** The current working directory. */
