@@ -3,16 +3,17 @@
  * same run on the same machine, printed as figures and ratios. Each figure is the median of
  * `--runs` runs (default 3).
  *
- *   deno task bench [--runs 3] [--only socket|hub|curve] [--no-node] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket|ws|hub|curve] [--no-node] [--json FILE]
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
  * `--no-node` leaves Node out).
  *
- * Anchors: zeromq.js 6 (native libzmq) under Node for the socket layer, a Python
- * implementation of the gibbs 0.3 protocol on pyzmq (bench/gibbs_py_bench.py) for the hub, and
- * libzmq's CURVE through pyzmq (bench/curve_pyzmq_bench.py) for CURVE, which is also shown
- * against our own NULL.
+ * Anchors: zeromq.js 6 (native libzmq) under Node for the socket layer, jszmq (ZeroMQ over
+ * WebSocket) talking to jszmq under Node for the ws transport, beside our own tcp figures, a
+ * Python implementation of the gibbs 0.3 protocol on pyzmq (bench/gibbs_py_bench.py) for the
+ * hub, and libzmq's CURVE through pyzmq (bench/curve_pyzmq_bench.py) for CURVE, which is also
+ * shown against our own NULL.
  *
  * @module
  */
@@ -215,6 +216,95 @@ if (!values.only || values.only === "socket") {
   line("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
   line("ping-pong RTT p50, us", rtt, "p50_us", 1, "<= 0.5x");
   line("ping-pong RTT p99, us", rtt, "p99_us", 1, "");
+}
+
+if (!values.only || values.only === "ws") {
+  console.log(
+    `running ws benchmarks (ours under Deno${withNode ? " and Node" : ""}, over ws and tcp; ` +
+      "jszmq to jszmq under Node)...",
+  );
+  const socket = (transport: string, role: string, size: string, key: string) => [
+    median(`ours ${transport} ${role} ${size}`, key, deno, [
+      "run",
+      "-A",
+      here("./socket_bench.ts"),
+      role,
+      "--size",
+      size,
+      "--transport",
+      transport,
+    ]),
+    withNode
+      ? median(`ours on Node ${transport} ${role} ${size}`, key, "node", [
+        nodeBench("socket_bench.js"),
+        role,
+        "--size",
+        size,
+        "--transport",
+        transport,
+      ])
+      : null,
+  ];
+  const jszmq = (role: string, size: string, key: string) =>
+    median(`jszmq ${role} ${size}`, key, "node", [
+      here("./jszmq_bench.mjs"),
+      role,
+      "--size",
+      size,
+    ]);
+  const w64 = [
+    ...socket("ws", "throughput", "64", "msg_per_s"),
+    jszmq("throughput", "64", "msg_per_s"),
+  ];
+  const w1m = [
+    ...socket("ws", "throughput", "1MiB", "mb_per_s"),
+    jszmq("throughput", "1MiB", "mb_per_s"),
+  ];
+  const wrtt = [...socket("ws", "rtt", "64", "p50_us"), jszmq("rtt", "64", "p50_us")];
+  // Our tcp figures of this same section, for what WebSocket framing costs us.
+  const t64 = socket("tcp", "throughput", "64", "msg_per_s");
+  const t1m = socket("tcp", "throughput", "1MiB", "mb_per_s");
+  Object.assign(all, {
+    ws_64: w64[0],
+    ws_node_64: w64[1],
+    jszmq_64: w64[2],
+    ws_1mib: w1m[0],
+    ws_node_1mib: w1m[1],
+    jszmq_1mib: w1m[2],
+    ws_rtt: wrtt[0],
+    ws_node_rtt: wrtt[1],
+    jszmq_rtt: wrtt[2],
+    ws_tcp_64: t64[0],
+    ws_tcp_node_64: t64[1],
+    ws_tcp_1mib: t1m[0],
+    ws_tcp_node_1mib: t1m[1],
+  });
+  header("ws: DEALER -> ROUTER over ws://, 2 processes", "jszmq");
+  const line = (what: string, r: (Result | null)[], key: string, digits: number, target: string) =>
+    row(what, r[0]?.[key], r[1]?.[key], r[2]?.[key], digits, target);
+  line("64 B messages/s", w64, "msg_per_s", 0, ">= 3x");
+  line("1 MiB messages, MB/s", w1m, "mb_per_s", 0, ">= 1x");
+  line("ping-pong RTT p50, us", wrtt, "p50_us", 1, "");
+  line("ping-pong RTT p99, us", wrtt, "p99_us", 1, "");
+  // ws against our own tcp, Deno to Deno and Node to Node: the ratio columns are ws / tcp.
+  const vsTcp = (what: string, ws: (Result | null)[], tcp: (Result | null)[], key: string) => {
+    rows.push(
+      withNode
+        ? [
+          what,
+          fmt(ws[0]?.[key]),
+          fmt(ws[1]?.[key]),
+          fmt(tcp[0]?.[key]),
+          ratio(ws[0]?.[key], tcp[0]?.[key]),
+          ratio(ws[1]?.[key], tcp[1]?.[key]),
+          `tcp Node ${fmt(tcp[1]?.[key])}`,
+        ]
+        : [what, fmt(ws[0]?.[key]), fmt(tcp[0]?.[key]), ratio(ws[0]?.[key], tcp[0]?.[key]), ""],
+    );
+  };
+  header("ws vs our tcp (ratio: ws / tcp)", "ours tcp Deno");
+  vsTcp("64 B messages/s", w64, t64, "msg_per_s");
+  vsTcp("1 MiB messages, MB/s", w1m, t1m, "mb_per_s");
 }
 
 if (!values.only || values.only === "hub") {

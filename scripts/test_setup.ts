@@ -1,7 +1,8 @@
 /**
- * Prepares the interop test peers before `deno task test`: installs zeromq.js into
- * tests/peers (from the npm registry) when missing, and says whether pyzmq, prometheus_client
- * (the /metrics test) and Chromium (the dashboard test) are there.
+ * Prepares the interop test peers before `deno task test`: installs tests/peers' npm packages
+ * (zeromq.js, jszmq, playwright-core) from the npm registry when one is missing, and says
+ * whether pyzmq, prometheus_client (the /metrics test) and Chromium (the dashboard and
+ * browser-worker tests) are there.
  *
  * @module
  */
@@ -11,14 +12,19 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const peers = fileURLToPath(new URL("../tests/peers/", import.meta.url));
-if (!existsSync(`${peers}node_modules/zeromq`)) {
-  console.error("test setup: installing zeromq.js for the interop tests (npm ci in tests/peers)");
+const packages = ["zeromq", "jszmq", "playwright-core"];
+if (packages.some((name) => !existsSync(`${peers}node_modules/${name}`))) {
+  console.error(
+    `test setup: installing ${packages.join(", ")} for the interop tests (npm ci in tests/peers)`,
+  );
   const npm = spawnSync("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: peers,
     stdio: "inherit",
   });
   if (npm.status !== 0) {
-    console.error("test setup: npm ci failed; the zeromq.js interop tests will be skipped");
+    console.error(
+      "test setup: npm ci failed; the zeromq.js, jszmq and browser tests will be skipped",
+    );
   }
 }
 const python = spawnSync("/usr/bin/python3", ["-c", "import zmq, msgpack"], { stdio: "ignore" });
@@ -39,7 +45,7 @@ if (prometheus.status !== 0) {
 }
 if (!existsSync("/usr/bin/chromium")) {
   console.error(
-    "test setup: /usr/bin/chromium is missing, so the dashboard test will be skipped.\n" +
+    "test setup: /usr/bin/chromium is missing, so the dashboard and browser-worker tests will be skipped.\n" +
       "  Install it with: apt-get install -y chromium",
   );
 }

@@ -9,8 +9,8 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-/** Which libzmq binding runs the peer. */
-export type PeerKind = "pyzmq" | "zeromq.js";
+/** Which peer implementation runs: libzmq through pyzmq or zeromq.js, or jszmq (ws only). */
+export type PeerKind = "pyzmq" | "zeromq.js" | "jszmq";
 
 const PY = "/usr/bin/python3";
 const PY_PEER = fileURLToPath(new URL("./peers/zmq_peer.py", import.meta.url));
@@ -20,6 +20,8 @@ export const SECURE_PY_PEER: string = fileURLToPath(
 );
 const JS_PEER = fileURLToPath(new URL("./peers/zmq_peer.mjs", import.meta.url));
 const JS_MODULES = fileURLToPath(new URL("./peers/node_modules/zeromq", import.meta.url));
+const JSZMQ_PEER = fileURLToPath(new URL("./peers/jszmq_peer.mjs", import.meta.url));
+const JSZMQ_MODULES = fileURLToPath(new URL("./peers/node_modules/jszmq", import.meta.url));
 
 /** Why a kind of peer cannot run here, or undefined when it can. */
 export function peerUnavailable(kind: PeerKind): string | undefined {
@@ -29,7 +31,12 @@ export function peerUnavailable(kind: PeerKind): string | undefined {
       ? undefined
       : "pyzmq missing: apt-get install -y python3-zmq python3-msgpack (CI installs it)";
   }
-  if (!existsSync(JS_MODULES)) return "zeromq.js missing: npm install --prefix tests/peers";
+  if (kind === "jszmq" && !existsSync(JSZMQ_MODULES)) {
+    return "jszmq missing: npm ci --prefix tests/peers";
+  }
+  if (kind === "zeromq.js" && !existsSync(JS_MODULES)) {
+    return "zeromq.js missing: npm install --prefix tests/peers";
+  }
   const node = spawnSync("node", ["--version"], { stdio: "ignore" });
   return node.status === 0 ? undefined : "node is not on PATH (zeromq.js runs under Node)";
 }
@@ -61,7 +68,9 @@ const EVENT_NAMES: Record<string, string> = {
 export function startPeer(kind: PeerKind, args: string[], pyScript = PY_PEER): Promise<Peer> {
   const child: ChildProcess = kind === "pyzmq"
     ? spawn(PY, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
-    : spawn("node", [JS_PEER, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+    : spawn("node", [kind === "jszmq" ? JSZMQ_PEER : JS_PEER, ...args], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
   const events: Peer["events"] = [];
   const waiting: Array<(answer: Record<string, unknown>) => void> = [];
   let buffered = "";
