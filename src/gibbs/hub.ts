@@ -201,6 +201,9 @@ export class Hub {
           () => {},
         );
       },
+      pass: (w) => {
+        this.#router.send([w.id, ...encodeExtension(ExtKind.pass, null)]).catch(() => {});
+      },
       settle: (request, outcome, from) => settle(request, outcome, from),
       log: (level, event, message, fields) =>
         this.#log[level](event, message, fields as Record<string, unknown>),
@@ -458,6 +461,10 @@ export class Hub {
       }
       if (ext.kind === ExtKind.capacity) {
         d.setCapacity(key, ext.body as number, now);
+      } else if (ext.kind === ExtKind.decline) {
+        d.decline(key, ext.body as string, now);
+      } else if (ext.kind === ExtKind.room) {
+        d.room(key, now);
       } else if (ext.kind === ExtKind.chunk) {
         const [reqId, value] = ext.body as [string, unknown];
         const request = d.chunk(key, reqId, now);
