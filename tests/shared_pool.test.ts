@@ -482,6 +482,58 @@ describe("a Python gibbs hub and our hub sharing our workers", { skip: pythonSki
   });
 });
 
+describe("a Python gibbs hub beside two of ours that keep the workers full", {
+  skip: pythonSkip,
+}, () => {
+  test("its requests after a long idle spell are still served, at once", {
+    timeout: 120_000,
+  }, async () => {
+    const c = new Cleanup();
+    try {
+      const py = python(["hub", "--port", "0"]);
+      c.add(() => py.dispose());
+      const ready = await py.waitJson((v) => v.ready === true, 15_000, "python hub ready");
+      const ours = [await startHub(), await startHub()];
+      for (const h of ours) c.add(() => h.hub.close());
+      const model = async (tag: string, i: number) => {
+        await sleep(2);
+        return [tag, i];
+      };
+      const endpoints = [...ours.map((h) => h.endpoint), `tcp://127.0.0.1:${ready.port}`];
+      // gibbs's default heartbeat, as the Python hub has it.
+      const ws = [0, 1].map(() =>
+        startSharedWorker(model, endpoints, { concurrency: 2, heartbeatInterval: 1 })
+      );
+      c.add(() => Promise.all(ws.map((w) => w.stop())));
+      await waitFor(() => ours.every((h) => h.hub.workers === 2), 10_000, "the workers");
+      let stop = false;
+      const load = ours.map((h) =>
+        Promise.all(Array.from({ length: 16 }, async () => {
+          while (!stop) await h.hub.request("ts", 0);
+        }))
+      );
+      c.add(() => (stop = true, Promise.all(load)));
+      // Idle past the Python hub's 1 s heartbeat each time: its availability marks go stale, and
+      // the workers are full of our hubs' requests when it asks.
+      for (let i = 0; i < 3; i++) {
+        await sleep(1300);
+        const from = py.lines.length;
+        const t0 = performance.now();
+        py.send({ id: i, args: ["py", i], kwargs: {}, timeout: null, retries: 0 });
+        const answer = await py.waitJson((v) => v.id === i, 15_000, `python answer ${i}`, from);
+        const ms = performance.now() - t0;
+        assert.deepEqual([answer.ok, answer.result], [true, ["py", i]]);
+        assert.ok(ms < 2000, `the Python hub waited ${Math.round(ms)} ms for a worker`);
+      }
+      for (const w of ws) assert.ok(w.worker.peakInFlight <= 2, `${w.worker.peakInFlight} held`);
+      stop = true;
+      await withTimeout(Promise.all(load), 10_000, "our hubs' load");
+    } finally {
+      await c.run();
+    }
+  });
+});
+
 describe("the CLI with several hubs", () => {
   test("--endpoint twice for the same hub is a usage error", async () => {
     const p = cli([

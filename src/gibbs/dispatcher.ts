@@ -185,9 +185,9 @@ export interface DispatcherHost<H> {
   /**
    * Tells one of our workers that offered room ({@linkcode Dispatcher.room}) that the requests
    * for it were sent, perhaps none: sent after them, so that the worker knows which ones came
-   * for the room.
+   * for the room. (A host whose workers never offer room may leave it out.)
    */
-  pass(worker: WorkerState<H>): void;
+  pass?(worker: WorkerState<H>): void;
   /**
    * A request ended; called exactly once per request. `from` is the worker whose answer ended
    * it (undefined when it ended otherwise: timeout, abort, eviction, loss, close).
@@ -514,7 +514,7 @@ export class Dispatcher<H = unknown> {
     const held = w.held.length;
     this.#offer(w);
     this.#pump(this.#pool(w.service), now);
-    this.#host.pass(w);
+    this.#host.pass?.(w);
     if (w.held.length > held) this.#block(w);
   }
 

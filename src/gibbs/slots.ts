@@ -92,6 +92,8 @@ export class SlotLedger<L, J> {
   #reserved = 0;
   #peak = 0;
   #waiting = 0;
+  /** Waiting requests that cannot be declined. */
+  #firm = 0;
   #seq = 0;
   #lineSeq = 0;
   #frontSeq = 0;
@@ -177,6 +179,7 @@ export class SlotLedger<L, J> {
     ) {
       slots.waiting.push({ link, job, declinable, seq: this.#seq++ });
       this.#waiting++;
+      if (!declinable) this.#firm++;
     } else {
       actions.decline.push({ link, job });
       this.#getInLine(slots, false);
@@ -239,6 +242,7 @@ export class SlotLedger<L, J> {
     if (index < 0) return undefined;
     const [entry] = slots.waiting.splice(index, 1);
     this.#waiting--;
+    if (!entry.declinable) this.#firm--;
     this.#dropIfIdle(link, slots);
     return entry.job;
   }
@@ -253,6 +257,7 @@ export class SlotLedger<L, J> {
     if (slots === undefined) return { dropped: [], actions: noActions() };
     const dropped = slots.waiting.map((entry) => entry.job);
     this.#waiting -= dropped.length;
+    this.#firm -= slots.waiting.filter((entry) => !entry.declinable).length;
     slots.waiting = [];
     slots.inLine = slots.turn = slots.used = false;
     const hadKept = slots.kept > 0;
@@ -276,6 +281,7 @@ export class SlotLedger<L, J> {
       this.#dropIfIdle(link, slots);
     }
     this.#waiting = 0;
+    this.#firm = 0;
     this.#reserved = 0;
     return entries.sort((a, b) => a.seq - b.seq).map(({ link, job }) => ({ link, job }));
   }
@@ -348,7 +354,7 @@ export class SlotLedger<L, J> {
     }
     let freedBy = freed === undefined ? undefined : this.#links.get(freed);
     while (this.#held + this.#reserved < this.#capacity) {
-      const firm = this.#oldest((entry) => !entry.declinable);
+      const firm = this.#firm > 0 ? this.#oldest((entry) => !entry.declinable) : undefined;
       const entry = firm ?? freedBy?.waiting[0];
       if (entry === undefined && freedBy?.turn) {
         // Freed during its hub's turn: still its hub's.
@@ -360,12 +366,14 @@ export class SlotLedger<L, J> {
       const next = entry ?? this.#oldest(() => true);
       if (next === undefined) break;
       const slots = this.#links.get(next.link)!;
-      slots.waiting.splice(slots.waiting.indexOf(next), 1);
+      if (slots.waiting[0] === next) slots.waiting.shift();
+      else slots.waiting.splice(slots.waiting.indexOf(next), 1);
       this.#waiting--;
+      if (!next.declinable) this.#firm--;
       this.#take(next.link, slots, next.job, actions);
     }
     if (this.#held + this.#reserved >= this.#capacity) {
-      for (const [link, slots] of [...this.#links]) {
+      for (const [link, slots] of this.#links) {
         if (slots.held > 0 || !slots.waiting.some((e) => e.declinable)) continue;
         slots.waiting = slots.waiting.filter((entry) => {
           if (!entry.declinable) return true;
@@ -378,11 +386,17 @@ export class SlotLedger<L, J> {
       return actions;
     }
     // Free slots, nothing waiting: to the hubs in line.
+    let inLine = 0;
+    let turns = false;
+    for (const slots of this.#links.values()) {
+      if (slots.inLine) inLine++;
+      if (slots.turn) turns = true;
+    }
+    if (inLine === 0) return actions;
     // (One in line that still has a turn, after the capacity went down, waits for its pass.)
     const line = [...this.#links].filter(([, s]) => s.inLine && !s.turn).sort((a, b) =>
       a[1].lineSeq - b[1].lineSeq
     );
-    const turns = [...this.#links.values()].some((s) => s.turn);
     if (line.length === 1 && !turns) {
       const [link, slots] = line[0];
       slots.inLine = false;

@@ -264,7 +264,7 @@ export class Worker {
       onMessage: (link, message) => this.#onMessage(link, message),
       onConnect: (link) => this.#onConnect(link),
       onDisconnect: (link, wasOurs, generation) => this.#onDisconnect(link, wasOurs, generation),
-      mayOffer: (link) => !this.#stopping && !link.retiring && this.#slots.free > 0,
+      mayOffer: (link) => this.#mayOffer(link),
       onFailure: (error) => this.#fail(error),
     };
     if (isModule) {
@@ -549,10 +549,22 @@ export class Worker {
    * need no asking: they know the capacity, and hear of room after a decline.
    */
   #offerRoom(): void {
-    if (this.#stopping || this.#slots.free === 0) return;
+    if (this.#stopping) return;
     for (const link of this.#links.values()) {
-      if (!link.extended && link.connected && !link.retiring && !link.offered) link.ping();
+      if (!link.extended && link.connected && !link.offered && this.#mayOffer(link)) link.ping();
     }
+  }
+
+  /**
+   * May the worker say anything to a gibbs hub now (any message marks it available there)?
+   * While it has a free slot; and, while other hubs fill it, to a gibbs hub that has nothing in
+   * the worker: a gibbs hub cannot be told to wait in line, so it is always offered one
+   * request, which takes the next free slot before anything else.
+   */
+  #mayOffer(link: HubLink): boolean {
+    if (this.#stopping || link.retiring) return false;
+    return this.#slots.free > 0 ||
+      (this.#slots.heldBy(link) === 0 && this.#slots.waitingFor(link) === 0);
   }
 
   #onConnect(link: HubLink): void {
