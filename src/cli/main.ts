@@ -43,7 +43,7 @@ Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S] [--port P]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--host H] [--endpoint E]
                 [--heartbeat S] [--resp-buffer N] [--max-body SIZE]
-  gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--endpoint E ...] [--heartbeat S]
+  gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--endpoint E]... [--heartbeat S]
                 [--threads N] [--concurrency N] [--service NAME]
                 [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT] [--parent PID]
