@@ -80,31 +80,50 @@ describe("slots shared by hubs", () => {
   test("a freed slot goes to the freeing hub's next request, else to the oldest waiting", () => {
     const s = new SlotLedger<string, string>(2);
     s.arrive("A", "a1", true);
-    s.arrive("B", "b1", true);
     s.arrive("A", "a2", true);
+    // A has the capacity in the worker: what it sends now is prefetch, and waits.
+    assert.deepEqual(s.arrive("A", "a3", true), none);
+    assert.deepEqual(s.arrive("A", "a4", true), none);
+    assert.deepEqual(jobs(s.arrive("B", "b1", true).decline), ["b1"]);
+    assert.deepEqual(jobs(s.arrive("C", "c1", true).decline), ["c1"]);
+    assert.deepEqual(jobs(s.release("A").start), ["a3"], "A's own, though B and C are in line");
+    assert.deepEqual(jobs(s.release("A").start), ["a4"]);
+    assert.deepEqual(s.release("A").offer, ["B"]);
+    assert.deepEqual(jobs(s.arrive("B", "b2", true).start), ["b2"]);
+    assert.deepEqual(s.arrive("B", "b3", true), none, "B's turn: it waits behind b2");
+    assert.deepEqual(s.pass("B"), none);
+    // A meant a5 to run at once (it has less than the capacity here): declined, not queued.
+    assert.deepEqual(jobs(s.arrive("A", "a5", true).decline), ["a5"]);
+    assert.deepEqual(jobs(s.release("A").start), ["b3"], "A has none waiting: the oldest");
+  });
+
+  test("a request its hub meant to run at once is declined, not queued, when slots are taken", () => {
+    const s = new SlotLedger<string, string>(4);
+    s.arrive("A", "a1", true);
+    s.arrive("B", "b1", true);
     s.arrive("B", "b2", true);
     s.arrive("B", "b3", true);
-    assert.deepEqual(jobs(s.release("B").start), ["b2"], "B's own, though a2 is older");
-    assert.deepEqual(jobs(s.release("B").start), ["b3"]);
-    assert.deepEqual(jobs(s.release("B").start), ["a2"], "B has none left: the oldest");
+    // Hub A believes it has 3 free slots here (it holds 1 of 4): the worker gave them to B.
+    assert.deepEqual(jobs(s.arrive("A", "a2", true).decline), ["a2"]);
+    assert.deepEqual(jobs(s.arrive("B", "b4", true).decline), ["b4"], "so did B (3 of 4)");
   });
 
   test("capacity down: a hub left without a slot has its waiting requests declined", () => {
     const s = new SlotLedger<string, string>(3);
     s.arrive("A", "a1", true);
-    s.arrive("B", "b1", true);
-    s.arrive("B", "b2", true);
     s.arrive("A", "a2", true);
-    s.arrive("G", "g1", false);
+    s.arrive("A", "a3", true);
+    assert.deepEqual(s.arrive("A", "a4", true), none, "prefetch");
+    assert.deepEqual(s.arrive("G", "g1", false), none);
     assert.deepEqual(s.setCapacity(1), none);
     assert.equal(s.held, 3, "what is held stays held");
+    assert.deepEqual(s.release("A"), none, "2 held, 1 allowed");
+    assert.deepEqual(s.release("A"), none);
     const gone = s.release("A");
-    assert.deepEqual(jobs(gone.decline), ["a2"], "A holds nothing now, and no slot is free");
-    assert.deepEqual(gone.start, []);
-    assert.deepEqual(s.release("B"), none, "2 held, 1 allowed");
-    assert.deepEqual(jobs(s.release("B").start), ["g1"]);
-    assert.deepEqual(s.setCapacity(4), { ...none, resume: ["A"] });
-    assert.equal(s.free, 3);
+    assert.deepEqual(jobs(gone.start), ["g1"], "the gibbs hub's first");
+    assert.deepEqual(jobs(gone.decline), ["a4"], "A holds nothing now, and no slot is free");
+    assert.deepEqual(s.release("G"), { ...none, resume: ["A"] });
+    assert.equal(s.free, 1);
   });
 
   test("capacity down takes back a kept slot: its hub is first in line again", () => {
@@ -287,6 +306,7 @@ function runSequence(initial: number, ops: Op[]): void {
         arrivalOf.set(job, n++);
         linkOf.set(job, l);
         const heldBefore = s.heldBy(l);
+        const waitingBefore = s.waitingFor(l);
         const keptBefore = s.keptFor(l);
         const freeBefore = s.free;
         const othersInLine = LINKS.some((o) => o !== l && s.inLine(o));
@@ -296,7 +316,9 @@ function runSequence(initial: number, ops: Op[]): void {
         assert.equal(started, keptBefore > 0 || freeBefore > 0, "starts iff a slot is its or free");
         if (keptBefore > 0) used.add(l);
         apply(a, job);
-        const mayWait = heldBefore > 0 && (turn || !othersInLine);
+        // Behind its own hub's requests: in its turn, or as prefetch with nobody else in line.
+        const prefetch = heldBefore + waitingBefore >= capacity && !othersInLine;
+        const mayWait = heldBefore > 0 && (turn || prefetch);
         if (waiting.includes(job) && l !== "G") assert.ok(mayWait, `${job} waits for nothing`);
         if (a.decline.some((x) => x.job === job)) {
           assert.ok(!mayWait, `${job} declined though it may wait`);

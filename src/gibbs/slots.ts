@@ -8,10 +8,12 @@
  * - The worker holds at most `capacity` requests in its slots (being served, or collected into
  *   a batch that has not started), across all hubs.
  * - A request takes a slot kept for its hub, else a free slot. When there is none, it waits
- *   only behind requests of its own hub: when its hub holds a slot and it is its hub's turn or
- *   no other hub is in line. A request that cannot be declined (from a gibbs hub, which has no
- *   such message) waits anyway. Any other request is declined at once, and its hub gets in
- *   line: our hub sends that worker nothing more until it is offered room.
+ *   only behind requests of its own hub, when its hub holds a slot and either it is its hub's
+ *   turn, or its hub sent it as prefetch (the hub already has the capacity in this worker: it
+ *   meant the request to wait) and no other hub is in line. A request that cannot be declined
+ *   (from a gibbs hub, which has no such message) waits anyway. Any other request — one its hub
+ *   meant to run at once, on a slot the worker gave to another hub — is declined at once, and its
+ *   hub gets in line: our hub sends that worker nothing more until it is offered room.
  * - A freed slot goes to the oldest waiting request that cannot be declined; else to the next
  *   request of the hub that freed it; else, during that hub's turn, it is kept for that hub;
  *   else to the oldest waiting request.
@@ -174,9 +176,7 @@ export class SlotLedger<L, J> {
     } else if (this.#held + this.#reserved < this.#capacity) {
       // A free slot, so nothing waits and nobody is in line: it is this request's.
       this.#take(link, slots, job, actions);
-    } else if (
-      !declinable || (slots.held > 0 && (slots.turn || !this.#inLineBesides(link)))
-    ) {
+    } else if (!declinable || (slots.held > 0 && (slots.turn || this.#prefetched(link, slots)))) {
       slots.waiting.push({ link, job, declinable, seq: this.#seq++ });
       this.#waiting++;
       if (!declinable) this.#firm++;
@@ -308,6 +308,14 @@ export class SlotLedger<L, J> {
       slots.held === 0 && slots.kept === 0 && slots.waiting.length === 0 && !slots.inLine &&
       !slots.turn
     ) this.#links.delete(link);
+  }
+
+  /**
+   * A request its hub sent as prefetch — the hub already has the capacity in this worker, so
+   * it meant the request to wait there — that may wait: nobody else is in line.
+   */
+  #prefetched(link: L, slots: LinkSlots<L, J>): boolean {
+    return slots.held + slots.waiting.length >= this.#capacity && !this.#inLineBesides(link);
   }
 
   #inLineBesides(link: L): boolean {
