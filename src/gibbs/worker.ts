@@ -191,6 +191,7 @@ export class Worker {
   #batchQueue: Waiting[] = [];
   #batchTimer: ReturnType<typeof setTimeout> | undefined;
   #batchesRunning = 0;
+  #runCalled = false;
   #running = false;
   #stopping = false;
   #inFlight = 0;
@@ -377,7 +378,10 @@ export class Worker {
       throw new RangeError(`the worker already serves the hub at ${endpoint}`);
     }
     this.#endpoints.push(endpoint);
-    if (this.#running) this.#open(endpoint);
+    if (this.#running) {
+      this.#log.info("hub.added", `serving one more hub: ${endpoint}`, { endpoint });
+      this.#open(endpoint);
+    }
   }
 
   /**
@@ -393,6 +397,7 @@ export class Worker {
     this.#endpoints.splice(at, 1);
     const link = this.#links.get(endpoint);
     if (link === undefined) return;
+    this.#log.info("hub.removed", `no longer serving the hub at ${endpoint}`, { endpoint });
     this.#retire(link);
     await link.whenClosed();
   }
@@ -404,7 +409,8 @@ export class Worker {
    * @throws {HandlerStartError} when a handler given as a module fails to load or construct
    */
   async run(): Promise<void> {
-    if (this.#running) throw new Error("run() was called already");
+    if (this.#runCalled) throw new Error("run() was called already");
+    this.#runCalled = true;
     const removeSignals = this.#handleSignals
       ? runtime.onShutdownSignal((signal) => this.#onSignal(signal))
       : () => {};
