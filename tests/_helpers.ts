@@ -399,3 +399,32 @@ export function script(path: string, args: string[] = []): Proc {
     ? new Proc(process.execPath, ["run", "-A", path, ...args])
     : new Proc(process.execPath, [path, ...args]);
 }
+
+/**
+ * Starts an in-process worker serving several hubs at once (heartbeat 0.2 s by default), with
+ * its warnings collected.
+ */
+export function startSharedWorker(
+  handler: Handler,
+  endpoints: string[],
+  options: WorkerOptions = {},
+): RunningWorker {
+  const log = new Log();
+  const worker = new Worker(handler, {
+    endpoints,
+    heartbeatInterval: 0.2,
+    logger: log.fn,
+    ...options,
+  });
+  const done = worker.run();
+  done.catch(() => {});
+  return {
+    worker,
+    done,
+    log,
+    async stop() {
+      worker.stop();
+      await withTimeout(done, 5000, `worker ${worker.id} run() after stop()`);
+    },
+  };
+}

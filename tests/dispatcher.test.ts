@@ -42,6 +42,7 @@ function rig(options: Partial<DispatcherOptions> = {}) {
   const logs: { level: string; event: string; message: string }[] = [];
   const full = new Set<string>();
   const cancelled: Sent[] = [];
+  const passes: string[] = [];
   const d = new Dispatcher<null>({
     heartbeatMs: HB,
     respBufferSize: 100,
@@ -58,6 +59,9 @@ function rig(options: Partial<DispatcherOptions> = {}) {
     cancel(w: WorkerState<null>, r: Request<null>) {
       cancelled.push({ worker: w.key, reqId: r.reqId });
     },
+    pass(w: WorkerState<null>) {
+      passes.push(w.key);
+    },
     settle(r: Request<null>, outcome: Outcome) {
       settled.set(r.reqId, outcome);
       settleCounts.set(r.reqId, (settleCounts.get(r.reqId) ?? 0) + 1);
@@ -71,6 +75,7 @@ function rig(options: Partial<DispatcherOptions> = {}) {
     d,
     sent,
     cancelled,
+    passes,
     settled,
     settleCounts,
     logs,
@@ -480,6 +485,90 @@ describe("dispatcher rules", () => {
     assert.equal(t.value(r), null);
   });
 
+  test("a declined request goes to another worker at once; it is no loss, no re-dispatch", () => {
+    const t = rig({ prefetch: 1 });
+    t.join("a", 0, 2);
+    t.join("b", 0, 2);
+    const r = t.submit(0, 500, 0);
+    const first = t.sent[0].worker;
+    const other = first === "a" ? "b" : "a";
+    t.d.decline(first, r, 1);
+    assert.deepEqual(t.sentTo(other), [r], "re-sent at once");
+    assert.equal(t.d.stats().redispatched, 0);
+    assert.equal(t.logs.filter((l) => l.level === "warn").length, 0, "nothing worth a warning");
+    // The decliner gets nothing more until it announces its capacity (room) again...
+    const more = [t.submit(2), t.submit(2), t.submit(2)];
+    assert.deepEqual(t.sentTo(first), [r]);
+    assert.deepEqual(t.sentTo(other), [r, more[0]], "the other one's capacity is 2");
+    t.d.ping(first, 3); // ...a heartbeat is not room
+    assert.deepEqual(t.sentTo(first), [r]);
+    // The request's clock was not reset: it still times out 500 ms after it was made.
+    assert.equal(t.d.request(r)?.deadline, 500);
+    // Room: what there is for it (up to its credit), a pass, then nothing until the next room.
+    t.d.room(first, 4);
+    assert.deepEqual(t.sentTo(first), [r, more[1], more[2]]);
+    assert.deepEqual(t.passes, [first]);
+    t.d.answer(first, more[1], 0, 1, 5);
+    const later = t.submit(5);
+    assert.deepEqual(t.sentTo(first), [r, more[1], more[2]], "its turn is over");
+    t.d.room(first, 6);
+    assert.deepEqual(t.sentTo(first), [r, more[1], more[2], later]);
+    // Room with nothing to send: a pass alone, and it takes requests as before.
+    t.d.answer(first, later, 0, 1, 7);
+    t.d.room(first, 8);
+    assert.deepEqual(t.passes, [first, first, first]);
+    const after = t.submit(9);
+    assert.ok(t.sentTo(first).includes(after) || t.sentTo(other).includes(after));
+    // A capacity announcement after a decline: as before, no pass.
+    t.d.decline(first, r, 10); // (r is not held by it any more: still a decline)
+    t.d.setCapacity(first, 2, 11);
+    assert.deepEqual(t.passes, [first, first, first]);
+  });
+
+  test("a request declined more often than any loss allows still completes", () => {
+    const t = rig({ prefetch: 1 });
+    t.join("a", 0, 1);
+    const r = t.submit(0);
+    for (let i = 1; i <= 3 * MAX_REDISPATCH; i++) {
+      t.d.decline("a", r, i);
+      assert.equal(t.d.request(r)?.state, "queued", "waits: its only worker is full");
+      t.d.setCapacity("a", 1, i);
+    }
+    assert.equal(t.sentTo("a").length, 3 * MAX_REDISPATCH + 1);
+    t.d.answer("a", r, 0, "done", 100);
+    assert.equal(t.value(r), "done");
+  });
+
+  test("a declined copy of a retried request is not queued again while another copy is out", () => {
+    const t = rig({ prefetch: 1 });
+    t.join("a", 0, 1);
+    t.join("b", 0, 1);
+    const r = t.submit(0, 100, 1);
+    t.d.tick(100); // the retry's copy goes to the other worker
+    assert.equal(t.sent.length, 2);
+    t.d.decline(t.sent[1].worker, r, 101);
+    assert.equal(t.d.request(r)?.state, "sent");
+    assert.equal(t.d.stats().queued, 0);
+    t.d.answer(t.sent[0].worker, r, 0, "first", 102);
+    assert.equal(t.value(r), "first");
+  });
+
+  test("only our workers decline; one that declines what it streamed is quarantined", () => {
+    const t = rig();
+    t.join("plain");
+    const r = t.submit();
+    t.d.decline("plain", r, 1); // a gibbs worker cannot send it: ignored
+    assert.deepEqual(t.sentTo("plain"), [r]);
+    assert.equal(t.d.request(r)?.state, "sent");
+    const s = rig();
+    s.join("w", 0, 1);
+    const q = s.submit(0, 0, 0, { stream: true });
+    s.d.chunk("w", q, 1);
+    s.d.decline("w", q, 2);
+    assert.ok(s.logs.some((l) => l.event === "worker.quarantined"));
+    assert.ok(s.error(q) instanceof WorkerProtocolError);
+  });
+
   test("close fails everything pending and refuses what comes after", () => {
     const t = rig();
     t.join("a");
@@ -508,6 +597,8 @@ type Op =
   | { op: "cancel"; pick: number }
   | { op: "full"; w: number; on: boolean }
   | { op: "capacity"; w: number; capacity: number }
+  | { op: "decline"; w: number; pick: number }
+  | { op: "room"; w: number }
   | { op: "time"; ms: number };
 
 const WORKERS = 4;
@@ -559,6 +650,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
   },
   {
+    arbitrary: fc.record({ op: fc.constant("decline" as const), w, pick: fc.nat() }),
+    weight: 2,
+  },
+  { arbitrary: fc.record({ op: fc.constant("room" as const), w }), weight: 1 },
+  {
     arbitrary: fc.record({ op: fc.constant("time" as const), ms: fc.constantFrom(1, 40, 400) }),
     weight: 3,
   },
@@ -572,6 +668,8 @@ interface ModelWorker {
   /** Requests sent to this connection and not answered by it (whatever their state now). */
   held: string[];
   full: boolean;
+  /** Declined a request and did not announce its capacity since: must get nothing. */
+  declined: boolean;
 }
 
 /**
@@ -592,6 +690,8 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
   const streamingFrom = new Map<string, string>();
   const key = (i: number) => `w${i}`;
   const indexOf = (k: string) => Number(k.slice(1));
+  /** What the host was asked to send, in order: `send w1`, `pass w1`. */
+  const wire: string[] = [];
   // Capacity: 0 a plain worker (prefetch applies), -1 one of ours that takes nothing now.
   const credit = (m: ModelWorker) =>
     m.capacity > 0 ? m.capacity - 1 + prefetch : m.capacity < 0 ? 0 : prefetch;
@@ -606,6 +706,7 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
       const m = workers[indexOf(ws.key)];
       assert.ok(m?.connected, `sent to ${ws.key}, which is not connected`);
       assert.equal(m.quarantined, false, `sent to quarantined ${ws.key}`);
+      assert.equal(m.declined, false, `sent to ${ws.key}, which declined and has no room`);
       if (m.full) return false;
       const reqId = r.reqId;
       assert.equal(settled.has(reqId), false, `sent ${reqId} after it ended`);
@@ -613,6 +714,7 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
       assert.equal(streamingFrom.has(reqId), false, `${reqId} re-sent after its stream began`);
       assert.ok(m.held.length < credit(m), `${ws.key} over its credit of ${credit(m)}`);
       m.held.push(reqId);
+      wire.push(`send ${ws.key}`);
       if (!everSent.has(reqId)) {
         everSent.add(reqId);
         const list = firstSends.get(m.service) ?? [];
@@ -625,6 +727,9 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
       const m = workers[indexOf(ws.key)];
       assert.ok(m?.connected && m.capacity !== 0, `cancel sent to ${ws.key}, not one of ours`);
       assert.ok(m.held.includes(r.reqId), `cancel of ${r.reqId} sent to ${ws.key}, which lacks it`);
+    },
+    pass(ws) {
+      wire.push(`pass ${ws.key}`);
     },
     settle(r, outcome) {
       assert.equal(settled.has(r.reqId), false, `${r.reqId} settled twice`);
@@ -656,6 +761,7 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
           capacity: op.capacity,
           held: [],
           full: false,
+          declined: false,
         };
         // Capacity 0 stands for a plain gibbs worker, which announces none.
         d.join(key(op.w), new TextEncoder().encode(key(op.w)), now, {
@@ -738,7 +844,47 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
         if (!m?.connected || m.capacity === 0) break; // only our workers announce changes
         // Lowered below what it holds: it keeps those, and gets no more until below again.
         m.capacity = op.capacity === 0 ? -1 : op.capacity;
+        m.declined = false;
+        const before = wire.length;
         d.setCapacity(key(op.w), op.capacity, now);
+        assert.ok(!wire.slice(before).some((x) => x.startsWith("pass")), "a pass for capacity");
+        break;
+      }
+      case "room": {
+        const m = workers[op.w];
+        if (!m?.connected || m.quarantined || m.capacity === 0) break; // only ours offer room
+        m.declined = false;
+        const before = wire.length;
+        d.room(key(op.w), now);
+        // What requests there are for it, then a pass; then nothing until the next offer.
+        const out = wire.slice(before);
+        assert.equal(out.at(-1), `pass ${key(op.w)}`, "the pass comes last");
+        assert.equal(out.filter((x) => x.startsWith("pass")).length, 1);
+        m.declined = out.includes(`send ${key(op.w)}`);
+        break;
+      }
+      case "decline": {
+        // One of ours declines a request it was sent (never one it streamed chunks of).
+        const m = workers[op.w];
+        if (!m?.connected || m.quarantined || m.capacity === 0) break;
+        const candidates = m.held.filter((r) => streamingFrom.get(r) !== key(op.w));
+        if (candidates.length === 0) break;
+        const reqId = candidates[op.pick % candidates.length];
+        m.held.splice(m.held.indexOf(reqId), 1);
+        m.declined = true;
+        const redispatched = d.stats().redispatched;
+        const wasPending = d.request(reqId) !== undefined;
+        d.decline(key(op.w), reqId, now);
+        assert.equal(d.stats().redispatched, redispatched, "a decline counted as a re-dispatch");
+        if (wasPending) {
+          assert.equal(settled.has(reqId), false, `${reqId} ended by a decline`);
+          // Elsewhere at once: held by a worker now, or at the head of the queue.
+          const heldElsewhere = workers.some((o) => o?.connected && o.held.includes(reqId));
+          assert.ok(
+            heldElsewhere || d.request(reqId)?.state === "queued",
+            `${reqId} neither re-sent nor queued after a decline`,
+          );
+        }
         break;
       }
       case "time":

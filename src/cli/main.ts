@@ -45,7 +45,7 @@ Usage:
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--host H] [--endpoint E]
                 [--heartbeat S] [--resp-buffer N] [--max-body SIZE]
                 [--ws WS_PORT [--ws-origin ORIGIN]... [--ws-cert FILE --ws-key FILE]]
-  gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--endpoint E] [--heartbeat S]
+  gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--endpoint E]... [--heartbeat S]
                 [--threads N] [--concurrency N] [--service NAME]
                 [--batch-size N [--batch-wait-ms MS]]
                 [--reset-after N] [--args JSON_ARRAY] [--kwargs JSON_OBJECT] [--parent PID]
@@ -114,7 +114,9 @@ Options:
   --host H           hub host (default localhost)
   --port P           hub port (default 5019)
   --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub,
-                     ws://hub:5020 for a hub listening with --ws)
+                     ws://hub:5020 for a hub listening with --ws); repeat it to serve
+                     several hubs (application replicas) at once: the worker's capacity
+                     is shared by all of them
   --heartbeat S      heartbeat interval in seconds (default 1)
   --threads N        handler threads, each with its own instance of the handler; the
                      connection's thread answers heartbeats while they compute, so a
@@ -345,6 +347,26 @@ function endpointOf(
   const endpoint = `tcp://${values.host ?? defaultHost}:${p}`;
   checkEndpoint(endpoint, "--host");
   return endpoint;
+}
+
+/** The worker's `--endpoint`s (one hub each), or `tcp://HOST:PORT` from `--host` and `--port`. */
+function endpointsOf(
+  values: { endpoint?: string | string[]; host?: string; port?: string },
+): string[] {
+  if (values.endpoint === undefined) {
+    return [endpointOf({ ...values, endpoint: undefined }, "localhost")];
+  }
+  if (values.host !== undefined || values.port !== undefined) {
+    throw new UsageError("--endpoint replaces --host and --port: give one or the other");
+  }
+  const endpoints = [values.endpoint].flat();
+  for (const [i, endpoint] of endpoints.entries()) {
+    checkEndpoint(endpoint, "--endpoint");
+    if (endpoints.indexOf(endpoint) !== i) {
+      throw new UsageError(`--endpoint ${endpoint} is given twice`);
+    }
+  }
+  return endpoints;
 }
 
 function checkEndpoint(endpoint: string, name: string): void {
@@ -642,7 +664,7 @@ async function worker(argv: string[]): Promise<void> {
     export: { type: "string" },
     host: { type: "string" },
     port: { type: "string" },
-    endpoint: { type: "string" },
+    endpoint: { type: "string", multiple: true },
     heartbeat: { type: "string" },
     "reset-after": { type: "string" },
     threads: { type: "string" },
@@ -662,7 +684,7 @@ async function worker(argv: string[]): Promise<void> {
       `expected one MODULE, got ${positionals.length} (see gibbs worker --help)`,
     );
   }
-  const endpoint = endpointOf(values, "localhost");
+  const endpoints = endpointsOf(values);
   const heartbeatInterval = positive(values.heartbeat, "--heartbeat", "seconds");
   const resetAfterNMiss = integer(values["reset-after"], "--reset-after", 1);
   const parent = integer(values.parent, "--parent", 1);
@@ -692,7 +714,7 @@ async function worker(argv: string[]): Promise<void> {
   let w: Worker;
   try {
     w = new Worker(url, {
-      endpoint,
+      endpoints,
       heartbeatInterval,
       resetAfterNMiss,
       threads,
@@ -724,8 +746,16 @@ async function worker(argv: string[]): Promise<void> {
     await w.started;
     log.info(
       "worker.serving",
-      `serving ${specifier} (${name}) ${where}, up to ${w.capacity} at once, to ${w.endpoint}`,
-      { endpoint: w.endpoint, threads: w.threads, capacity: w.capacity, service: w.service },
+      `serving ${specifier} (${name}) ${where}, up to ${w.capacity} at once, to ${
+        w.endpoints.join(", ")
+      }`,
+      {
+        endpoint: w.endpoint,
+        endpoints: w.endpoints,
+        threads: w.threads,
+        capacity: w.capacity,
+        service: w.service,
+      },
     );
     await running;
   } catch (error) {
@@ -733,9 +763,11 @@ async function worker(argv: string[]): Promise<void> {
     throw error;
   }
   stopWatching();
-  log.info("worker.stopped", `stopped after ${plural(w.served, "request")}`, {
-    served: w.served,
-  });
+  log.info(
+    "worker.stopped",
+    `stopped after ${plural(w.served, "request")}`,
+    { served: w.served, peakInFlight: w.peakInFlight, capacity: w.capacity, declined: w.declined },
+  );
   runtime.exit(0);
 }
 

@@ -24,6 +24,12 @@
  *   the worker answers (as a plain gibbs worker's slot is).
  * - A worker that answers with bytes no gibbs worker sends is quarantined: what it holds goes
  *   to the others (or fails with {@linkcode WorkerProtocolError} when none is sound).
+ * - One of our workers may decline a request it was sent (its capacity went to other hubs):
+ *   the request goes back to the head of the queue and to another worker at once, as if never
+ *   sent — not a loss, not a re-dispatch, no count against its retries — and the worker gets
+ *   nothing more until it offers room ({@linkcode Dispatcher.room}: the dispatcher sends it
+ *   what requests there are for it, then a pass, then nothing until the next offer if it sent
+ *   any) or lets it send as before ({@linkcode Dispatcher.setCapacity}).
  *
  * @module
  */
@@ -112,6 +118,11 @@ export interface WorkerState<H = unknown> {
   pingsWhileHolding: number;
   /** Sent a malformed answer: gets no more requests on this connection. */
   quarantined: boolean;
+  /**
+   * Declined a request: gets no more until it announces its capacity again (it does once it
+   * has room for this hub).
+   */
+  declined: boolean;
   /** Moving average of its time per request, in ms (-1 until it answered once). */
   serviceMs: number;
   /** When it last answered. */
@@ -174,6 +185,12 @@ export interface DispatcherHost<H> {
   send(worker: WorkerState<H>, request: Request<H>): boolean;
   /** Tells one of our workers that a request it holds was given up. */
   cancel(worker: WorkerState<H>, request: Request<H>): void;
+  /**
+   * Tells one of our workers that offered room ({@linkcode Dispatcher.room}) that the requests
+   * for it were sent, perhaps none: sent after them, so that the worker knows which ones came
+   * for the room. (A host whose workers never offer room may leave it out.)
+   */
+  pass?(worker: WorkerState<H>): void;
   /**
    * A request ended; called exactly once per request. `from` is the worker whose answer ended
    * it (undefined when it ended otherwise: timeout, abort, eviction, loss, close).
@@ -248,6 +265,7 @@ interface Pool<H> {
  * }, {
  *   send: (w) => (sent.push(w.name), true),
  *   cancel: () => {},
+ *   pass: () => {},
  *   settle: (_r, outcome) => results.push(outcome.ok ? outcome.value : outcome.error),
  *   log: () => {},
  * });
@@ -423,6 +441,7 @@ export class Dispatcher<H = unknown> {
       held: [],
       pingsWhileHolding: 0,
       quarantined: false,
+      declined: false,
       serviceMs: -1,
       lastAnswer: -Infinity,
       served: 0,
@@ -474,15 +493,62 @@ export class Dispatcher<H = unknown> {
   }
 
   /**
-   * One of our workers announced a new capacity. Requests it holds beyond it stay with it (it
-   * serves or declines them); it gets no more until it is below.
+   * One of our workers announced a new capacity (after a decline: it may be sent requests as
+   * before). Requests it holds beyond it stay with it (it serves or declines them); it gets no
+   * more until it is below.
    */
   setCapacity(key: string, capacity: number, now: number): void {
     const w = this.#workers.get(key);
     if (w === undefined || !w.extended) return;
     w.capacity = capacity;
+    w.declined = false;
     w.lastSeen = now;
     this.#offer(w);
+    this.#pump(this.#pool(w.service), now);
+  }
+
+  /**
+   * One of our workers that declined a request offers room: a slot it keeps for this hub. It
+   * gets what requests there are for it now (up to its credit), then a pass
+   * ({@linkcode DispatcherHost.pass}); having got any, it gets nothing more until its next
+   * offer, so that hubs sharing it take turns.
+   */
+  room(key: string, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined || !w.extended) return;
+    w.declined = false;
+    w.lastSeen = now;
+    const held = w.held.length;
+    this.#offer(w);
+    this.#pump(this.#pool(w.service), now);
+    this.#host.pass?.(w);
+    if (w.held.length > held) this.#block(w);
+  }
+
+  /**
+   * One of our workers declined a request it was sent: its capacity is in use by other hubs.
+   * The request goes to another worker at once (or waits at the head of the queue), as if it
+   * had never been sent: no re-dispatch is counted and its retries are untouched. The worker
+   * gets nothing more until its next {@linkcode Dispatcher.setCapacity}.
+   */
+  decline(key: string, reqId: string, now: number): void {
+    const w = this.#workers.get(key);
+    if (w === undefined || !w.extended) return;
+    w.lastSeen = now;
+    this.#block(w);
+    const index = w.held.findIndex((r) => r.reqId === reqId);
+    if (index < 0) return; // ended meanwhile (timeout, abort), or held by an older connection
+    const request = w.held[index];
+    if (request.streaming && request.streamFrom === w) {
+      // Its chunks were delivered: the worker did run it.
+      this.malformed(key, `worker ${w.name} declined request ${reqId} after streaming it`, now);
+      return;
+    }
+    w.held.splice(index, 1);
+    // Back to the queue unless it ended, or another copy (a retry's) is held or queued.
+    if (request.state === "sent" && !request.sentTo.some((o) => o.held.includes(request))) {
+      this.#enqueue(request, true);
+    }
     this.#pump(this.#pool(w.service), now);
   }
 
@@ -786,9 +852,21 @@ export class Dispatcher<H = unknown> {
     );
   }
 
+  /** `w` gets nothing until it offers room or announces its capacity. */
+  #block(w: WorkerState<H>): void {
+    w.declined = true;
+    if (w.inAvailable) {
+      this.#pool(w.service).available.remove((x) => x === w);
+      w.inAvailable = false;
+    }
+  }
+
   /** Lists `w` as available if it may take more. */
   #offer(w: WorkerState<H>): void {
-    if (!w.inAvailable && w.connected && !w.quarantined && w.held.length < this.#credit(w)) {
+    if (
+      !w.inAvailable && w.connected && !w.quarantined && !w.declined &&
+      w.held.length < this.#credit(w)
+    ) {
       w.inAvailable = true;
       this.#pool(w.service).available.push(w);
     }
@@ -846,7 +924,9 @@ export class Dispatcher<H = unknown> {
     while (available.length > 0) {
       const w = available.shift()!;
       w.inAvailable = false;
-      if (!w.connected || w.quarantined || w.held.length >= this.#credit(w)) continue;
+      if (!w.connected || w.quarantined || w.declined || w.held.length >= this.#credit(w)) {
+        continue;
+      }
       if (now - w.lastSeen > this.#o.heartbeatMs) continue;
       if (avoid !== undefined && avoid.includes(w)) {
         (skipped ??= []).push(w);

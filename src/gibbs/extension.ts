@@ -33,7 +33,10 @@ export const MAX_CAPACITY = 65_536;
 
 /** Kinds of extension messages. */
 export const ExtKind = {
-  /** Worker → hub: its capacity changed; body: the new capacity (an integer ≥ 0). */
+  /**
+   * Worker → hub: its capacity (an integer ≥ 0), sent when it changes; sent again after a
+   * decline, it lets the hub send as before.
+   */
   capacity: "capacity",
   /**
    * Hub → worker: a request whose result the caller reads as a stream; body:
@@ -46,6 +49,23 @@ export const ExtKind = {
   cancel: "cancel",
   /** Worker → hub: one value of a stream; body: `[req_id, value]`. The response ends it. */
   chunk: "chunk",
+  /**
+   * Worker → hub: the worker did not take a request, and will not run it, because its
+   * capacity is in use by other hubs; body: `req_id`. The hub sends it elsewhere at once and
+   * sends this worker nothing more until the worker's next `capacity` message.
+   */
+  decline: "decline",
+  /**
+   * Worker → hub, after a decline: a slot is kept for this hub; body: nil. The hub sends what
+   * it has for the worker at once, then a `pass`, and after that nothing more until the next
+   * `room` or `capacity` (unless it sent nothing).
+   */
+  room: "room",
+  /**
+   * Hub → worker: the hub has sent what it had for a `room`, perhaps nothing; body: nil. The
+   * slots kept for it go to other hubs.
+   */
+  pass: "pass",
 } as const;
 
 /** A kind of extension message. */
@@ -168,7 +188,12 @@ export function decodeExtension(kindFrame: Uint8Array, bodyFrame: Uint8Array): E
       }
       break;
     case ExtKind.cancel:
+    case ExtKind.decline:
       if (typeof body !== "string") fail("a request id");
+      break;
+    case ExtKind.room:
+    case ExtKind.pass:
+      if (body !== null) fail("nil");
       break;
     case ExtKind.chunk:
       if (!Array.isArray(body) || body.length !== 2 || typeof body[0] !== "string") {

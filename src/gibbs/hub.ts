@@ -230,6 +230,9 @@ export class Hub {
           () => {},
         );
       },
+      pass: (w) => {
+        this.#router.send([w.id, ...encodeExtension(ExtKind.pass, null)]).catch(() => {});
+      },
       settle: (request, outcome, from) => {
         observer.settled(request, outcome);
         settle(request, outcome, from);
@@ -546,6 +549,10 @@ export class Hub {
       }
       if (ext.kind === ExtKind.capacity) {
         d.setCapacity(key, ext.body as number, now);
+      } else if (ext.kind === ExtKind.decline) {
+        d.decline(key, ext.body as string, now);
+      } else if (ext.kind === ExtKind.room) {
+        d.room(key, now);
       } else if (ext.kind === ExtKind.chunk) {
         const [reqId, value] = ext.body as [string, unknown];
         const request = d.chunk(key, reqId, now);

@@ -37,6 +37,7 @@ export interface SpawnWorkersOptions extends
     | "host"
     | "port"
     | "endpoint"
+    | "endpoints"
     | "heartbeatInterval"
     | "resetAfterNMiss"
     | "args"
@@ -99,6 +100,7 @@ export function spawnWorkers(
   const args = ["worker", module instanceof URL ? module.href : module];
   if (options.export) args.push("--export", options.export);
   if (options.endpoint) args.push("--endpoint", options.endpoint);
+  for (const endpoint of options.endpoints ?? []) args.push("--endpoint", endpoint);
   if (options.host) args.push("--host", options.host);
   if (options.port !== undefined) args.push("--port", String(options.port));
   if (options.heartbeatInterval !== undefined) {

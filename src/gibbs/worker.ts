@@ -1,15 +1,12 @@
 /**
- * The Worker: connects to a hub and serves its requests — one at a time as gibbs does, or
- * several at once — on the connection's thread or on handler threads of its own.
+ * The Worker: connects to one hub or several and serves their requests — one at a time as gibbs
+ * does, or several at once — on the connection's thread or on handler threads of its own.
  *
  * @module
  */
 
-import { Deque } from "../socket/deque.ts";
-import { Dealer } from "../socket/dealer.ts";
-import { SocketClosedError } from "../socket/errors.ts";
-import type { SocketEvent } from "../socket/options.ts";
 import type { SecurityOptions } from "../socket/security.ts";
+import { parseEndpoint } from "../transport/endpoint.ts";
 import { runtime } from "../transport/runtime.ts";
 import {
   CODE_ERROR,
@@ -30,13 +27,14 @@ import {
   extensionFrames,
   extensionMetadata,
   ExtKind,
-  isExtendedPeer,
   MAX_CAPACITY,
 } from "./extension.ts";
 import type { Handler } from "./handler.ts";
 import { moduleUrl } from "./handler_module.ts";
+import { HubLink, type LinkHost } from "./hub_link.ts";
 import { randomHexId } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
+import { type SlotActions, SlotLedger } from "./slots.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -48,6 +46,15 @@ export interface WorkerOptions {
   port?: number;
   /** Full hub endpoint instead of host and port, e.g. `"ipc:///tmp/hub"`. */
   endpoint?: string;
+  /**
+   * Several hubs to serve at once (application replicas in front of one pool of workers),
+   * instead of `endpoint` or host and port; more can be added and removed while running
+   * ({@linkcode Worker.addHub}, {@linkcode Worker.removeHub}). The worker's capacity is shared
+   * by all of them: it never holds more than `concurrency` requests (× the batch size), and
+   * declines to our hubs what it cannot take, which they send elsewhere at once. `[]` starts
+   * with none.
+   */
+  endpoints?: string[];
   /** Ping the hub after this long without hearing from it (default 1). */
   heartbeatInterval?: number;
   /** Reset the connection after this many unanswered pings (default 2). */
@@ -109,6 +116,11 @@ export interface WorkerOptions {
 interface Waiting extends Job {
   /** Set for a streamed request: the chunks it may send before credit. */
   window: number | undefined;
+  /** The hub it came from, and the connection. */
+  link: HubLink;
+  generation: number;
+  /** It came from our hub, which forgets it when that connection ends. */
+  fromOurs: boolean;
 }
 
 /** Options of dynamic batching (see {@linkcode WorkerOptions.batch}). */
@@ -128,6 +140,8 @@ export interface BatchOptions {
  *
  * Toward our own hub the worker announces its capacity in the ZMTP handshake; toward a Python
  * gibbs hub it asks for more work, while it has room, by pinging (gibbs's availability rule).
+ * A worker may serve several hubs (`endpoints`, {@linkcode Worker.addHub}): one connection
+ * each, one capacity shared by all.
  *
  * @example
  * ```ts ignore
@@ -143,6 +157,12 @@ export interface BatchOptions {
  *
  * // A module's default export on 2 threads, 8 requests at once:
  * await new Worker(new URL("./model.ts", import.meta.url), { threads: 2, concurrency: 8 }).run();
+ *
+ * // One pool of workers behind three application replicas, each with its hub:
+ * const shared = new Worker(Model, {
+ *   args: [10],
+ *   endpoints: ["tcp://app-1:5019", "tcp://app-2:5019", "tcp://app-3:5019"],
+ * });
  * ```
  */
 export class Worker {
@@ -155,42 +175,34 @@ export class Worker {
   readonly started: Promise<void>;
   #onStarted!: (error?: unknown) => void;
   #executor: Executor;
-  #endpoint: string;
-  #hbMs: number;
-  #resetAfter: number;
+  #endpoints: string[];
+  #links = new Map<string, HubLink>();
+  #host: LinkHost;
   #log: Log;
   #handleSignals: boolean;
   #capacity: number;
   #concurrency: number;
   #batch: BatchOptions | undefined;
   #service: string;
-  /** Requests being served now, by id (for cancel). */
-  #serving = new Set<string>();
-  /** Requests waiting to join a batch. */
+  #slots: SlotLedger<HubLink, Waiting>;
+  /** Requests being served now, by id (for cancel and credit). */
+  #serving = new Map<string, Waiting>();
+  /** Requests holding a slot while they wait to join a batch. */
   #batchQueue: Waiting[] = [];
   #batchTimer: ReturnType<typeof setTimeout> | undefined;
   #batchesRunning = 0;
-  #security: SecurityOptions | undefined;
-  #socket: Dealer | null = null;
-  /** The capacity the current socket announced in its handshake. */
-  #announced = 0;
-  /** The hub on the current connection announced itself as ours. */
-  #hubExtended = false;
-  #waitingPong = 0;
-  #lastHeard = 0;
-  #lastPing = 0;
+  #runCalled = false;
+  #running = false;
   #stopping = false;
   #inFlight = 0;
-  #peakInFlight = 0;
-  #waiting = new Deque<Waiting>();
   #served = 0;
-  #resets = 0;
-  // Connection state, from the socket's events: while no hub is connected there is nobody to
-  // ping, and resetting the socket would only undo its reconnect backoff.
-  #connected = false;
-  #unreachable = false;
-  #refusals = new Set<string>();
+  #declined = 0;
+  /** Resets of links that were removed. */
+  #pastResets = 0;
   #signals = 0;
+  #finished: Promise<void>;
+  #finish!: () => void;
+  #fail!: (error: unknown) => void;
 
   /**
    * Creates a worker. A class handler given as a value is constructed here: whatever its
@@ -205,6 +217,11 @@ export class Worker {
     });
     // Nobody may be awaiting it: run() reports the same failure.
     this.started.catch(() => {});
+    this.#finished = new Promise<void>((resolve, reject) => {
+      this.#finish = resolve;
+      this.#fail = reject;
+    });
+    this.#finished.catch(() => {});
     const args = options.args ?? [];
     const kwargs = options.kwargs ?? {};
     const isModule = handler instanceof URL || typeof handler === "string";
@@ -224,8 +241,33 @@ export class Worker {
     checkConcurrency(this.#concurrency);
     this.#capacity = this.#concurrency * (this.#batch?.maxSize ?? 1);
     checkConcurrency(this.#capacity);
+    this.#slots = new SlotLedger(this.#capacity);
     this.#service = checkServiceName(options.service ?? DEFAULT_SERVICE);
     this.#log = new Log(options.logger, `worker ${this.id}`);
+    this.#endpoints = endpointsOf(options);
+    const hbMs = (options.heartbeatInterval ?? 1) * 1000;
+    if (!(hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
+    const resetAfter = options.resetAfterNMiss ?? 2;
+    if (!Number.isInteger(resetAfter) || resetAfter < 1) {
+      throw new RangeError("resetAfterNMiss must be an integer >= 1 (unanswered pings)");
+    }
+    this.#handleSignals = options.handleSignals ?? false;
+    this.#host = {
+      routingId: this.id,
+      heartbeatMs: hbMs,
+      resetAfter,
+      security: options.security,
+      log: this.#log,
+      metadata: () => ({
+        metadata: extensionMetadata(this.#capacity, this.#service),
+        capacity: this.#capacity,
+      }),
+      onMessage: (link, message) => this.#onMessage(link, message),
+      onConnect: (link) => this.#onConnect(link),
+      onDisconnect: (link, wasOurs, generation) => this.#onDisconnect(link, wasOurs, generation),
+      mayOffer: (link) => this.#mayOffer(link),
+      onFailure: (error) => this.#fail(error),
+    };
     if (isModule) {
       const url = moduleUrl(handler, runtime.cwd());
       const name = options.export ?? "default";
@@ -242,16 +284,6 @@ export class Worker {
     } else {
       this.#executor = new InProcessExecutor(handler, args, kwargs);
     }
-    const host = options.host ?? "localhost";
-    this.#endpoint = options.endpoint ?? `tcp://${host}:${options.port ?? DEFAULT_PORT}`;
-    this.#hbMs = (options.heartbeatInterval ?? 1) * 1000;
-    if (!(this.#hbMs > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
-    this.#resetAfter = options.resetAfterNMiss ?? 2;
-    if (!Number.isInteger(this.#resetAfter) || this.#resetAfter < 1) {
-      throw new RangeError("resetAfterNMiss must be an integer >= 1 (unanswered pings)");
-    }
-    this.#handleSignals = options.handleSignals ?? false;
-    this.#security = options.security;
   }
 
   /** Requests served so far. */
@@ -259,14 +291,26 @@ export class Worker {
     return this.#served;
   }
 
-  /** Times the connection was reset after unanswered pings. */
-  get resets(): number {
-    return this.#resets;
+  /** Requests declined so far, because other hubs held its capacity. */
+  get declined(): number {
+    return this.#declined;
   }
 
-  /** The hub endpoint this worker connects to. */
+  /** Times a connection was reset after unanswered pings. */
+  get resets(): number {
+    let n = this.#pastResets;
+    for (const link of this.#links.values()) n += link.resets;
+    return n;
+  }
+
+  /** The hub endpoint this worker connects to (the first, when it serves several). */
   get endpoint(): string {
-    return this.#endpoint;
+    return this.#endpoints[0] ?? "";
+  }
+
+  /** The hub endpoints this worker serves, in the order they were given. */
+  get endpoints(): readonly string[] {
+    return [...this.#endpoints];
   }
 
   /** Handler threads (0: the handler runs on the connection's thread). */
@@ -294,48 +338,82 @@ export class Worker {
     return this.#inFlight;
   }
 
-  /** Most requests ever served at once. */
+  /**
+   * Most requests ever held at once, across all hubs: served, or waiting in a batch about to
+   * start. Never above the capacity (unless the capacity was lowered meanwhile).
+   */
   get peakInFlight(): number {
-    return this.#peakInFlight;
+    return this.#slots.peak;
   }
 
   /**
-   * Changes how many requests this worker serves at once. Our hub is told at once; a Python
+   * Changes how many requests this worker serves at once. Our hubs are told at once; a Python
    * gibbs hub learns it from the worker's pings.
    */
   setConcurrency(concurrency: number): void {
     checkConcurrency(concurrency);
+    const capacity = concurrency * (this.#batch?.maxSize ?? 1);
+    checkConcurrency(capacity);
     this.#concurrency = concurrency;
-    this.#capacity = concurrency * (this.#batch?.maxSize ?? 1);
-    this.#announce();
-    this.#startWaiting();
-    this.#askForWork();
+    this.#capacity = capacity;
+    this.#apply(this.#slots.setCapacity(capacity));
+    for (const link of this.#links.values()) {
+      if (!link.extended || link.retiring) continue;
+      link.announce(capacity);
+      this.#slots.announced(link);
+    }
+    if (this.#batch !== undefined) this.#flushBatches(false);
+    this.#offerRoom();
+  }
+
+  /**
+   * Serves one more hub, at once when running (else from {@linkcode Worker.run} on).
+   *
+   * @throws {RangeError} for a malformed endpoint, or one already served
+   */
+  addHub(endpoint: string): void {
+    if (this.#stopping) throw new Error("the worker is stopping: it takes no more hubs");
+    checkEndpoint(endpoint);
+    if (this.#endpoints.includes(endpoint)) {
+      throw new RangeError(`the worker already serves the hub at ${endpoint}`);
+    }
+    this.#endpoints.push(endpoint);
+    if (this.#running) {
+      this.#log.info("hub.added", `serving one more hub: ${endpoint}`, { endpoint });
+      this.#open(endpoint);
+    }
+  }
+
+  /**
+   * Stops serving a hub: it gets nothing more (our hub is declined what it sends, and what
+   * waits for a slot, so it goes elsewhere at once), the requests it has being served are
+   * answered, then its connection closes. Resolves once closed.
+   *
+   * @throws {RangeError} for an endpoint the worker does not serve
+   */
+  async removeHub(endpoint: string): Promise<void> {
+    const at = this.#endpoints.indexOf(endpoint);
+    if (at < 0) throw new RangeError(`the worker does not serve a hub at ${endpoint}`);
+    this.#endpoints.splice(at, 1);
+    const link = this.#links.get(endpoint);
+    if (link === undefined) return;
+    this.#log.info("hub.removed", `no longer serving the hub at ${endpoint}`, { endpoint });
+    this.#retire(link);
+    await link.whenClosed();
   }
 
   /**
    * Serves requests until {@linkcode Worker.stop} (or a shutdown signal with `handleSignals`).
-   * Resolves once the requests in hand are answered and the connection is closed.
+   * Resolves once the requests in hand are answered and the connections are closed.
    *
    * @throws {HandlerStartError} when a handler given as a module fails to load or construct
    */
   async run(): Promise<void> {
+    if (this.#runCalled) throw new Error("run() was called already");
+    this.#runCalled = true;
     const removeSignals = this.#handleSignals
       ? runtime.onShutdownSignal((signal) => this.#onSignal(signal))
       : () => {};
-    // One timer, re-armed, rather than a timeout per receive: the request path stays timer-free.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const check = () => {
-      if (this.#stopping) return;
-      const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
-      // A full worker says nothing to a gibbs hub: any message would mark it available. While no
-      // hub is connected there is nobody to ping, and a reset would undo nothing.
-      if (silent >= this.#hbMs && this.#connected && (this.#hubExtended || this.#free() > 0)) {
-        this.#onSilence();
-        timer = setTimeout(check, this.#hbMs);
-      } else {
-        timer = setTimeout(check, Math.max(1, this.#hbMs - silent));
-      }
-    };
     try {
       try {
         await this.#executor.start();
@@ -345,52 +423,42 @@ export class Worker {
       }
       this.#onStarted();
       if (this.#stopping) return;
-      this.#socket = this.#connect();
-      this.#lastHeard = runtime.now();
-      // The first ping, which tells the hub we are ready as gibbs's does, leaves once a hub is
-      // connected (see #onConnectionEvent).
-      timer = setTimeout(check, this.#hbMs);
-      while (!this.#stopping) {
-        let message: Uint8Array[];
-        try {
-          message = await this.#socket.receive();
-        } catch (error) {
-          if (error instanceof SocketClosedError) continue; // reset under way, or stopping
-          throw error;
-        }
-        this.#lastHeard = runtime.now();
-        this.#waitingPong = 0;
-        this.#onMessage(message);
-      }
+      this.#running = true;
+      for (const endpoint of this.#endpoints) this.#open(endpoint);
+      await this.#finished;
     } finally {
-      clearTimeout(timer);
+      this.#stopping = true;
       removeSignals();
-      // Linger so that the last responses leave before the socket goes.
-      this.#socket?.close();
-      this.#socket = null;
+      clearTimeout(this.#batchTimer);
+      // Linger so that the last responses leave before the sockets go.
+      await Promise.all([...this.#links.values()].map((link) => link.close()));
       await this.#executor.close();
     }
   }
 
   /**
    * Stops once the requests in hand are answered; stops at once when idle. `run()` then
-   * resolves. Requests received but not started are not served (our hub sends them elsewhere
-   * when the connection closes).
+   * resolves. Requests received but not started are not served: our hubs are told at once, so
+   * they send them elsewhere; a Python hub's caller sees its timeout, as with gibbs.
    */
   stop(): void {
     if (this.#stopping) return;
     this.#stopping = true;
-    this.#waiting.drain();
-    this.#batchQueue = [];
     clearTimeout(this.#batchTimer);
-    // An idle worker waits in receive(): closing ends that wait. A busy one closes after answering.
-    if (this.#inFlight === 0) this.#socket?.close();
+    this.#batchTimer = undefined;
+    for (const { job } of this.#slots.drain()) this.#decline(job);
+    for (const job of this.#batchQueue.splice(0)) {
+      this.#slots.release(job.link); // nothing waits any more: nothing starts
+      this.#decline(job);
+    }
+    for (const link of this.#links.values()) this.#closeIfIdle(link);
+    this.#checkFinished();
   }
 
   /**
-   * With `handleSignals`: the first SIGINT/SIGTERM stops after the request in hand; a second
-   * one while that request still runs quits at once, unanswered (exit 128 + the signal's
-   * number, as a shell reports a process killed by it).
+   * With `handleSignals`: the first SIGINT/SIGTERM stops after the requests in hand; a second
+   * one while requests still run quits at once, unanswered (exit 128 + the signal's number, as
+   * a shell reports a process killed by it).
    */
   #onSignal(signal: string): void {
     this.#signals++;
@@ -410,146 +478,132 @@ export class Worker {
     this.stop();
   }
 
-  #connect(): Dealer {
-    this.#announced = this.#capacity;
-    this.#hubExtended = false;
-    const socket: Dealer = new Dealer({
-      routingId: this.id,
-      linger: 1000,
-      metadata: extensionMetadata(this.#capacity, this.#service),
-      onEvent: (event) => this.#onConnectionEvent(socket, event),
-      ...this.#security,
-    });
-    socket.connect(this.#endpoint);
-    return socket;
+  #open(endpoint: string): void {
+    const link = new HubLink(endpoint, this.#host);
+    this.#links.set(endpoint, link);
+    link.open();
   }
 
-  /** Requests this worker can still take: its capacity minus what it serves or holds. */
-  #free(): number {
-    return this.#capacity - this.#inFlight - this.#waiting.length - this.#batchQueue.length;
+  /** Takes a hub out: nothing more for it; it closes once its requests are answered. */
+  #retire(link: HubLink): void {
+    link.retiring = true;
+    const { dropped, actions } = this.#slots.forget(link);
+    for (const job of dropped) this.#decline(job);
+    this.#apply(actions);
+    const batched = this.#batchQueue.filter((job) => job.link === link);
+    if (batched.length > 0) {
+      this.#batchQueue = this.#batchQueue.filter((job) => job.link !== link);
+      for (const job of batched) {
+        this.#apply(this.#slots.release(link));
+        this.#decline(job);
+      }
+    }
+    this.#closeIfIdle(link);
+  }
+
+  #closeIfIdle(link: HubLink): void {
+    if (!(this.#stopping || link.retiring) || this.#slots.heldBy(link) > 0) return;
+    if (!link.closed) {
+      this.#pastResets += link.resets;
+      link.resets = 0;
+      link.close();
+    }
+    if (link.retiring && this.#links.get(link.endpoint) === link) {
+      this.#links.delete(link.endpoint);
+    }
+    this.#checkFinished();
+  }
+
+  #checkFinished(): void {
+    if (!this.#stopping || this.#inFlight > 0) return;
+    for (const link of this.#links.values()) if (!link.closed) return;
+    this.#finish();
+  }
+
+  /** Applies what the slots decided: serve, decline, offer room, let hubs send again. */
+  #apply(actions: SlotActions<HubLink, Waiting>): void {
+    for (const { job } of actions.start) {
+      if (this.#batch !== undefined) this.#batchQueue.push(job);
+      else this.#start(job);
+    }
+    if (this.#batch !== undefined && actions.start.length > 0) this.#flushBatches(false);
+    for (const { job } of actions.decline) this.#decline(job);
+    if (this.#stopping) return;
+    for (const link of actions.offer) {
+      if (!link.retiring) link.sendExtension(ExtKind.room, null);
+    }
+    for (const link of actions.resume) {
+      if (!link.retiring) link.announce(this.#capacity, true);
+    }
+  }
+
+  /** Tells our hub that a request was not taken, so that it goes elsewhere at once. */
+  #decline(job: Waiting): void {
+    const link = job.link;
+    // A connection that ended took the request with it: its hub already sent it elsewhere.
+    if (!job.fromOurs || link.closed || !link.extended || job.generation !== link.generation) {
+      return;
+    }
+    this.#declined++;
+    link.sendExtension(ExtKind.decline, job.request.reqId);
   }
 
   /**
-   * Tracks whether a hub is connected and says why not, once per outage or per reason: a hub
-   * that is down ("connection refused, retrying"), a hub that refuses our handshake (a
-   * security mismatch, say), a dropped connection. The socket retries every 100 ms, backing off
-   * after handshakes that fail (a retry would fail the same way).
+   * Toward gibbs hubs, a worker with room asks for one more request by pinging: a gibbs hub
+   * marks it available once, whatever it sends, and each request it sends takes that mark
+   * away. A hub whose mark is taken (or stale) is asked again while there is room. Our hubs
+   * need no asking: they know the capacity, and hear of room after a decline.
    */
-  #onConnectionEvent(socket: Dealer, event: SocketEvent): void {
-    if (socket !== this.#socket) return; // an old socket after a reset
-    switch (event.type) {
-      case "handshake":
-        this.#connected = true;
-        this.#waitingPong = 0;
-        this.#lastHeard = runtime.now();
-        this.#hubExtended = isExtendedPeer(event.properties);
-        // A reconnect of the same socket announced the capacity it was created with.
-        if (this.#hubExtended && this.#announced !== this.#capacity) this.#announce();
-        if (this.#unreachable || this.#refusals.size > 0) {
-          this.#log.info("hub.connected", `connected to the hub at ${this.#endpoint}`);
-        }
-        this.#unreachable = false;
-        this.#refusals.clear();
-        // Not from inside the socket's event: the ping goes out on the next turn.
-        queueMicrotask(() => {
-          if (socket === this.#socket && !this.#stopping) this.#ping();
-        });
-        break;
-      case "connect:retry":
-        if (!this.#unreachable) {
-          this.#unreachable = true;
-          const why = event.code === "ECONNREFUSED" ? "connection refused" : event.reason;
-          this.#log.warn(
-            "hub.unreachable",
-            `cannot reach the hub at ${this.#endpoint} (${why}), retrying`,
-            { code: event.code, reason: event.reason },
-          );
-        }
-        break;
-      case "handshake:error:protocol":
-      case "handshake:error:auth":
-      case "handshake:error:other":
-        this.#refused(event, event.reason ?? event.type);
-        break;
-      case "disconnect":
-        if (event.routingId !== undefined) {
-          this.#connected = false;
-          this.#hubExtended = false;
-          if (event.code && !this.#stopping) {
-            this.#log.warn("hub.dropped", `connection dropped: ${event.reason}`, {
-              peer: event.remote,
-              reason: event.reason,
-              code: event.code,
-            });
-          }
-        }
-        break;
+  #offerRoom(): void {
+    if (this.#stopping) return;
+    for (const link of this.#links.values()) {
+      if (!link.extended && link.connected && !link.offered && this.#mayOffer(link)) link.ping();
     }
-  }
-
-  /** Says once per reason that the hub refused our handshake. */
-  #refused(event: SocketEvent, reason: string): void {
-    if (this.#refusals.has(reason)) return;
-    this.#refusals.add(reason);
-    this.#log.warn(
-      "hub.refused",
-      `no handshake with the hub at ${this.#endpoint}: ${reason}; retrying with backoff`,
-      { peer: event.remote, code: event.code, reason },
-    );
-  }
-
-  #ping(): void {
-    this.#lastPing = runtime.now();
-    // Not awaited: while no hub is connected the ping waits in the socket, as libzmq queues it.
-    this.#socket!.send(EMPTY).catch(() => {});
-    this.#waitingPong++;
-  }
-
-  /** Tells our hub the capacity, if it is ours and has not heard this figure. */
-  #announce(): void {
-    if (!this.#hubExtended || this.#socket === null || this.#announced === this.#capacity) return;
-    this.#announced = this.#capacity;
-    this.#socket.send(encodeExtension(ExtKind.capacity, this.#capacity)).catch(() => {});
   }
 
   /**
-   * Toward a gibbs hub, a worker with room asks for one more request by pinging: the hub marks
-   * it available once, whatever it sends, and each request it sends takes that mark away. One
-   * ping per request received keeps exactly one mark while there is room.
+   * May the worker say anything to a gibbs hub now (any message marks it available there)?
+   * While it has a free slot; and, while other hubs fill it, to a gibbs hub that has nothing in
+   * the worker: a gibbs hub cannot be told to wait in line, so it is always offered one
+   * request, which takes the next free slot before anything else.
    */
-  #askForWork(): void {
-    if (!this.#hubExtended && !this.#stopping && this.#socket !== null && this.#free() > 0) {
-      this.#ping();
-    }
+  #mayOffer(link: HubLink): boolean {
+    if (this.#stopping || link.retiring) return false;
+    return this.#slots.free > 0 ||
+      (this.#slots.heldBy(link) === 0 && this.#slots.waitingFor(link) === 0);
   }
 
-  #onSilence(): void {
-    if (this.#waitingPong >= this.#resetAfter) {
-      const n = this.#waitingPong;
-      this.#log.warn(
-        "hub.silent",
-        `hub silent after ${n} ping${
-          n === 1 ? "" : "s"
-        }: resetting the connection to ${this.#endpoint}`,
-      );
-      const old = this.#socket!;
-      this.#connected = false;
-      this.#socket = this.#connect();
-      // No lingering: whatever the old connection held is stale.
-      old.close();
-      this.#resets++;
-      this.#waitingPong = 0;
-      return; // the new connection pings once it is up
-    }
-    this.#ping();
+  #onConnect(link: HubLink): void {
+    // A reconnect of the same socket announced the capacity it was created with.
+    if (link.extended && !link.retiring) link.announce(this.#capacity);
   }
 
-  #onMessage(message: Uint8Array[]): void {
+  /** A connection ended. Our hub has sent what it held elsewhere: those requests are dropped. */
+  #onDisconnect(link: HubLink, wasOurs: boolean, generation: number): void {
+    if (!wasOurs) return; // a gibbs hub may still take the answers on a new connection
+    this.#apply(this.#slots.forget(link).actions);
+    const gone = (job: Waiting) => job.link === link && job.generation === generation;
+    const batched = this.#batchQueue.filter(gone);
+    if (batched.length > 0) {
+      this.#batchQueue = this.#batchQueue.filter((job) => !gone(job));
+      for (const _ of batched) this.#apply(this.#slots.release(link));
+    }
+    const reason = new Error(`the hub at ${link.endpoint} went away`);
+    for (const job of [...this.#serving.values()]) {
+      if (gone(job)) this.#executor.cancel(job.request.reqId, reason);
+    }
+    this.#closeIfIdle(link);
+    this.#offerRoom();
+  }
+
+  #onMessage(link: HubLink, message: Uint8Array[]): void {
     const workload = message[message.length - 1];
-    if (message.length === 2 && workload.length === 0) return; // pong
-    if (message.length === 3 && this.#hubExtended) return this.#onExtension(message);
+    if (message.length === 3 && link.extended) return this.#onExtension(link, message);
     if (message.length !== 2) {
-      this.#log.warn("message.ignored", `ignored a ${message.length}-frame message from the hub`);
+      this.#log.warn(
+        "message.ignored",
+        `ignored a ${message.length}-frame message from the hub at ${link.endpoint}`,
+      );
       return;
     }
     let request: RequestMessage;
@@ -559,88 +613,110 @@ export class Worker {
       // Answer when at least the request id can be read, so the caller is not left waiting.
       const value = safeUnpack(workload);
       if (Array.isArray(value) && typeof value[0] === "string") {
-        this.#send(encodeResponse(value[0], CODE_ERROR, String(error)));
+        link.send([EMPTY, encodeResponse(value[0], CODE_ERROR, String(error))]);
       }
       this.#log.warn(
         "request.malformed",
-        `malformed request from the hub: ${(error as Error).message}`,
+        `malformed request from the hub at ${link.endpoint}: ${(error as Error).message}`,
       );
+      this.#offerRoom();
       return;
     }
-    this.#accept({ request, payload: workload, window: undefined });
+    this.#arrive(link, request, workload, undefined);
   }
 
   /** A message only our hub sends: a streamed request, credit for one, a cancellation. */
-  #onExtension(message: Uint8Array[]): void {
+  #onExtension(link: HubLink, message: Uint8Array[]): void {
     let ext;
     try {
       ext = decodeExtension(message[1], message[2]);
     } catch (error) {
-      this.#log.warn("message.malformed", `malformed message from the hub: ${error}`);
+      this.#log.warn(
+        "message.malformed",
+        `malformed message from the hub at ${link.endpoint}: ${error}`,
+      );
       return;
     }
     switch (ext.kind) {
       case ExtKind.stream: {
         const [reqId, args, kwargs, window] = ext.body as [string, unknown[], Kwargs, number];
-        this.#accept({ request: { reqId, args, kwargs }, payload: undefined, window });
+        this.#arrive(link, { reqId, args, kwargs }, undefined, window);
         break;
       }
       case ExtKind.credit: {
         const [reqId, n] = ext.body as [string, number];
-        this.#executor.credit(reqId, n);
+        if (this.#serving.get(reqId)?.link === link) this.#executor.credit(reqId, n);
         break;
       }
       case ExtKind.cancel:
-        this.#cancel(ext.body as string);
+        this.#cancel(link, ext.body as string);
+        break;
+      case ExtKind.pass:
+        this.#apply(this.#slots.pass(link));
+        this.#offerRoom();
         break;
       default:
-        this.#log.warn("message.ignored", `ignored a "${ext.kind}" message from the hub`);
+        this.#log.warn(
+          "message.ignored",
+          `ignored a "${ext.kind}" message from the hub at ${link.endpoint}`,
+        );
     }
   }
 
-  #accept(job: Waiting): void {
-    if (this.#stopping) return;
-    if (this.#batch !== undefined) this.#queueForBatch(job);
-    else if (this.#inFlight < this.#capacity) this.#start(job);
-    else this.#waiting.push(job);
-    this.#askForWork();
+  #arrive(
+    link: HubLink,
+    request: RequestMessage,
+    payload: Uint8Array | undefined,
+    window: number | undefined,
+  ): void {
+    const job: Waiting = {
+      request,
+      payload,
+      window,
+      link,
+      generation: link.generation,
+      fromOurs: link.extended,
+    };
+    // A gibbs hub cannot be told no: what it sends now is dropped, as a stopping gibbs worker
+    // drops it.
+    if (this.#stopping || link.retiring) return this.#decline(job);
+    this.#apply(this.#slots.arrive(link, job, job.fromOurs));
+    this.#offerRoom();
   }
 
   /** The caller gave up: a request not started is answered at once, a running one aborted. */
-  #cancel(reqId: string): void {
+  #cancel(link: HubLink, reqId: string): void {
     const reason = new Error("cancelled by the caller");
-    const matches = (job: Waiting) => job.request.reqId === reqId;
-    let waiting = this.#waiting.remove(matches);
-    if (!waiting) {
+    const matches = (job: Waiting) => job.request.reqId === reqId && job.link === link;
+    let job = this.#slots.withdraw(link, matches);
+    if (job === undefined) {
       const at = this.#batchQueue.findIndex(matches);
-      if (at >= 0) waiting = this.#batchQueue.splice(at, 1).length === 1;
+      if (at >= 0) {
+        job = this.#batchQueue.splice(at, 1)[0];
+        this.#apply(this.#slots.release(link));
+      }
     }
-    if (waiting) {
-      this.#send(encodeResponse(reqId, CODE_ERROR, `Cancelled: ${reason.message}`));
-      this.#startWaiting();
-      this.#askForWork();
+    if (job !== undefined) {
+      this.#respond(job, encodeResponse(reqId, CODE_ERROR, `Cancelled: ${reason.message}`));
+      this.#closeIfIdle(link);
+      this.#offerRoom();
       return;
     }
-    if (this.#serving.has(reqId)) this.#executor.cancel(reqId, reason);
+    if (this.#serving.get(reqId)?.link === link) this.#executor.cancel(reqId, reason);
   }
 
   #start(job: Waiting): void {
-    this.#begin(1);
+    this.#inFlight++;
     const reqId = job.request.reqId;
-    this.#serving.add(reqId);
+    this.#serving.set(reqId, job);
     const stream = job.window === undefined ? undefined : {
       window: job.window,
-      send: (chunk: Uint8Array) => this.#sendFrames(extensionFrames(ExtKind.chunk, chunk)),
+      send: (chunk: Uint8Array) => this.#sendFrames(job, extensionFrames(ExtKind.chunk, chunk)),
     };
     this.#executor.serve(job, stream).then((response) => {
-      this.#serving.delete(reqId);
-      this.#finish([response], 1);
+      if (this.#serving.get(reqId) === job) this.#serving.delete(reqId);
+      this.#done([job], [response]);
     });
-  }
-
-  #queueForBatch(job: Waiting): void {
-    this.#batchQueue.push(job);
-    this.#flushBatches(false);
   }
 
   /** Starts the batches that are full, or due (`timerFired`), while batch slots are free. */
@@ -655,7 +731,7 @@ export class Worker {
       this.#runBatch(this.#batchQueue.splice(0, maxSize));
       timerFired = false;
     }
-    if (this.#batchQueue.length > 0 && this.#batchTimer === undefined) {
+    if (this.#batchQueue.length > 0 && this.#batchTimer === undefined && !this.#stopping) {
       this.#batchTimer = setTimeout(() => {
         this.#batchTimer = undefined;
         this.#flushBatches(true);
@@ -665,53 +741,80 @@ export class Worker {
 
   #runBatch(jobs: Waiting[]): void {
     this.#batchesRunning++;
-    this.#begin(jobs.length);
-    for (const job of jobs) this.#serving.add(job.request.reqId);
+    this.#inFlight += jobs.length;
+    for (const job of jobs) this.#serving.set(job.request.reqId, job);
     this.#executor.serveBatch(jobs).then((responses) => {
       this.#batchesRunning--;
-      for (const job of jobs) this.#serving.delete(job.request.reqId);
+      for (const job of jobs) {
+        if (this.#serving.get(job.request.reqId) === job) this.#serving.delete(job.request.reqId);
+      }
       // A streamed request served in a batch is a stream of one chunk.
-      const answers = responses.map((r, i) => jobs[i].window === undefined ? r : this.#asStream(r));
-      this.#finish(answers, jobs.length);
-      this.#flushBatches(false);
+      const answers = responses.map((r, i) =>
+        jobs[i].window === undefined ? r : this.#asStream(jobs[i], r)
+      );
+      this.#done(jobs, answers);
+      if (!this.#stopping) this.#flushBatches(false);
     });
   }
 
   /** Sends a batch's answer to a streamed request as one chunk, then the end of the stream. */
-  #asStream(response: Uint8Array): Uint8Array {
+  #asStream(job: Waiting, response: Uint8Array): Uint8Array {
     const [reqId, code, result] = unpack(response) as [string, number, unknown];
     if (code !== CODE_OK) return response;
-    this.#sendFrames(encodeExtension(ExtKind.chunk, [reqId, result]));
+    this.#sendFrames(job, encodeExtension(ExtKind.chunk, [reqId, result]));
     return encodeResponse(reqId, CODE_OK, 1);
   }
 
-  #begin(n: number): void {
-    this.#inFlight += n;
-    if (this.#inFlight > this.#peakInFlight) this.#peakInFlight = this.#inFlight;
+  /** Requests answered: the answers go to their hubs, and their slots are free. */
+  #done(jobs: Waiting[], responses: Uint8Array[]): void {
+    this.#served += jobs.length;
+    this.#inFlight -= jobs.length;
+    for (let i = 0; i < jobs.length; i++) this.#respond(jobs[i], responses[i]);
+    for (const job of jobs) this.#apply(this.#slots.release(job.link));
+    for (const job of jobs) this.#closeIfIdle(job.link);
+    this.#offerRoom();
+    this.#checkFinished();
   }
 
-  #finish(responses: Uint8Array[], n: number): void {
-    this.#served += n;
-    this.#inFlight -= n;
-    for (const response of responses) this.#send(response);
-    this.#startWaiting();
-    if (this.#stopping && this.#inFlight === 0) this.#socket?.close();
+  #respond(job: Waiting, response: Uint8Array): void {
+    this.#sendFrames(job, [EMPTY, response]);
   }
 
-  #startWaiting(): void {
-    while (!this.#stopping && this.#waiting.length > 0 && this.#inFlight < this.#capacity) {
-      this.#start(this.#waiting.shift()!);
+  #sendFrames(job: Waiting, frames: Uint8Array[]): void {
+    // Our hub forgot the requests of a connection that ended (it sent them elsewhere); a gibbs
+    // hub may still take an answer on a new connection.
+    if (job.fromOurs && job.generation !== job.link.generation) return;
+    job.link.send(frames);
+  }
+}
+
+/** The endpoints a worker's options name: `endpoints`, or `endpoint`, or host and port. */
+function endpointsOf(options: WorkerOptions): string[] {
+  if (options.endpoints !== undefined) {
+    if (
+      options.endpoint !== undefined || options.host !== undefined || options.port !== undefined
+    ) {
+      throw new RangeError("endpoints replaces endpoint, host and port: give one or the other");
     }
+    const endpoints: string[] = [];
+    for (const endpoint of options.endpoints) {
+      checkEndpoint(endpoint);
+      if (endpoints.includes(endpoint)) {
+        throw new RangeError(`endpoints names ${endpoint} twice`);
+      }
+      endpoints.push(endpoint);
+    }
+    return endpoints;
   }
+  const host = options.host ?? "localhost";
+  return [options.endpoint ?? `tcp://${host}:${options.port ?? DEFAULT_PORT}`];
+}
 
-  #send(response: Uint8Array): void {
-    this.#sendFrames([EMPTY, response]);
-  }
-
-  #sendFrames(frames: Uint8Array[]): void {
-    // Not awaited: with no hub connected the answer waits in the socket for one, and a stop
-    // closes the socket (with linger) rather than wait with it.
-    this.#socket?.send(frames).catch(() => {});
+function checkEndpoint(endpoint: string): void {
+  try {
+    parseEndpoint(endpoint);
+  } catch (error) {
+    throw new RangeError((error as Error).message, { cause: error });
   }
 }
 
