@@ -1,6 +1,7 @@
 /**
- * The long fuzz run of the sans-IO ZMTP core: the properties of `tests/_fuzz_cases.ts` (random
- * input, split round trip, connection pair, mutated streams), many more cases than the test slice.
+ * The long fuzz run of the sans-IO ZMTP core: the properties of `tests/_zmtp_properties.ts`
+ * (random input, split round trip, connection pair, mutated streams), many more cases than the
+ * test slice.
  *
  * ```sh
  * deno run scripts/fuzz.ts                      # 1,000,000 cases, spread over the properties
@@ -23,7 +24,7 @@
  */
 
 import fc from "fast-check";
-import { PROPERTIES } from "../tests/_fuzz_cases.ts";
+import { PROPERTIES } from "../tests/_zmtp_properties.ts";
 
 const DEFAULT_CASES = 1_000_000;
 /** Cases per fast-check run; progress is printed after each. */

@@ -15,11 +15,11 @@ import {
   longHeader,
   pattern,
   peerGreeting,
-  PROPERTIES,
   readyFrame,
   recorded,
   retainedBytes,
-} from "./_fuzz_cases.ts";
+} from "./_wire_kit.ts";
+import { PROPERTIES } from "./_zmtp_properties.ts";
 
 /** Time each property may run, in ms. */
 const SLICE_MS = 700;
@@ -31,7 +31,7 @@ const MiB = 1024 * 1024;
 
 describe("fuzz slice", () => {
   for (const [name, make] of Object.entries(PROPERTIES)) {
-    test(name, () => {
+    test(name, { timeout: 60_000 }, () => {
       let started = 0;
       let slowest = 0;
       const property = make().beforeEach((previous) => {
@@ -60,7 +60,9 @@ describe("fuzz slice", () => {
 });
 
 describe("fixed cases the fuzzer must cover", () => {
-  test("a 2^62-byte frame after READY, then a few bytes: refused, nothing allocated", () => {
+  test("a 2^62-byte frame after READY, then a few bytes: refused, nothing allocated", {
+    timeout: 120_000,
+  }, () => {
     const { conn, messages } = recorded({ socketType: "DEALER" });
     conn.receive(concat([peerGreeting(), readyFrame([["Socket-Type", "ROUTER"]])]), 0);
     const before = process.memoryUsage().external;
@@ -77,7 +79,9 @@ describe("fixed cases the fuzzer must cover", () => {
     assert.equal(messages.length, 0);
   });
 
-  test("the same with no size limit at all: accepted, memory follows the bytes received", () => {
+  test("the same with no size limit at all: accepted, memory follows the bytes received", {
+    timeout: 120_000,
+  }, () => {
     const { conn, messages } = recorded({
       socketType: "DEALER",
       maxMessageSize: Number.POSITIVE_INFINITY,
@@ -92,7 +96,9 @@ describe("fixed cases the fuzzer must cover", () => {
     assert.equal(conn.idle, false);
   });
 
-  test("a large frame trickled in 1-byte reads costs about the bytes received", () => {
+  test("a large frame trickled in 1-byte reads costs about the bytes received", {
+    timeout: 120_000,
+  }, () => {
     // Bodies past 4 MiB are collected as they arrive "so a peer that lies about a length costs
     // only the bytes it really sends" (frame_decoder.ts). A peer can choose to send its bytes
     // one per TCP segment; measured after a full GC, with the decoder still alive.
@@ -114,7 +120,7 @@ describe("fixed cases the fuzzer must cover", () => {
     );
   });
 
-  test("the same bytes in 64 KiB reads cost about the bytes received", () => {
+  test("the same bytes in 64 KiB reads cost about the bytes received", { timeout: 120_000 }, () => {
     const received = 300 * 65_536;
     const decoder = new FrameDecoder({ maxMessageSize: 256 * MiB, maxFrames: 4 }, {
       message: () => assert.fail("no message can be complete"),
@@ -128,7 +134,7 @@ describe("fixed cases the fuzzer must cover", () => {
     assert.ok(grown < 2 * received + MiB, `${received} bytes received keep ${grown} alive`);
   });
 
-  test("a lying 4 MiB frame costs at most the eager-allocation size", () => {
+  test("a lying 4 MiB frame costs at most the eager-allocation size", { timeout: 120_000 }, () => {
     const decoder = new FrameDecoder({ maxMessageSize: 1 << 30, maxFrames: 4 }, {
       message: () => assert.fail("no message can be complete"),
       command: () => assert.fail("no command was sent"),
