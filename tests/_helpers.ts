@@ -1,10 +1,20 @@
 /**
- * Shared helpers of the gibbs-layer tests: timeouts, polling, hubs and workers that clean up,
- * child processes with line-by-line output. Runtime-neutral (node:* only, no `Deno.*`), so the
+ * Shared helpers of the tests, each defined once: timeouts, polling, hubs and workers that clean
+ * up, child processes with line-by-line output, free ports and temporary ipc paths, and the probes
+ * that say whether an interop peer can run here. Runtime-neutral (node:* only, no `Deno.*`), so the
  * same tests run under `deno test` and, built to JS, under `node --test`.
+ *
+ * Environment: `GIBBS_TEST_PYTHON` names the Python interpreter of the pyzmq and Python gibbs
+ * peers (default `/usr/bin/python3`, Debian's, which has pyzmq and msgpack).
+ *
+ * @module
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
@@ -27,18 +37,15 @@ export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.ur
 /** Path of the fixture module. */
 export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
-/** The Python gibbs-0.3 protocol peer. */
-export const GIBBS_PY: string = fileURLToPath(new URL("./peers/gibbs_py.py", import.meta.url));
-
-/** Debian's interpreter, which has pyzmq and msgpack. */
-export const PYTHON = "/usr/bin/python3";
+/** The interpreter of the Python peers: `$GIBBS_TEST_PYTHON`, else Debian's `/usr/bin/python3`. */
+export const PYTHON: string = process.env.GIBBS_TEST_PYTHON || "/usr/bin/python3";
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Rejects with a clear message if `promise` does not settle within `ms`. */
+/** Rejects with a message naming `what` if `promise` does not settle within `ms`. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operation"): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -47,7 +54,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operatio
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Polls `condition` every `step` ms until true; throws after `ms`. */
+/** Polls `condition` every `step` ms until true; throws, naming `what`, after `ms`. */
 export async function waitFor(
   condition: () => boolean,
   ms: number,
@@ -129,6 +136,83 @@ export async function startHub(options: HubOptions = {}): Promise<TestHub> {
 /** The port of a `tcp://host:port` endpoint. */
 export function portOf(endpoint: string): number {
   return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+}
+
+/**
+ * A loopback port free a moment ago, for a peer that must be told its port before it binds
+ * (the kernel hands out the ports of `bind(0)` and of `connect()` from different halves of its
+ * range, so another process taking it meanwhile is unlikely, not impossible).
+ */
+export function freePort(): Promise<number> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    }),
+    5000,
+    "a free port",
+  );
+}
+
+/** A plain TCP listener that only counts the connections it accepts (and drops them). */
+export interface Listener {
+  endpoint: string;
+  port: number;
+  /** Connections accepted so far. */
+  accepted(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on a free loopback port and counts connections: where a test must show that a process
+ * never connected (a worker whose constructor throws), a hub's worker count proves nothing.
+ */
+export async function listener(): Promise<Listener> {
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  });
+  const port = await withTimeout(
+    new Promise<number>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
+    }),
+    5000,
+    "a listening socket",
+  );
+  return {
+    endpoint: `tcp://127.0.0.1:${port}`,
+    port,
+    accepted: () => accepted,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return withTimeout(
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        5000,
+        "close",
+      );
+    },
+  };
+}
+
+let ipcCount = 0;
+
+/**
+ * A fresh `ipc://` endpoint in the temporary folder; `cleanup` removes its socket file (libzmq
+ * leaves it behind when its process is killed).
+ */
+export function ipcEndpoint(cleanup: Cleanup, name = "ipc"): string {
+  const path = join(tmpdir(), `gibbs-test-${name}-${process.pid}-${ipcCount++}.sock`);
+  cleanup.add(() => rmSync(path, { force: true }));
+  return `ipc://${path}`;
 }
 
 /** An in-process worker and the promise of its `run()`. */
@@ -315,8 +399,25 @@ export function cli(args: string[]): Proc {
     : new Proc(process.execPath, [BIN_PATH, ...args]);
 }
 
-/** Why Python tests are skipped, or false when pyzmq and msgpack are there. */
-export const pythonSkip: string | false = (() => {
+const probes: { pyzmq?: string | false; zeromq?: string | false } = {};
+
+/**
+ * Why the pyzmq and Python gibbs peers cannot run here (for a test's `skip`), or false when
+ * `PYTHON` imports zmq and msgpack. Under `CI=true` a skip fails the run (`.ci/run`).
+ */
+export function pyzmqMissing(): string | false {
+  return probes.pyzmq ??= probePyzmq();
+}
+
+/**
+ * Why the zeromq.js peer cannot run here, or false when Node loads it (zeromq.js runs under
+ * Node: under Deno its ROUTER was seen to bind and never receive).
+ */
+export function zeromqMissing(): string | false {
+  return probes.zeromq ??= probeZeromq();
+}
+
+function probePyzmq(): string | false {
   try {
     const r = spawnSync(PYTHON, ["-c", "import zmq, msgpack"], {
       stdio: "ignore",
@@ -324,15 +425,27 @@ export const pythonSkip: string | false = (() => {
     });
     return r.status === 0
       ? false
-      : `${PYTHON} cannot import zmq and msgpack (install python3-zmq python3-msgpack)`;
+      : `${PYTHON} cannot import zmq and msgpack (apt-get install -y python3-zmq python3-msgpack)`;
   } catch (error) {
     return `${PYTHON} not runnable: ${error}`;
   }
-})();
+}
 
-/** Starts the Python gibbs peer with `args` (e.g. `["worker", "--model", "echo", ...]`). */
-export function python(args: string[]): Proc {
-  return new Proc(PYTHON, [GIBBS_PY, ...args]);
+/** The zeromq.js package of the test peers (installed by scripts/test_setup.ts). */
+const ZEROMQ_JS: string = fileURLToPath(new URL("./peers/node_modules/zeromq/", import.meta.url));
+
+function probeZeromq(): string | false {
+  try {
+    const r = spawnSync("node", ["-e", `require(${JSON.stringify(ZEROMQ_JS)})`], {
+      stdio: "ignore",
+      timeout: 20_000,
+    });
+    return r.status === 0
+      ? false
+      : "node cannot load zeromq.js (npm ci --prefix tests/peers; deno task test does it)";
+  } catch (error) {
+    return `node not runnable: ${error}`;
+  }
 }
 
 /** Sends a POSIX signal to a pid (SIGSTOP/SIGCONT included); ignores a pid that is gone. */
