@@ -179,7 +179,11 @@ export class Worker {
   #ping(): void {
     this.#lastPing = runtime.now();
     // Not awaited: while no hub is connected the ping waits in the socket, as libzmq queues it.
-    this.#socket!.send(EMPTY).catch(() => {});
+    // One waiting ping is enough: more would reach the hub back to back once it binds, and a
+    // gibbs 0.3 hub's ready set then raises KeyError for one of its waiting requests.
+    if (this.#socket!.peerCount > 0 || this.#waitingPong === 0) {
+      this.#socket!.send(EMPTY).catch(() => {});
+    }
     this.#waitingPong++;
   }
 
@@ -228,6 +232,9 @@ export class Worker {
       response = encodeResponse(reqId, 1, errorText(error));
     }
     this.#served++;
+    // Silence counts from the answer, as gibbs's poll restarts after it: a ping right after an
+    // answer is a second "I am free" to a gibbs 0.3 hub, whose ready set then raises KeyError.
+    this.#lastPing = runtime.now();
     const sent = socket.send([EMPTY, response]);
     sent.catch(() => {}); // a send cut short by close() has nowhere to go
     // With no hub connected the send waits for one; a stop must not wait with it. Closing the
