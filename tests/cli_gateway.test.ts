@@ -20,7 +20,9 @@ import {
 } from "./_helpers.ts";
 
 describe("gibbs CLI", () => {
-  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", async () => {
+  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", {
+    timeout: 60_000,
+  }, async () => {
     const cases: [string[], RegExp[]][] = [
       [["--help"], [/Usage:/, /gibbs demo/, /gibbs hub/, /gibbs worker/]],
       [[], [/Usage:/]],
@@ -47,7 +49,7 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("usage mistakes exit 2 with a message", async () => {
+  test("usage mistakes exit 2 with a message", { timeout: 60_000 }, async () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command "frobnicate"/],
       [["hub"], /--http PORT is required/],
@@ -69,7 +71,9 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", async () => {
+  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const hubProc = cli(["hub", "--http", "0", "--port", "0", "--heartbeat", "0.5"]);
@@ -134,7 +138,9 @@ function post(body: unknown, path = "/request"): Request {
 }
 
 describe("HTTP gateway handler", () => {
-  test("POST /request: 200 with the result; kwargs, bytes and big ints as JSON", async () => {
+  test("POST /request: 200 with the result; kwargs, bytes and big ints as JSON", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -174,30 +180,34 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 500 with the traceback when the worker's code throws", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub();
-      c.add(() => hub.close());
-      const w = startWorker((x: number) => {
-        throw new TypeError(`bad input ${x}`);
-      }, endpoint);
-      c.add(() => w.stop());
-      const res = await withTimeout(
-        Promise.resolve(gatewayHandler(hub)(post({ args: [3] }))),
-        5000,
-        "failing request",
-      );
-      assert.equal(res.status, 500);
-      const body = await res.json();
-      assert.match(body.error, /TypeError: bad input 3/);
-      assert.match(body.traceback, /^TypeError: bad input 3\n\s+at /);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "POST /request: 500 with the traceback when the worker's code throws",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub();
+        c.add(() => hub.close());
+        const w = startWorker((x: number) => {
+          throw new TypeError(`bad input ${x}`);
+        }, endpoint);
+        c.add(() => w.stop());
+        const res = await withTimeout(
+          Promise.resolve(gatewayHandler(hub)(post({ args: [3] }))),
+          5000,
+          "failing request",
+        );
+        assert.equal(res.status, 500);
+        const body = await res.json();
+        assert.match(body.error, /TypeError: bad input 3/);
+        assert.match(body.traceback, /^TypeError: bad input 3\n\s+at /);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("POST /request: 504 on timeout", async () => {
+  test("POST /request: 504 on timeout", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -221,7 +231,7 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 400 on a malformed body or bad arguments", async () => {
+  test("POST /request: 400 on a malformed body or bad arguments", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub();
@@ -253,7 +263,9 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 503 when the queue is full (and when the hub is closed)", async () => {
+  test("POST /request: 503 when the queue is full (and when the hub is closed)", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub({ respBufferSize: 1, overflow: "reject-new" });
@@ -276,55 +288,59 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("GET /health counts the workers alive; 404 and 405 otherwise", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub();
-      c.add(() => hub.close());
-      const handle = gatewayHandler(hub);
-      const health = async () => {
-        const res = await handle(new Request("http://gateway.test/health"));
-        assert.equal(res.status, 200);
-        return await res.json();
-      };
-      assert.deepEqual(await health(), {
-        workers: 0,
-        busy: 0,
-        queued: 0,
-        pending: 0,
-        completed: 0,
-        redispatched: 0,
-      });
-      const a = startWorker((x: number) => x, endpoint);
-      const b = startWorker((x: number) => x, endpoint);
-      c.add(() => a.stop());
-      c.add(() => b.stop());
-      await waitFor(() => hub.workers === 2, 5000, "2 workers");
-      assert.equal((await health()).workers, 2);
-      assert.equal(await withTimeout(hub.request(1), 5000), 1);
-      assert.equal((await health()).completed, 1);
-      await a.stop();
-      await withTimeout(
-        (async () => {
-          while ((await health()).workers !== 1) await sleep(20);
-        })(),
-        5000,
-        "health counts 1 worker after one stops",
-      );
-      const notFound = await handle(new Request("http://gateway.test/nope"));
-      assert.equal(notFound.status, 404);
-      const root = await handle(new Request("http://gateway.test/"));
-      assert.equal(root.status, 404);
-      const getRequest = await handle(new Request("http://gateway.test/request"));
-      assert.equal(getRequest.status, 405);
-      const postHealth = await handle(post({}, "/health"));
-      assert.equal(postHealth.status, 405);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "GET /health counts the workers alive; 404 and 405 otherwise",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub();
+        c.add(() => hub.close());
+        const handle = gatewayHandler(hub);
+        const health = async () => {
+          const res = await handle(new Request("http://gateway.test/health"));
+          assert.equal(res.status, 200);
+          return await res.json();
+        };
+        assert.deepEqual(await health(), {
+          workers: 0,
+          busy: 0,
+          queued: 0,
+          pending: 0,
+          completed: 0,
+          redispatched: 0,
+        });
+        const a = startWorker((x: number) => x, endpoint);
+        const b = startWorker((x: number) => x, endpoint);
+        c.add(() => a.stop());
+        c.add(() => b.stop());
+        await waitFor(() => hub.workers === 2, 5000, "2 workers");
+        assert.equal((await health()).workers, 2);
+        assert.equal(await withTimeout(hub.request(1), 5000), 1);
+        assert.equal((await health()).completed, 1);
+        await a.stop();
+        await withTimeout(
+          (async () => {
+            while ((await health()).workers !== 1) await sleep(20);
+          })(),
+          5000,
+          "health counts 1 worker after one stops",
+        );
+        const notFound = await handle(new Request("http://gateway.test/nope"));
+        assert.equal(notFound.status, 404);
+        const root = await handle(new Request("http://gateway.test/"));
+        assert.equal(root.status, 404);
+        const getRequest = await handle(new Request("http://gateway.test/request"));
+        assert.equal(getRequest.status, 405);
+        const postHealth = await handle(post({}, "/health"));
+        assert.equal(postHealth.status, 405);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("a client that goes away aborts its request", async () => {
+  test("a client that goes away aborts its request", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub();
@@ -345,12 +361,16 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("toJson: bytes as {$bytes: base64}, big ints as decimal strings", () => {
-    assert.equal(
-      toJson({ b: new Uint8Array([0, 1, 255]), n: 2n ** 62n, s: 5n, l: [1.5, null] }),
-      '{"b":{"$bytes":"AAH/"},"n":"4611686018427387904","s":5,"l":[1.5,null]}',
-    );
-    const big = new Uint8Array(100_000).fill(7);
-    assert.equal(JSON.parse(toJson(big)).$bytes.length, Math.ceil(100_000 / 3) * 4);
-  });
+  test(
+    "toJson: bytes as {$bytes: base64}, big ints as decimal strings",
+    { timeout: 60_000 },
+    () => {
+      assert.equal(
+        toJson({ b: new Uint8Array([0, 1, 255]), n: 2n ** 62n, s: 5n, l: [1.5, null] }),
+        '{"b":{"$bytes":"AAH/"},"n":"4611686018427387904","s":5,"l":[1.5,null]}',
+      );
+      const big = new Uint8Array(100_000).fill(7);
+      assert.equal(JSON.parse(toJson(big)).$bytes.length, Math.ceil(100_000 / 3) * 4);
+    },
+  );
 });
