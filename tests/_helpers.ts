@@ -4,13 +4,10 @@
  * that say whether an interop peer can run here. Runtime-neutral (node:* only, no `Deno.*`), so the
  * same tests run under `deno test` and, built to JS, under `node --test`.
  *
- * Environment: `GIBBS_TEST_PYTHON` names the Python interpreter of the pyzmq and Python gibbs
- * peers (default `/usr/bin/python3`, Debian's, which has pyzmq and msgpack).
- *
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -37,8 +34,7 @@ export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.ur
 /** Path of the fixture module. */
 export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
-/** The interpreter of the Python peers: `$GIBBS_TEST_PYTHON`, else Debian's `/usr/bin/python3`. */
-export const PYTHON: string = process.env.GIBBS_TEST_PYTHON || "/usr/bin/python3";
+export { PYTHON, pyzmqMissing, zeromqMissing } from "./_probes.ts";
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
@@ -282,9 +278,14 @@ export class Proc {
   #partial = "";
   #waiters: (() => void)[] = [];
 
-  constructor(command: string, args: string[], options: { cwd?: string } = {}) {
+  constructor(
+    command: string,
+    args: string[],
+    options: { cwd?: string; env?: Record<string, string> } = {},
+  ) {
     this.child = spawn(command, args, {
       cwd: options.cwd ?? ROOT,
+      env: options.env ? { ...process.env, ...options.env } : undefined,
       stdio: ["pipe", "pipe", "pipe"],
     });
     this.exited = new Promise((resolve) => {
@@ -397,55 +398,6 @@ export function cli(args: string[]): Proc {
   return isDeno
     ? new Proc(process.execPath, ["run", "-A", MOD_PATH, ...args])
     : new Proc(process.execPath, [BIN_PATH, ...args]);
-}
-
-const probes: { pyzmq?: string | false; zeromq?: string | false } = {};
-
-/**
- * Why the pyzmq and Python gibbs peers cannot run here (for a test's `skip`), or false when
- * `PYTHON` imports zmq and msgpack. Under `CI=true` a skip fails the run (`.ci/run`).
- */
-export function pyzmqMissing(): string | false {
-  return probes.pyzmq ??= probePyzmq();
-}
-
-/**
- * Why the zeromq.js peer cannot run here, or false when Node loads it (zeromq.js runs under
- * Node: under Deno its ROUTER was seen to bind and never receive).
- */
-export function zeromqMissing(): string | false {
-  return probes.zeromq ??= probeZeromq();
-}
-
-function probePyzmq(): string | false {
-  try {
-    const r = spawnSync(PYTHON, ["-c", "import zmq, msgpack"], {
-      stdio: "ignore",
-      timeout: 10_000,
-    });
-    return r.status === 0
-      ? false
-      : `${PYTHON} cannot import zmq and msgpack (apt-get install -y python3-zmq python3-msgpack)`;
-  } catch (error) {
-    return `${PYTHON} not runnable: ${error}`;
-  }
-}
-
-/** The zeromq.js package of the test peers (installed by scripts/test_setup.ts). */
-const ZEROMQ_JS: string = fileURLToPath(new URL("./peers/node_modules/zeromq/", import.meta.url));
-
-function probeZeromq(): string | false {
-  try {
-    const r = spawnSync("node", ["-e", `require(${JSON.stringify(ZEROMQ_JS)})`], {
-      stdio: "ignore",
-      timeout: 20_000,
-    });
-    return r.status === 0
-      ? false
-      : "node cannot load zeromq.js (npm ci --prefix tests/peers; deno task test does it)";
-  } catch (error) {
-    return `node not runnable: ${error}`;
-  }
 }
 
 /** Sends a POSIX signal to a pid (SIGSTOP/SIGCONT included); ignores a pid that is gone. */

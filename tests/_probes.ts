@@ -1,0 +1,66 @@
+/**
+ * Whether the interop peers can run here: pyzmq + msgpack under the Python interpreter of the
+ * peers, and zeromq.js under Node. Used by the tests (a test's `skip`) and by
+ * `scripts/test_setup.ts` (which, with `CI=true`, fails when one is missing).
+ *
+ * Environment: `GIBBS_TEST_PYTHON` names the Python interpreter of the pyzmq and Python gibbs
+ * peers (default `/usr/bin/python3`, Debian's, which has pyzmq and msgpack).
+ *
+ * @module
+ */
+
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+/** The interpreter of the Python peers: `$GIBBS_TEST_PYTHON`, else Debian's `/usr/bin/python3`. */
+export const PYTHON: string = process.env.GIBBS_TEST_PYTHON || "/usr/bin/python3";
+
+const probes: { pyzmq?: string | false; zeromq?: string | false } = {};
+
+/**
+ * Why the pyzmq and Python gibbs peers cannot run here (for a test's `skip`), or false when
+ * `PYTHON` imports zmq and msgpack. Under `CI=true` a skip fails the run (`.ci/run`).
+ */
+export function pyzmqMissing(): string | false {
+  return probes.pyzmq ??= probePyzmq();
+}
+
+/**
+ * Why the zeromq.js peer cannot run here, or false when Node loads it (zeromq.js runs under
+ * Node: under Deno its ROUTER was seen to bind and never receive).
+ */
+export function zeromqMissing(): string | false {
+  return probes.zeromq ??= probeZeromq();
+}
+
+function probePyzmq(): string | false {
+  try {
+    const r = spawnSync(PYTHON, ["-c", "import zmq, msgpack"], {
+      stdio: "ignore",
+      timeout: 10_000,
+    });
+    return r.status === 0
+      ? false
+      : `${PYTHON} cannot import zmq and msgpack (apt-get install -y python3-zmq python3-msgpack)`;
+  } catch (error) {
+    return `${PYTHON} not runnable: ${error}`;
+  }
+}
+
+/** The zeromq.js package of the test peers (installed by scripts/test_setup.ts). */
+const ZEROMQ_JS: string = fileURLToPath(new URL("./peers/node_modules/zeromq/", import.meta.url));
+
+function probeZeromq(): string | false {
+  try {
+    const r = spawnSync("node", ["-e", `require(${JSON.stringify(ZEROMQ_JS)})`], {
+      stdio: "ignore",
+      timeout: 20_000,
+    });
+    return r.status === 0
+      ? false
+      : "node cannot load zeromq.js (npm ci --prefix tests/peers; deno task test does it)";
+  } catch (error) {
+    return `node not runnable: ${error}`;
+  }
+}
