@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { Hub, spawnWorkers } from "../mod.ts";
 import { scriptArgs, sibling } from "./_args.ts";
+import { own, watchdog } from "./_process.ts";
 
 const { values } = parseArgs({
   args: scriptArgs(),
@@ -28,10 +29,8 @@ const concurrency = Number(values.concurrency);
 const sequential = Number(values.sequential);
 const count = Number(values.workers);
 
-const watchdog = setTimeout(() => {
-  console.error("hub bench: watchdog fired after 30 s");
-  process.exit(3);
-}, 30_000);
+// On the watchdog (or any exit) the workers are killed too: none is left running.
+const disarm = watchdog(30_000, "hub bench");
 
 const prefetch = values.prefetch === "auto" ? "auto" : Number(values.prefetch);
 const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000, prefetch });
@@ -41,6 +40,7 @@ const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   endpoint,
   quiet: true,
 });
+own({ kill: () => workers.processes.forEach((p) => p.kill("SIGKILL")) });
 try {
   while (hub.workers < count) await new Promise((r) => setTimeout(r, 10));
   for (let i = 0; i < 2000; i++) await hub.request(i, 1); // warm-up
@@ -78,5 +78,5 @@ try {
 } finally {
   await workers.stop();
   await hub.close();
-  clearTimeout(watchdog);
+  disarm();
 }

@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Dealer, Router } from "../mod.ts";
 import { sameRuntime, scriptArgs } from "./_args.ts";
+import { disown, exitWithParent, own, watchdog } from "./_process.ts";
 
 const NAME = "gibbs (ours)";
 const SELF = fileURLToPath(import.meta.url);
@@ -34,6 +35,7 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 async function sink(bind: string, count: number, warmup: number): Promise<void> {
+  exitWithParent();
   const sock = new Router({ linger: 0 });
   const endpoint = await sock.bind(bind);
   out({ ready: true, endpoint });
@@ -71,6 +73,7 @@ async function sink(bind: string, count: number, warmup: number): Promise<void> 
 }
 
 async function echo(bind: string): Promise<void> {
+  exitWithParent();
   const sock = new Router({ linger: 0 });
   out({ ready: true, endpoint: await sock.bind(bind) });
   for await (const msg of sock) await sock.send(msg);
@@ -82,16 +85,11 @@ interface Child {
   nextLine(): Promise<Record<string, unknown>>;
 }
 
-const children = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const c of children) c.kill("SIGKILL");
-});
-
 async function spawnChild(args: string[]): Promise<Child> {
-  const child = spawn(process.execPath, sameRuntime(SELF, args), {
+  // Killed when this process ends, however it ends; it also exits by itself if we vanish.
+  const child = own(spawn(process.execPath, sameRuntime(SELF, args), {
     stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.add(child);
+  }));
   const queued: Record<string, unknown>[] = [];
   const waiting: Array<(o: Record<string, unknown>) => void> = [];
   createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -100,7 +98,7 @@ async function spawnChild(args: string[]): Promise<Child> {
     if (w) w(o);
     else queued.push(o);
   });
-  child.on("exit", () => children.delete(child));
+  child.on("exit", () => disown(child));
   const nextLine = () =>
     queued.length > 0
       ? Promise.resolve(queued.shift()!)
@@ -198,10 +196,7 @@ async function main(): Promise<void> {
   });
   if (role === "sink") return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0));
   if (role === "echo") return echo(v.bind!);
-  setTimeout(() => {
-    console.error(`${role}: watchdog fired after ${WATCHDOG_MS} ms`);
-    process.exit(3);
-  }, WATCHDOG_MS);
+  watchdog(WATCHDOG_MS, role);
   const size = parseSize(v.size!);
   const duration = Number(v.duration);
   if (role === "throughput") {
