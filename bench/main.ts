@@ -311,11 +311,33 @@ function oneRun(title: string, label: string, args: string[], ms: number): Resul
 
 const extra: string[] = [];
 if (only.has("scale")) {
-  const lines = oneRun("the scale benchmark (1,000 workers; one run)", "scale", [
-    here("./scale_bench.ts"),
-  ], 180_000);
-  all.scale = lines;
-  for (const l of lines) extra.push(`scale ${l.test}: ${describe(l)}`);
+  // 100 workers, then 1,000: what one more worker costs the hub when idle.
+  const idle: Result[] = [];
+  for (const workers of ["100", "1000"]) {
+    const lines = oneRun(`the scale benchmark (${workers} workers; one run)`, "scale", [
+      here("./scale_bench.ts"),
+      "--workers",
+      workers,
+      ...(workers === "100" ? ["--queued", "1000"] : []),
+    ], 180_000);
+    all[`scale_${workers}`] = lines;
+    for (const l of lines) extra.push(`scale ${workers} workers, ${l.test}: ${describe(l)}`);
+    idle.push(lines.find((l) => l.test === "idle") ?? {});
+  }
+  const [small, big] = idle;
+  const per = (key: string) => {
+    const a = small[key];
+    const b = big[key];
+    return typeof a === "number" && typeof b === "number" ? (b - a) / 900 : null;
+  };
+  const cpu = per("hub_cpu_percent");
+  const rss = per("hub_rss_mb");
+  if (cpu !== null && rss !== null) {
+    extra.push(
+      `scale, idle, per worker (1,000 vs 100 workers, 1 s heartbeats): ` +
+        `${(cpu * 10_000).toFixed(0)} us of hub CPU per second and ${(rss * 1000).toFixed(0)} KB`,
+    );
+  }
 }
 if (only.has("chaos")) {
   const lines = oneRun("the chaos benchmark (10 s with kills, 10 s without; one run)", "chaos", [

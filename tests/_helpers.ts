@@ -8,7 +8,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,6 +35,16 @@ export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.ur
 export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
 export { PYTHON, pyzmqMissing, zeromqMissing } from "./_probes.ts";
+
+/**
+ * Records a duration a test bounds (label, value, the bound), one JSON line appended to the file
+ * named by `GIBBS_TEST_TIMINGS` when set: how the spread of timing bounds over many runs on a
+ * loaded machine is measured. Does nothing otherwise.
+ */
+export function observe(label: string, ms: number, bound: string): void {
+  const path = process.env.GIBBS_TEST_TIMINGS;
+  if (path) appendFileSync(path, JSON.stringify({ label, ms: Math.round(ms), bound }) + "\n");
+}
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {

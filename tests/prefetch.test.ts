@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Dealer, Hub, type HubOptions } from "../mod.ts";
 import { pack, unpack } from "../src/gibbs/codec.ts";
-import { sleep, waitFor, withTimeout } from "./_helpers.ts";
+import { observe, sleep, waitFor, withTimeout } from "./_helpers.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -114,25 +114,43 @@ describe("prefetch", () => {
         await worker.answerAll();
         await withTimeout(Promise.all(slow), 5000, "slow two");
         // Answered at once, many times: the moving average drops and the worker gets several.
-        worker.answerAtOnce(true);
-        for (let i = 0; i < 60; i++) await withTimeout(hub.request(), 5000, `fast request ${i}`);
-        worker.answerAtOnce(false);
-        const burst = Array.from({ length: 8 }, () => hub.request());
-        await sleep(100);
-        const atOnce = worker.received() - 64;
-        await worker.answerAll();
-        await withTimeout(
-          (async () => {
-            while (worker.received() < 72) {
-              await sleep(5);
+        // "At once" is a round trip inside this process, which a loaded machine can stretch
+        // past the budget for a while: rounds of 60 such requests, until a burst is pipelined.
+        let atOnce = 0;
+        let rounds = 0;
+        while (atOnce <= 1 && rounds < 10) {
+          rounds++;
+          worker.answerAtOnce(true);
+          for (let i = 0; i < 60; i++) {
+            await withTimeout(hub.request(), 5000, `fast request ${i}`);
+          }
+          worker.answerAtOnce(false);
+          const before = worker.received();
+          const burst = Array.from({ length: 8 }, () => hub.request());
+          await sleep(100);
+          atOnce = worker.received() - before;
+          await withTimeout(
+            (async () => {
+              while (worker.received() < before + 8) {
+                await worker.answerAll();
+                await sleep(5);
+              }
               await worker.answerAll();
-            }
-          })(),
-          5000,
-          "the rest of the burst",
+            })(),
+            5000,
+            "the rest of the burst",
+          );
+          await withTimeout(Promise.all(burst), 5000, "the burst");
+        }
+        observe(
+          "prefetch auto: rounds of 60 fast requests before a pipelined burst",
+          rounds,
+          "<= 10",
         );
-        await withTimeout(Promise.all(burst), 5000, "the burst");
-        assert.ok(atOnce > 1, `only ${atOnce} of 8 requests were sent before an answer`);
+        assert.ok(
+          atOnce > 1,
+          `after ${rounds} rounds, only ${atOnce} of 8 requests were sent before an answer`,
+        );
       });
     },
   );
