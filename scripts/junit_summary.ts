@@ -39,7 +39,8 @@ function unescape(text: string): string {
 /** The test cases of a Deno junit report, leaves only. */
 export function leafCases(xml: string): Case[] {
   const cases: Case[] = [];
-  const pattern = /<testcase name="([^"]*)" classname="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g;
+  const pattern =
+    /<testcase name="([^"]*)" classname="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g;
   for (const m of xml.matchAll(pattern)) {
     const body = m[4] ?? "";
     cases.push({
