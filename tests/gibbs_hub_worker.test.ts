@@ -13,6 +13,7 @@ import {
   QueueFullError,
   RequestEvictedError,
   RequestTimeoutError,
+  Router,
   spawnWorkers,
   UserCodeError,
   Worker,
@@ -21,6 +22,7 @@ import {
 import {
   Cleanup,
   cli,
+  freePort,
   listener,
   MODELS_PATH,
   MODELS_URL,
@@ -35,6 +37,7 @@ import {
   withTimeout,
 } from "./_helpers.ts";
 import { CtorFail, TWorker } from "./fixtures/models.ts";
+import { pack, unpack } from "../src/gibbs/codec.ts";
 
 /** Worker heartbeat in these tests; the hub's is 0.5 s unless a test says otherwise. */
 const HB = 0.2;
@@ -575,6 +578,53 @@ describe("hub and worker (gibbs 0.3 test suite)", () => {
       await c.run();
     }
   });
+
+  test(
+    "a worker started before its hub keeps the connection the hub accepts: pings sent into " +
+      "the void count for nothing",
+    { timeout: 60_000 },
+    async () => {
+      // gibbs's hub never re-sends a request: one sent as its worker drops the connection is
+      // lost. A worker that counted the pings it sent with no hub there as missed pongs reset
+      // the fresh connection at its next check, within one heartbeat interval.
+      const c = new Cleanup();
+      try {
+        for (let round = 0; round < 3; round++) {
+          const port = await freePort();
+          const w = startWorker((x: number) => x + 1, `tcp://127.0.0.1:${port}`, {
+            heartbeatInterval: 0.5,
+          });
+          c.add(() => w.stop());
+          await sleep(1300 + 170 * round); // pinging into the void, resetting now and then
+          const hub = new Router({ linger: 0 });
+          c.add(() => hub.close());
+          await hub.bind(`tcp://127.0.0.1:${port}`);
+          const [id] = await withTimeout(hub.receive(), 5000, "the worker's first ping");
+          const resets = w.worker.resets;
+          // A hub that says nothing for a while after the connection (no pong: gibbs answers
+          // pings, but an application's first request may come first), then sends a request.
+          await sleep(600);
+          await hub.send([id, "", pack(["r".repeat(32), [41], {}])]);
+          const answer = await withTimeout(
+            (async () => {
+              while (true) {
+                const [, , payload] = await hub.receive();
+                if (payload !== undefined && payload.length > 0) return unpack(payload);
+              }
+            })(),
+            3000,
+            `round ${round}: the answer (the worker reset ${w.worker.resets - resets} times)`,
+          );
+          assert.deepEqual(answer, ["r".repeat(32), 0, 42]);
+          assert.equal(w.worker.resets, resets, "the worker reset the connection");
+          await w.stop();
+          hub.close();
+        }
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
   test("hub restarted: workers reconnect by themselves", { timeout: 60_000 }, async () => {
     const c = new Cleanup();

@@ -170,6 +170,12 @@ export class Worker {
       linger: 1000,
       onEvent: (event) => {
         if (event.code) this.#log(`connection dropped: ${event.reason}`);
+        // Pings sent while no hub was there were never missed by one: counting them would reset
+        // this fresh connection at the next check and lose what a gibbs hub sends meanwhile.
+        if (event.type === "handshake" && socket === this.#socket) {
+          this.#waitingPong = Math.min(this.#waitingPong, 1);
+          this.#lastPing = runtime.now();
+        }
       },
     });
     socket.connect(this.#endpoint);
