@@ -325,6 +325,42 @@ describe("hostile peers against a live hub", () => {
     },
   );
 
+  test(
+    "a worker that pings while it holds a request does not use up that request's re-dispatches " +
+      "while the good worker is busy",
+    { timeout: 60_000 },
+    async () => {
+      // Seen once under Node in "a peer that never reads": each time the liar pinged twice the
+      // request came back, and with the good worker busy went to the liar again, five times in
+      // a few milliseconds, then failed with "Request lost 5 times".
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub({ handshakeTimeout: 0.5 });
+        c.add(() => hub.close());
+        const good = startWorker(async (ms: number) => {
+          await sleep(ms);
+          return `good after ${ms} ms`;
+        }, endpoint);
+        c.add(() => good.stop());
+        const liar = fakeWorker(c, endpoint, () => null, 10);
+        await waitFor(() => hub.workers === 2, 5000, "both workers");
+        // The good worker computes for 600 ms (wherever it was sent first, the liar gives it
+        // back within 20 ms); meanwhile the second request can only go to the liar.
+        const busy = settle(hub.request(600));
+        await waitFor(() => good.worker.served === 0 && hub.stats().busy >= 1, 3000, "busy");
+        await sleep(100);
+        const second = await withTimeout(settle(hub.request(1)), 5000, "the second request");
+        assert.ok(second.ok, `the second request failed: ${!second.ok && second.error}`);
+        assert.equal(second.value, "good after 1 ms");
+        const first = await withTimeout(busy, 5000, "the first request");
+        assert.ok(first.ok && first.value === "good after 600 ms", JSON.stringify(first));
+        assert.ok(liar.requests() >= 1, "the liar was never sent the request: nothing tested");
+      } finally {
+        await c.run();
+      }
+    },
+  );
+
   test("a fake worker alone, answering garbage: the caller gets a typed error, no endless wait", {
     timeout: 60_000,
   }, async () => {

@@ -590,8 +590,12 @@ export class Hub {
     }
     if (skipped !== undefined) {
       for (const w of skipped) this.#markAvailable(w);
-      // Nobody else is there: better the worker that lost it than no worker at all.
-      if (found === undefined) {
+      // Nobody else is there: better the worker that lost it than no worker at all. (Another one
+      // that is only busy will do: handing it back to the loser spent a re-dispatch each time.)
+      const other = [...this.#workers.values()].some((w) =>
+        w.connected && !w.quarantined && !avoid!.includes(w)
+      );
+      if (found === undefined && !other) {
         found = skipped[0];
         this.#available.remove((x) => x === found);
         found.inAvailable = false;
