@@ -31,9 +31,25 @@
  * @module
  */
 
-export { Hub, type HubOptions, type HubStats, type RequestOptions } from "./src/gibbs/hub.ts";
-export { Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
-export type { Handler, HandlerClass, HandlerFunction } from "./src/gibbs/handler.ts";
+export {
+  Hub,
+  type HubOptions,
+  type HubStats,
+  type RequestOptions,
+  ServiceClient,
+  type ServiceCounters,
+} from "./src/gibbs/hub.ts";
+export { ResponseStream } from "./src/gibbs/response_stream.ts";
+export { type BatchOptions, Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
+export {
+  batched,
+  type Handler,
+  type HandlerClass,
+  type HandlerFunction,
+} from "./src/gibbs/handler.ts";
+export { type RequestContext, requestContext, requestSignal } from "./src/gibbs/context.ts";
+export { HandlerModuleError, type HandlerModuleReason } from "./src/gibbs/handler_module.ts";
+export { HandlerStartError } from "./src/gibbs/executor.ts";
 export { spawnWorkers, type SpawnWorkersOptions, type WorkerProcesses } from "./src/gibbs/spawn.ts";
 export {
   GibbsError,
@@ -45,19 +61,76 @@ export {
   WorkerProtocolError,
 } from "./src/gibbs/errors.ts";
 export type { Kwargs } from "./src/gibbs/codec.ts";
+export {
+  type AnyListener,
+  HubEvent,
+  type HubEventDetails,
+  HubEvents,
+  type HubEventType,
+  type ListenOptions,
+  type PeerRefusedDetail,
+  type QueueFullDetail,
+  type RecentEvent,
+  type RequestRedispatchedDetail,
+  type WorkerJoinedDetail,
+  type WorkerLeftDetail,
+  type WorkerQuarantinedDetail,
+} from "./src/gibbs/hub_events.ts";
+export type {
+  HistogramSnapshot,
+  HubStatus,
+  MetricsSnapshot,
+  ServiceSnapshot,
+  WorkerRow,
+} from "./src/gibbs/hub_observer.ts";
+export {
+  type HistorySeries,
+  type OutcomeLabel,
+  OUTCOMES,
+  type WindowSummary,
+} from "./src/gibbs/metrics.ts";
+export { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "./src/gibbs/prometheus.ts";
+export {
+  createLogger,
+  type CreateLoggerOptions,
+  type LogFormat,
+  type Logger,
+  type LoggerOption,
+  type LogLevel,
+  type LogRecord,
+} from "./src/gibbs/logger.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
-export { Router, type RouterOptions } from "./src/socket/router.ts";
+export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
 export type { ChildProcess } from "./src/transport/runtime_types.ts";
 export type {
+  AuthDecision,
+  Authenticator,
+  AuthOutcome,
+  AuthRequest,
+  FrameBox,
   Mechanism,
   MechanismContext,
   MechanismFactory,
   MechanismStep,
+  PeerGreeting,
 } from "./src/zmtp/mechanism.ts";
-export type { SocketEvent, SocketOptions } from "./src/socket/options.ts";
 export {
+  allowCurveKeys,
+  type AuthorizedKey,
+  type CurveKeyPair,
+  curveKeyPair,
+  curvePublicKey,
+  formatSecretKeyFile,
+  parseAuthorizedKeys,
+  parseSecretKeyFile,
+  type SecurityOptions,
+} from "./src/socket/security.ts";
+export { z85Decode, z85Encode } from "./src/zmtp/z85.ts";
+export type { SocketEvent, SocketEventType, SocketOptions } from "./src/socket/options.ts";
+export {
+  EndpointError,
   HostUnreachableError,
   SocketClosedError,
   SocketError,
@@ -65,9 +138,10 @@ export {
   TimeoutError,
 } from "./src/socket/errors.ts";
 export { ZmtpError, type ZmtpErrorCode } from "./src/zmtp/errors.ts";
-export { EndpointError } from "./src/transport/endpoint.ts";
+export { TransportError, type TransportErrorCode } from "./src/transport/errors.ts";
 
 if (import.meta.main) {
-  const { main } = await import("./src/cli/main.ts");
-  await main();
+  // Not awaited: a model served with `mod.ts worker` may import this module itself, and an
+  // import of a module still evaluating (awaiting the CLI) would wait forever.
+  import("./src/cli/main.ts").then(({ main }) => main());
 }

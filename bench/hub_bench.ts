@@ -4,13 +4,15 @@
  * few seconds (requests/s), then one request at a time (latency p50/p99).
  *
  *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
- *                                  [--workers 2] [--prefetch auto|N]
+ *                                  [--workers 2] [--prefetch auto|N] [--curve]
+ *
+ * `--curve`: the hub is a CURVE server and the workers CURVE clients (keys made for the run).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { Hub, spawnWorkers } from "../mod.ts";
+import { curveKeyPair, Hub, spawnWorkers } from "../mod.ts";
 import { scriptArgs, sibling } from "./_args.ts";
 import { own, watchdog } from "./_process.ts";
 
@@ -22,8 +24,10 @@ const { values } = parseArgs({
     sequential: { type: "string", default: "2000" },
     workers: { type: "string", default: "2" },
     prefetch: { type: "string", default: "auto" },
+    curve: { type: "boolean", default: false },
   },
 });
+const hubKeys = values.curve ? curveKeyPair() : undefined;
 const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
 const sequential = Number(values.sequential);
@@ -33,12 +37,19 @@ const count = Number(values.workers);
 const disarm = watchdog(30_000, "hub bench");
 
 const prefetch = values.prefetch === "auto" ? "auto" : Number(values.prefetch);
-const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", respBufferSize: 100_000, prefetch });
+const hub = new Hub({
+  endpoint: "tcp://127.0.0.1:0",
+  respBufferSize: 100_000,
+  prefetch,
+  security: hubKeys && { curveServer: true, curveSecretKey: hubKeys.secretKey },
+});
 const endpoint = await hub.ready;
 const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   count,
   endpoint,
   quiet: true,
+  security: hubKeys &&
+    { curveServerKey: hubKeys.publicKey, curveSecretKey: curveKeyPair().secretKey },
 });
 own({ kill: () => workers.processes.forEach((p) => p.kill("SIGKILL")) });
 try {
@@ -67,7 +78,7 @@ try {
   const pct = (p: number) =>
     samples[Math.min(sequential - 1, Math.ceil((p / 100) * sequential) - 1)];
   console.log(JSON.stringify({
-    name: "gibbs (ours)",
+    name: values.curve ? "gibbs (ours), CURVE" : "gibbs (ours)",
     test: "hub",
     workers: count,
     prefetch,

@@ -3,11 +3,11 @@
  * same run on the same machine, printed as figures and ratios. It installs what it needs on a
  * fresh clone (zeromq.js for the tests' peers, the npm build for the Node figures).
  *
- *   deno task bench [--runs 3] [--only socket,hub,scale,chaos] [--no-node] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket,hub,curve,scale,chaos] [--no-node] [--json FILE]
  *
- * Each socket and hub figure is the median of that figure over `--runs` runs (p50 and p99 are
- * each their own median); a run that fails is reported with its reason and the figure says how
- * many runs it rests on. The scale and chaos benchmarks run once (they take 10 s and more each).
+ * Each socket, hub and CURVE figure is the median of that figure over `--runs` runs (p50 and p99
+ * are each their own median); a run that fails is reported with its reason and the figure says
+ * how many runs it rests on. The scale and chaos benchmarks run once (10 s and more each).
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
@@ -15,7 +15,8 @@
  *
  * Anchors: raw loopback TCP with no framing (the floor of any round trip, bench/tcp_floor.ts) and
  * zeromq.js 6 (native libzmq) under Node for the socket layer; the strict gibbs 0.3 peer on pyzmq
- * (bench/gibbs_py_bench.py) for the hub.
+ * (bench/gibbs_py_bench.py) for the hub; libzmq's CURVE through pyzmq
+ * (bench/curve_pyzmq_bench.py) for CURVE, which is also shown against our own NULL.
  *
  * @module
  */
@@ -40,7 +41,7 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
-const only = new Set((values.only ?? "socket,hub,scale,chaos").split(","));
+const only = new Set((values.only ?? "socket,hub,curve,scale,chaos").split(","));
 const deno = process.execPath;
 const root = here("../");
 /** The npm build's copy of the benchmark scripts, run by Node. */
@@ -230,6 +231,10 @@ function ours(label: string, script: string, args: string[]): Measured[] {
   ];
 }
 
+/** Our NULL figures, when the socket and hub sections ran: the CURVE section compares to them. */
+let nullSockets: { t64: Measured[]; t1m: Measured[] } | undefined;
+let nullHub: Measured[] | undefined;
+
 if (only.has("socket")) {
   console.log(
     `running socket benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
@@ -251,6 +256,7 @@ if (only.has("socket")) {
   const rtt = all3("rtt", "64");
   const floor = ours("raw tcp rtt 64", "tcp_floor", ["--size", "64"]);
   Object.assign(all, { socket: { t64, t1m, rtt, floor } });
+  nullSockets = { t64, t1m };
   header("socket: DEALER -> ROUTER, 2 processes", "zeromq.js");
   row("64 B messages/s", t64, "msg_per_s", 0, ">= 1,000,000 and >= 3x");
   row("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
@@ -279,6 +285,7 @@ if (only.has("hub")) {
   const one = hub("1");
   const py = measure("python gibbs 0.3", "/usr/bin/python3", [here("./gibbs_py_bench.py")]);
   Object.assign(all, { hub: { auto, one, py } });
+  nullHub = auto;
   header("hub: 2 workers, trivial model", "Python gibbs");
   row('requests/s, 64 in flight (prefetch "auto")', [...auto, py], "req_per_s", 0, ">= 10x");
   row("  the same with gibbs's rule (prefetch 1)", [...one, py], "req_per_s", 0, "");
@@ -300,6 +307,44 @@ if (only.has("hub")) {
         `of attempts), ${fmt(py.median.strict_hung)} requests left waiting`,
     );
   }
+}
+
+if (only.has("curve")) {
+  console.log(
+    `running CURVE benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
+      "libzmq's CURVE through pyzmq)...",
+  );
+  const throughput = (size: string, curve: boolean) =>
+    ours(`throughput ${size}${curve ? " CURVE" : ""}`, "socket_bench", [
+      "throughput",
+      "--size",
+      size,
+      ...(curve ? ["--curve"] : []),
+    ]);
+  const pyzmq = (size: string) =>
+    measure(`pyzmq CURVE ${size}`, "/usr/bin/python3", [
+      here("./curve_pyzmq_bench.py"),
+      "--size",
+      size,
+    ]);
+  const c64 = throughput("64", true);
+  const c1m = throughput("1MiB", true);
+  const py64 = pyzmq("64");
+  const py1m = pyzmq("1048576");
+  // Our NULL beside it: from the socket and hub sections when they ran, else measured here.
+  const n64 = nullSockets?.t64 ?? throughput("64", false);
+  const n1m = nullSockets?.t1m ?? throughput("1MiB", false);
+  const hc = ours("hub CURVE", "hub_bench", ["--curve"]);
+  const hn = nullHub ?? ours("hub", "hub_bench", []);
+  Object.assign(all, { curve: { c64, c1m, py64, py1m, hc } });
+  header("CURVE: DEALER -> ROUTER, 2 processes", "libzmq CURVE");
+  row("64 B messages/s", [...c64, py64], "msg_per_s", 0, ">= 1x");
+  row("1 MiB messages, MB/s", [...c1m, py1m], "mb_per_s", 0, ">= 0.5x");
+  header("CURVE against our NULL", "our NULL, Deno");
+  row("64 B messages/s", [...c64, n64[0]], "msg_per_s", 0, "");
+  row("1 MiB messages, MB/s", [...c1m, n1m[0]], "mb_per_s", 0, "");
+  row("hub requests/s, 64 in flight", [...hc, hn[0]], "req_per_s", 0, "");
+  row("hub one at a time, p50 us", [...hc, hn[0]], "p50_us", 1, "");
 }
 
 /** Prints one-run benchmarks as `name: key value, ...` lines. */

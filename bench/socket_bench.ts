@@ -7,6 +7,9 @@
  *   deno run -A bench/socket_bench.ts sink --bind EP --count N [--warmup W]   (child role)
  *   deno run -A bench/socket_bench.ts echo --bind EP                          (child role)
  *
+ * `--curve` runs the same over CURVE: the child is a CURVE server (its secret key reaches it in
+ * $GIBBS_BENCH_CURVE_SECRET), the parent a CURVE client.
+ *
  * Method: the parent is a DEALER doing one `await send(msg)` per message; the child is a
  * ROUTER in another process timing from the first to the last measured message. RTT: the
  * child echoes, the parent sends one message and awaits its echo, N times after warm-up.
@@ -18,11 +21,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Dealer, Router } from "../mod.ts";
+import { curveKeyPair, Dealer, Router, type SecurityOptions } from "../mod.ts";
 import { sameRuntime, scriptArgs } from "./_args.ts";
 import { disown, exitWithParent, own, watchdog } from "./_process.ts";
 
-const NAME = "gibbs (ours)";
+let NAME = "gibbs (ours)";
+const CURVE_ENV = "GIBBS_BENCH_CURVE_SECRET";
+/** Keys of this run when `--curve` is given: the child's security, the parent's. */
+let childSecurity: SecurityOptions = {};
+let parentSecurity: SecurityOptions = {};
+let childEnv: Record<string, string> = {};
 const SELF = fileURLToPath(import.meta.url);
 const MiB = 1 << 20;
 const WATCHDOG_MS = 19_000;
@@ -36,7 +44,7 @@ function percentile(sorted: Float64Array, p: number): number {
 
 async function sink(bind: string, count: number, warmup: number): Promise<void> {
   exitWithParent();
-  const sock = new Router({ linger: 0 });
+  const sock = new Router({ linger: 0, ...childSecurity });
   const endpoint = await sock.bind(bind);
   out({ ready: true, endpoint });
   let seen = 0;
@@ -74,7 +82,7 @@ async function sink(bind: string, count: number, warmup: number): Promise<void> 
 
 async function echo(bind: string): Promise<void> {
   exitWithParent();
-  const sock = new Router({ linger: 0 });
+  const sock = new Router({ linger: 0, ...childSecurity });
   out({ ready: true, endpoint: await sock.bind(bind) });
   for await (const msg of sock) await sock.send(msg);
 }
@@ -89,6 +97,7 @@ async function spawnChild(args: string[]): Promise<Child> {
   // Killed when this process ends, however it ends; it also exits by itself if we vanish.
   const child = own(spawn(process.execPath, sameRuntime(SELF, args), {
     stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, ...childEnv },
   }));
   const queued: Record<string, unknown>[] = [];
   const waiting: Array<(o: Record<string, unknown>) => void> = [];
@@ -116,8 +125,9 @@ async function throughput(size: number, count: number, duration: number, warmup:
     `${count}`,
     "--warmup",
     `${warmup}`,
+    ...(parentSecurity.curveServerKey ? ["--curve"] : []),
   ]);
-  const sock = new Dealer({ linger: 0 });
+  const sock = new Dealer({ linger: 0, ...parentSecurity });
   sock.connect(child.endpoint);
   const msg = new Uint8Array(size).fill(0x61);
   for (let i = 0; i < warmup; i++) await sock.send(msg);
@@ -143,8 +153,13 @@ async function throughput(size: number, count: number, duration: number, warmup:
 }
 
 async function rtt(size: number, count: number, duration: number, warmup: number) {
-  const child = await spawnChild(["echo", "--bind", "tcp://127.0.0.1:0"]);
-  const sock = new Dealer({ linger: 0 });
+  const child = await spawnChild([
+    "echo",
+    "--bind",
+    "tcp://127.0.0.1:0",
+    ...(parentSecurity.curveServerKey ? ["--curve"] : []),
+  ]);
+  const sock = new Dealer({ linger: 0, ...parentSecurity });
   sock.connect(child.endpoint);
   const msg = new Uint8Array(size).fill(0x61);
   for (let i = 0; i < warmup; i++) {
@@ -192,8 +207,24 @@ async function main(): Promise<void> {
       warmup: { type: "string" },
       duration: { type: "string", default: "3" },
       bind: { type: "string" },
+      curve: { type: "boolean", default: false },
     },
   });
+  if (v.curve) {
+    NAME = "gibbs (ours), CURVE";
+    const secret = process.env[CURVE_ENV];
+    if (role === "sink" || role === "echo") {
+      if (!secret) throw new Error(`--curve in a child needs $${CURVE_ENV}`);
+      childSecurity = { curveServer: true, curveSecretKey: secret };
+    } else {
+      const server = curveKeyPair();
+      childEnv = { [CURVE_ENV]: server.secretKey };
+      parentSecurity = {
+        curveServerKey: server.publicKey,
+        curveSecretKey: curveKeyPair().secretKey,
+      };
+    }
+  }
   if (role === "sink") return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0));
   if (role === "echo") return echo(v.bind!);
   watchdog(WATCHDOG_MS, role);

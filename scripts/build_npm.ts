@@ -13,6 +13,8 @@
  *    (`deno check` types them).
  * 3. Write `package.json` (dependencies: the packages the staged library imports; test-only ones
  *    go to devDependencies), the bin, README.md and LICENSE, and copy the tests' helper files.
+ * 4. Copy the runtime dependencies into `node_modules` (see {@linkcode vendorDependencies}), so
+ *    that `npm install ./npm`, which links the folder, works in a fresh project.
  *
  * Afterwards `cd npm && npm pack` makes the tarball (tests and benchmarks are left out of it),
  * `cd npm && npm install && node --test tests/` runs the suite on Node, and
@@ -38,9 +40,15 @@ const NODE_ENGINES = ">=20.19";
 const NODE_TYPES = "npm:@types/node@^20.19";
 /**
  * Library modules the build starts from; whatever they import comes along. `src/cli/entry.ts`
- * is reached by URL only (spawnWorkers starts it in child processes), so it is named here.
+ * and `src/gibbs/thread_entry.ts` are reached by URL only (spawnWorkers starts the first in
+ * child processes, a worker the second on its handler threads), so they are named here.
  */
-const LIBRARY_ROOTS = ["mod.ts", "src/cli/main.ts", "src/cli/entry.ts"];
+const LIBRARY_ROOTS = [
+  "mod.ts",
+  "src/cli/main.ts",
+  "src/cli/entry.ts",
+  "src/gibbs/thread_entry.ts",
+];
 /** Benchmark files not built for Node: the driver runs the others under Deno and Node. */
 const BENCH_SKIPPED = new Set(["bench/main.ts"]);
 /** Folders never staged or copied. */
@@ -222,7 +230,31 @@ function stage(stageDir: string, imports: Record<string, string>): Map<string, S
 /** What `deno info --json` reports about npm packages. */
 interface DenoInfo {
   modules?: { kind: string; npmPackage?: string }[];
-  npmPackages?: Record<string, { name: string; dependencies: string[]; localPath?: string }>;
+  npmPackages?: Record<
+    string,
+    { name: string; version: string; dependencies: string[]; localPath?: string }
+  >;
+}
+
+/** Resolves an `npm:` specifier through Deno (which downloads it if needed). */
+async function denoInfo(
+  specifier: string,
+): Promise<{ rootId: string; packages: NonNullable<DenoInfo["npmPackages"]> }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--no-config", "--no-lock", specifier],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(`deno info ${specifier} failed:\n${new TextDecoder().decode(output.stderr)}`);
+  }
+  const info: DenoInfo = JSON.parse(new TextDecoder().decode(output.stdout));
+  const packages = info.npmPackages ?? {};
+  const rootId = info.modules?.find((module) => module.kind === "npm")?.npmPackage;
+  if (rootId === undefined || !(rootId in packages)) {
+    throw new Error(`deno info did not resolve ${specifier}`);
+  }
+  return { rootId, packages };
 }
 
 /**
@@ -231,20 +263,7 @@ interface DenoInfo {
  */
 async function linkTypePackages(stageDir: string, specifiers: string[]): Promise<void> {
   for (const specifier of specifiers) {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", "--no-config", "--no-lock", specifier],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!output.success) {
-      throw new Error(`deno info ${specifier} failed:\n${new TextDecoder().decode(output.stderr)}`);
-    }
-    const info: DenoInfo = JSON.parse(new TextDecoder().decode(output.stdout));
-    const packages = info.npmPackages ?? {};
-    const rootId = info.modules?.find((module) => module.kind === "npm")?.npmPackage;
-    if (rootId === undefined || !(rootId in packages)) {
-      throw new Error(`deno info did not resolve ${specifier}`);
-    }
+    const { rootId, packages } = await denoInfo(specifier);
     const pending = [rootId];
     const seen = new Set<string>();
     while (pending.length > 0) {
@@ -263,6 +282,79 @@ async function linkTypePackages(stageDir: string, specifiers: string[]): Promise
       }
       pending.push(...pkg.dependencies);
     }
+  }
+}
+
+/** The parts of a package.json the build reads. */
+interface PackageManifest {
+  dependencies?: Record<string, string>;
+  scripts?: Record<string, string>;
+}
+
+/**
+ * Puts the runtime dependencies (and theirs, but not optional ones) in `out/node_modules`,
+ * copied from Deno's npm cache, and returns their `name@version`s.
+ *
+ * Why: `npm install ./npm` links the folder instead of copying it, and npm installs nothing for
+ * a linked folder outside the project, while Node resolves the package's own imports from its
+ * real path: without these copies every import of `msgpackr` fails there. An install from the
+ * packed tarball is unaffected (`node_modules` is never packed), and `npm install` inside the
+ * folder, for the tests, keeps them.
+ */
+async function vendorDependencies(
+  out: string,
+  dependencies: Record<string, string>,
+): Promise<string[]> {
+  const chosen = new Map<string, { version: string; localPath: string }>();
+  for (const [name, range] of Object.entries(dependencies)) {
+    const { rootId, packages } = await denoInfo(`npm:${name}@${range}`);
+    const pending = [rootId];
+    while (pending.length > 0) {
+      const pkg = packages[pending.pop()!];
+      const seen = chosen.get(pkg.name);
+      if (seen?.version === pkg.version) continue;
+      if (seen) {
+        throw new Error(
+          `${pkg.name} is needed at ${seen.version} and ${pkg.version}: one node_modules level ` +
+            "cannot hold both",
+        );
+      }
+      if (!pkg.localPath || !exists(`${pkg.localPath}/package.json`)) {
+        throw new Error(`${pkg.name}@${pkg.version} is not in Deno's npm cache`);
+      }
+      const manifest: PackageManifest = JSON.parse(
+        Deno.readTextFileSync(`${pkg.localPath}/package.json`),
+      );
+      const scripts = ["preinstall", "install", "postinstall"].filter((s) => manifest.scripts?.[s]);
+      if (scripts.length > 0) {
+        throw new Error(
+          `${pkg.name} has ${scripts.join("/")} scripts, which a copy does not run: vendor it ` +
+            "with npm instead",
+        );
+      }
+      chosen.set(pkg.name, { version: pkg.version, localPath: pkg.localPath });
+      // Optional dependencies (msgpackr's native accelerator) are left out: the package works
+      // without them, and they need their install scripts.
+      const required = new Set(Object.keys(manifest.dependencies ?? {}));
+      for (const id of pkg.dependencies) {
+        if (required.has(packages[id]?.name)) pending.push(id);
+      }
+    }
+  }
+  for (const [name, { localPath }] of chosen) {
+    const target = `${out}/node_modules/${name}`;
+    if (exists(target)) Deno.removeSync(target, { recursive: true });
+    copyDir(localPath, target);
+  }
+  return [...chosen].map(([name, { version }]) => `${name}@${version}`);
+}
+
+/** Copies a folder recursively (Deno has no `cp -r`). */
+function copyDir(from: string, to: string): void {
+  Deno.mkdirSync(to, { recursive: true });
+  for (const entry of Deno.readDirSync(from)) {
+    if (entry.isDirectory) copyDir(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    else if (entry.isFile) Deno.copyFileSync(`${from}/${entry.name}`, `${to}/${entry.name}`);
   }
 }
 
@@ -502,12 +594,14 @@ async function build(): Promise<void> {
       devDependencies,
     };
     write(`${outDir}/package.json`, JSON.stringify(pkg, null, 2) + "\n");
+    const vendored = await vendorDependencies(outDir, dependencies);
     const deps = Object.keys(dependencies).join(", ") || "none";
     console.log(
       `Built ${name}@${config.version} in ${outDir}: ${compiled.size} modules, ` +
         `${testRoots.filter((path) => path.endsWith(".test.ts")).length} test files, ` +
         `${benchRoots.length} benchmark scripts; ` +
-        `dependencies: ${deps}`,
+        `dependencies: ${deps} (copied into node_modules for a folder install: ` +
+        `${vendored.join(", ") || "none"})`,
     );
   } finally {
     Deno.removeSync(stageDir, { recursive: true });

@@ -1,5 +1,6 @@
 /**
- * Fails if a test in `tests/` has no timeout: every `test(...)` / `it(...)` call of node:test in
+ * Fails if a test in `tests/` has no timeout: every `test(...)` / `it(...)` call of node:test (and
+ * `testDeno(...)` of the helpers) in
  * a `*.test.ts` file must pass an options object with `timeout`, so that a hung test fails by
  * itself, with its name, instead of holding the whole run (Deno's `describe` passes no timeout
  * down to its tests, and `deno test` has no default).
@@ -25,7 +26,7 @@ export function untimedTests(file: string, source: string): string[] {
   const visit = (node: ts.Node) => {
     if (
       ts.isCallExpression(node) && ts.isIdentifier(node.expression) &&
-      (node.expression.text === "test" || node.expression.text === "it") &&
+      ["test", "it", "testDeno"].includes(node.expression.text) &&
       node.arguments.length >= 2
     ) {
       const timed = node.arguments.some((arg) =>

@@ -1,7 +1,9 @@
 /**
  * The long fuzz run of the sans-IO ZMTP core: the properties of `tests/_zmtp_properties.ts`
- * (random input, split round trip, connection pair, mutated streams), many more cases than the
- * test slice.
+ * (random input, split round trip, connection pair, mutated streams) and of
+ * `tests/_security_cases.ts` (a CURVE pair, mutated CURVE streams), many more cases than the
+ * test slice. A CURVE case costs
+ * several X25519 operations, so those properties get a share (`CURVE_CASE_SHARE`) of the cases.
  *
  * ```sh
  * deno run scripts/fuzz.ts                      # 1,000,000 cases, spread over the properties
@@ -24,7 +26,18 @@
  */
 
 import fc from "fast-check";
-import { PROPERTIES } from "../tests/_zmtp_properties.ts";
+import { PROPERTIES as ZMTP_PROPERTIES } from "../tests/_zmtp_properties.ts";
+import { CURVE_CASE_SHARE, CURVE_PROPERTIES } from "../tests/_security_cases.ts";
+
+const PROPERTIES = { ...ZMTP_PROPERTIES, ...CURVE_PROPERTIES };
+
+/**
+ * Cases a property gets out of an even share: in a run of every property, CURVE cases (which
+ * cost X25519 operations) get fewer; a run of one property gives it all.
+ */
+function casesOf(name: string, even: number, all: boolean): number {
+  return all && name in CURVE_PROPERTIES ? Math.ceil(even * CURVE_CASE_SHARE) : even;
+}
 
 const DEFAULT_CASES = 1_000_000;
 /** Cases per fast-check run; progress is printed after each. */
@@ -68,7 +81,7 @@ function batchSeed(base: number, property: number, batch: number): number {
 function runJob(job: Job, counters: Int32Array, report: (r: Report) => void): void {
   for (const name of job.properties) {
     const index = Object.keys(PROPERTIES).indexOf(name);
-    let left = job.casesEach;
+    let left = casesOf(name, job.casesEach, job.properties.length > 1);
     for (let batch = 0; left > 0; batch++) {
       const runs = Math.min(BATCH, left);
       const seed = batchSeed(job.seed, index, batch);
@@ -237,9 +250,18 @@ async function main(): Promise<number> {
 
   const properties = args.property === undefined ? Object.keys(PROPERTIES) : [args.property];
   const casesEach = Math.ceil(args.cases / properties.length);
+
+  const planned = properties.reduce(
+    (sum, name) => sum + casesOf(name, casesEach, properties.length > 1),
+    0,
+  );
   const seed = args.seed ?? ((Math.random() * 2 ** 31) | 0);
   console.log(
-    `fuzzing ${properties.join(", ")}: ${fmt(casesEach)} cases each, seed ${seed}` +
+    `fuzzing ${properties.join(", ")}: ${fmt(casesEach)} cases each` +
+      (planned < casesEach * properties.length
+        ? ` (CURVE ones ${fmt(Math.ceil(casesEach * CURVE_CASE_SHARE))})`
+        : "") +
+      `, seed ${seed}` +
       ` (rerun: --seed ${seed} --cases ${args.cases})`,
   );
 
@@ -258,7 +280,7 @@ async function main(): Promise<number> {
       entry.ms += report.ms;
       done.set(report.property, entry);
       total += report.runs;
-      if (total - lastPrinted >= BATCH || total === casesEach * properties.length) {
+      if (total - lastPrinted >= BATCH || total === planned) {
         lastPrinted = total;
         const seconds = (performance.now() - started) / 1000;
         console.log(
@@ -301,7 +323,7 @@ async function main(): Promise<number> {
   console.log(outcome === 0 ? "summary: all cases passed" : "summary: stopped early");
   for (const [name, entry] of done) {
     console.log(
-      `  ${name.padEnd(18)} ${fmt(entry.runs).padStart(11)} cases ` +
+      `  ${name.padEnd(20)} ${fmt(entry.runs).padStart(11)} cases ` +
         `${(entry.ms / 1000).toFixed(1).padStart(7)} s ${
           fmt(entry.runs / (entry.ms / 1000))
             .padStart(8)
@@ -309,7 +331,7 @@ async function main(): Promise<number> {
     );
   }
   console.log(
-    `  ${"total".padEnd(18)} ${fmt(total).padStart(11)} cases ${seconds.toFixed(1).padStart(7)} s ${
+    `  ${"total".padEnd(20)} ${fmt(total).padStart(11)} cases ${seconds.toFixed(1).padStart(7)} s ${
       fmt(total / seconds).padStart(8)
     } cases/s`,
   );

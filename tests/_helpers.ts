@@ -8,16 +8,23 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, rmSync } from "node:fs";
+import { appendFileSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
 
 /** True under Deno, false under Node. */
 export const isDeno = typeof (globalThis as any).Deno !== "undefined";
+
+/**
+ * `test` under Deno; under Node, registers nothing. For tests that only Deno can run (they start
+ * Deno itself): not registered is not skipped, and a skipped test fails a CI run.
+ */
+export const testDeno: typeof test = isDeno ? test : ((() => {}) as unknown as typeof test);
 
 /** `.ts` when running from source, `.js` in the built test tree. */
 export const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -34,7 +41,13 @@ export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.ur
 /** Path of the fixture module. */
 export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
-export { PYTHON, pyzmqMissing, zeromqMissing } from "./_probes.ts";
+export {
+  chromiumMissing,
+  prometheusMissing,
+  PYTHON,
+  pyzmqMissing,
+  zeromqMissing,
+} from "./_probes.ts";
 
 /**
  * Records a duration a test bounds (label, value, the bound), one JSON line appended to the file
@@ -417,4 +430,59 @@ export function signalPid(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // gone
   }
+}
+
+/** The lines a process wrote on standard error so far (blank ones left out). */
+export function stderrLines(p: Proc): string[] {
+  return p.stderr.split("\n").filter((line) => line.trim() !== "");
+}
+
+/**
+ * Waits for a standard-error line of `p` matching `pattern`, polling; returns it. Throws,
+ * with everything the process wrote, after `ms` or once the process has exited without one.
+ */
+export async function waitStderr(
+  p: Proc,
+  pattern: RegExp,
+  ms: number,
+  what = String(pattern),
+): Promise<string> {
+  const deadline = performance.now() + ms;
+  while (true) {
+    const line = stderrLines(p).find((l) => pattern.test(l));
+    if (line !== undefined) return line;
+    const exited = p.child.exitCode !== null || p.child.signalCode !== null;
+    if (exited || performance.now() > deadline) {
+      throw new Error(
+        `no stderr line ${what} within ${ms} ms (exit ${p.child.exitCode}/${p.child.signalCode})` +
+          `; stdout:\n${p.lines.join("\n")}\nstderr:\n${p.stderr}`,
+      );
+    }
+    await sleep(20);
+  }
+}
+
+/**
+ * True while process `pid` runs. A zombie (exited, not yet reaped: orphans handed to a pid 1
+ * that does not reap) counts as gone; Linux's /proc tells, elsewhere signal 0 alone does.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return true;
+  }
+}
+
+/** Runs a script of the test tree with this runtime: `deno run -A FILE` or `node FILE`. */
+export function script(path: string, args: string[] = []): Proc {
+  return isDeno
+    ? new Proc(process.execPath, ["run", "-A", path, ...args])
+    : new Proc(process.execPath, [path, ...args]);
 }

@@ -13,6 +13,10 @@ import { PYTHON, pyzmqMissing, withTimeout, zeromqMissing } from "./_helpers.ts"
 export type PeerKind = "pyzmq" | "zeromq.js";
 
 const PY_PEER = fileURLToPath(new URL("./peers/zmq_peer.py", import.meta.url));
+/** zmq_peer.py with CURVE, PLAIN and a ZAP handler (pyzmq only). */
+export const SECURE_PY_PEER: string = fileURLToPath(
+  new URL("./peers/secure_peer.py", import.meta.url),
+);
 const JS_PEER = fileURLToPath(new URL("./peers/zmq_peer.mjs", import.meta.url));
 
 /** How long a peer may take to start and print its ready line. */
@@ -45,10 +49,17 @@ const EVENT_NAMES: Record<string, string> = {
   handshake_failed_protocol: "handshake:error:protocol",
 };
 
-/** Starts a peer with the given command-line options and waits (bounded) for its ready line. */
-export async function startPeer(kind: PeerKind, args: string[]): Promise<Peer> {
+/**
+ * Starts a peer with the given command-line options and waits (bounded) for its ready line. A
+ * pyzmq peer may run another script of the same protocol (`SECURE_PY_PEER`).
+ */
+export async function startPeer(
+  kind: PeerKind,
+  args: string[],
+  pyScript = PY_PEER,
+): Promise<Peer> {
   const child: ChildProcess = kind === "pyzmq"
-    ? spawn(PYTHON, [PY_PEER, ...args], { stdio: ["pipe", "pipe", "inherit"] })
+    ? spawn(PYTHON, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
     : spawn("node", [JS_PEER, ...args], { stdio: ["pipe", "pipe", "inherit"] });
   const events: Peer["events"] = [];
   const waiting: Array<(answer: Record<string, unknown>) => void> = [];

@@ -1,6 +1,7 @@
 /**
- * Whether the interop peers can run here: pyzmq + msgpack under the Python interpreter of the
- * peers, and zeromq.js under Node. Used by the tests (a test's `skip`) and by
+ * Whether the interop peers and tools can run here: pyzmq + msgpack (and prometheus_client, for
+ * the /metrics parser test) under the Python interpreter of the peers, zeromq.js under Node, and
+ * Debian's Chromium (the browser tests). Used by the tests (a test's `skip`) and by
  * `scripts/test_setup.ts` (which, with `CI=true`, fails when one is missing).
  *
  * Environment: `GIBBS_TEST_PYTHON` names the Python interpreter of the pyzmq and Python gibbs
@@ -10,13 +11,14 @@
  */
 
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 /** The interpreter of the Python peers: `$GIBBS_TEST_PYTHON`, else Debian's `/usr/bin/python3`. */
 export const PYTHON: string = process.env.GIBBS_TEST_PYTHON || "/usr/bin/python3";
 
-const probes: { pyzmq?: string | false; zeromq?: string | false } = {};
+const probes: { pyzmq?: string | false; zeromq?: string | false; prometheus?: string | false } = {};
 
 /**
  * Why the pyzmq and Python gibbs peers cannot run here (for a test's `skip`), or false when
@@ -63,4 +65,24 @@ function probeZeromq(): string | false {
   } catch (error) {
     return `node not runnable: ${error}`;
   }
+}
+
+/** Why the Prometheus parser test cannot run here, or false when `PYTHON` has prometheus_client. */
+export function prometheusMissing(): string | false {
+  return probes.prometheus ??= (() => {
+    const r = spawnSync(PYTHON, ["-c", "import prometheus_client.parser"], {
+      stdio: "ignore",
+      timeout: 10_000,
+    });
+    return r.status === 0 ? false : `${PYTHON} cannot import prometheus_client ` +
+      "(apt-get install -y python3-prometheus-client)";
+  })();
+}
+
+/** Debian's Chromium (`apt-get install -y chromium`), driven by the browser tests. */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/** Why the browser tests cannot run here, or false when Chromium is there. */
+export function chromiumMissing(): string | false {
+  return existsSync(CHROMIUM) ? false : `${CHROMIUM} not found (apt-get install -y chromium)`;
 }

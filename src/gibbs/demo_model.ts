@@ -14,9 +14,10 @@ export const DEMO_MODEL_URL: string = import.meta.url;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import DemoModel from "./demo_model.ts";
  * const model = new DemoModel(0.01);
- * console.log(await model.call(21)); // 42
+ * assert.equal(await model.call(21), 42);
  * ```
  */
 export default class DemoModel {

@@ -4,29 +4,33 @@
  * @module
  */
 
-import { Deque } from "../socket/deque.ts";
 import type { SocketEvent } from "../socket/options.ts";
+import type { SecurityOptions } from "../socket/security.ts";
 import { Router } from "../socket/router.ts";
+import { describeId, keyOf } from "../socket/routing_id.ts";
 import { runtime } from "../transport/runtime.ts";
 import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
+import { DEFAULT_PORT } from "./defaults.ts";
+import { Dispatcher, type Outcome, type Request, type WorkerState } from "./dispatcher.ts";
+import { GibbsError, HubClosedError } from "./errors.ts";
 import {
-  GibbsError,
-  HubClosedError,
-  QueueFullError,
-  RequestEvictedError,
-  RequestTimeoutError,
-  UserCodeError,
-  WorkerProtocolError,
-} from "./errors.ts";
+  checkServiceName,
+  decodeExtension,
+  DEFAULT_SERVICE,
+  encodeExtension,
+  extensionMetadata,
+  ExtKind,
+  isExtendedPeer,
+  readCapacity,
+  readService,
+} from "./extension.ts";
+import { ResponseStream } from "./response_stream.ts";
+import type { HubEvents } from "./hub_events.ts";
+import { HubObserver, type HubStatus, type MetricsSnapshot } from "./hub_observer.ts";
 import { requestIdGenerator } from "./ids.ts";
+import { Log, type LoggerOption } from "./logger.ts";
 
 const EMPTY = new Uint8Array(0);
-/** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
-const AUTO_PREFETCH_BUDGET_MS = 5;
-/** ...and never more than this many requests. */
-const AUTO_PREFETCH_MAX = 32;
-/** A request whose workers kept failing is given up after this many re-dispatches. */
-const MAX_REDISPATCH = 5;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
 export interface HubOptions {
@@ -70,8 +74,23 @@ export interface HubOptions {
   handshakeTimeout?: number;
   /** Most simultaneous worker connections (default 10,000). */
   maxConnections?: number;
-  /** Where warnings go (dropped peers, malformed answers); default `console.warn`. */
-  logger?: (message: string) => void;
+  /**
+   * Where log records go (dropped peers, malformed answers, re-dispatches): a
+   * {@linkcode Logger} (see {@linkcode createLogger}), or a function given each warning as a
+   * line of text. Default: warnings and errors as text on standard error.
+   */
+  logger?: LoggerOption;
+  /**
+   * CURVE or PLAIN for the hub's socket, e.g. `{ curveServer: true, curveSecretKey,
+   * authenticator: allowCurveKeys(workerKeys) }` (see the README's Security section).
+   */
+  security?: SecurityOptions;
+  /**
+   * Count every request for {@linkcode Hub.metrics} (default true; it costs under 3% of the
+   * hub's round trips, see `bench/metrics_cost_bench.ts`). Off, requests are not counted; the
+   * gauges, connection figures and {@linkcode Hub.events} stay.
+   */
+  metrics?: boolean;
 }
 
 /** Options of one request made with {@linkcode Hub.requestWith}. */
@@ -84,12 +103,17 @@ export interface RequestOptions {
   timeout?: number;
   /** Further attempts after a timeout; -1 retries forever (default 0). */
   retries?: number;
-  /** Aborts the request; it then rejects with the signal's reason. */
+  /**
+   * Aborts the request; it then rejects with the signal's reason. One of our workers computing
+   * it is told, and its handler sees `requestSignal()` abort.
+   */
   signal?: AbortSignal;
+  /** The service to run it on (default `"default"`, what every Python worker serves). */
+  service?: string;
 }
 
-/** Counters describing a hub's state, for health checks and monitoring. */
-export interface HubStats {
+/** Counters of one service. */
+export interface ServiceCounters {
   /** Workers connected now. */
   workers: number;
   /** Workers computing a request now. */
@@ -104,48 +128,24 @@ export interface HubStats {
   redispatched: number;
 }
 
-interface WorkerEntry {
-  id: Uint8Array;
-  key: string;
-  lastSeen: number;
-  connected: boolean;
-  inAvailable: boolean;
-  /** Requests sent to it and not answered yet, oldest first. */
-  held: Pending[];
-  pingsWhileHolding: number;
-  /** Sent a malformed answer: gets no more requests on this connection. */
-  quarantined: boolean;
-  /** Moving average of its time per request, in ms (-1 until it answered once). */
-  serviceMs: number;
-  /** When it last answered (runtime ms). */
-  lastAnswer: number;
+/** Counters describing a hub's state, for health checks and monitoring. */
+export interface HubStats extends ServiceCounters {
+  /** The same counters for each service that has workers or requests. */
+  services: Record<string, ServiceCounters>;
 }
 
-interface Pending {
-  reqId: string;
-  payload: Uint8Array;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-  state: "queued" | "sent" | "done";
-  timeout: number;
-  retriesLeft: number;
-  attempts: number;
-  redispatches: number;
-  /** Workers it was sent to: only they may answer it, and a lost copy is not re-sent to them. */
-  sentTo: WorkerEntry[];
-  /** When it was last sent (runtime ms). */
-  sentAt: number;
-  timer: ReturnType<typeof setTimeout> | undefined;
+/** What the hub keeps of a request to settle it. */
+interface Handle {
+  /** Its arguments, for a streamed request sent to one of our workers. */
+  args: readonly unknown[];
+  kwargs: Kwargs;
+  /** A plain request's promise. */
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((error: unknown) => void) | undefined;
+  /** A streamed request's reader. */
+  stream: ResponseStream | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-}
-
-function keyOf(id: Uint8Array): string {
-  return String.fromCharCode.apply(null, id as unknown as number[]);
-}
-
-function describe(id: Uint8Array): string {
-  return new TextDecoder().decode(id);
 }
 
 /**
@@ -155,6 +155,9 @@ function describe(id: Uint8Array): string {
  * Unlike gibbs 0.3: requests beyond the number of idle workers simply wait; a request pushed
  * out of the response buffer fails at once; `close()` fails what is pending; a request held by
  * a worker that disconnects is re-sent to another worker at once.
+ *
+ * The scheduling itself lives in a sans-IO {@linkcode Dispatcher}; the hub is the I/O around it:
+ * the socket, the timers, abort signals and logging.
  *
  * @example
  * ```ts ignore
@@ -169,61 +172,88 @@ export class Hub {
   /** Resolves with the bound endpoint once the hub listens; rejects if it cannot bind. */
   readonly ready: Promise<string>;
   #router: Router;
-  #hbMs: number;
-  #respBufferSize: number;
-  #overflow: "evict-oldest" | "reject-new";
-  #redispatch: boolean;
-  #prefetch: number | "auto";
-  #log: (message: string) => void;
+  #dispatcher: Dispatcher<Handle>;
+  #log: Log;
+  #observer: HubObserver;
+  /** The time of the worker message being handled, -1 between messages. */
+  #messageNow = -1;
   #nextId = requestIdGenerator();
-  #pending = new Map<string, Pending>();
-  #queue = new Deque<Pending>();
-  #queued = 0;
-  #workers = new Map<string, WorkerEntry>();
-  #available = new Deque<WorkerEntry>();
-  #completed = 0;
-  #redispatched = 0;
   #closed = false;
   #endpoint: string | undefined;
   #stopSweep: () => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #loop: Promise<void>;
 
   /** Creates a hub and starts binding; see {@linkcode Hub.ready}. */
   constructor(options: HubOptions = {}) {
     const heartbeat = options.heartbeatInterval ?? 1;
     if (!(heartbeat > 0)) throw new RangeError("heartbeatInterval must be > 0 seconds");
-    this.#hbMs = heartbeat * 1000;
-    this.#respBufferSize = options.respBufferSize ?? 4096;
-    if (!(this.#respBufferSize >= 1)) throw new RangeError("respBufferSize must be at least 1");
-    this.#overflow = options.overflow ?? "evict-oldest";
-    this.#redispatch = options.redispatch ?? true;
-    this.#prefetch = options.prefetch ?? "auto";
-    if (
-      this.#prefetch !== "auto" && !(Number.isInteger(this.#prefetch) && this.#prefetch >= 1)
-    ) {
+    const hbMs = heartbeat * 1000;
+    const respBufferSize = options.respBufferSize ?? 4096;
+    if (!(respBufferSize >= 1)) throw new RangeError("respBufferSize must be at least 1");
+    const prefetch = options.prefetch ?? "auto";
+    if (prefetch !== "auto" && !(Number.isInteger(prefetch) && prefetch >= 1)) {
       throw new RangeError('prefetch must be "auto" or an integer >= 1');
     }
-    this.#log = options.logger ?? ((m) => console.warn(`[gibbs hub] ${m}`));
-    const deadAfterMs = (options.deadAfter ?? 10) * 1000;
+    const deadAfter = options.deadAfter ?? 10;
+    if (!(deadAfter > 0)) throw new RangeError("deadAfter must be > 0 seconds");
+    this.#log = new Log(options.logger, "hub");
+    const overflow = options.overflow ?? "evict-oldest";
+    const observer = this.#observer = new HubObserver({
+      metrics: options.metrics ?? true,
+      // An answer settles its request at the time its message was read: no second clock read.
+      now: () => this.#messageNow >= 0 ? this.#messageNow : runtime.now(),
+      overflow,
+      onListenerError: (error, type) =>
+        this.#log.error("events.listener", `a "${type}" listener threw: ${error}`),
+    });
+    this.#dispatcher = new Dispatcher<Handle>({
+      heartbeatMs: hbMs,
+      respBufferSize,
+      overflow,
+      redispatch: options.redispatch ?? true,
+      prefetch,
+    }, {
+      send: (w, request) => this.#send(w, request),
+      cancel: (w, request) => {
+        this.#router.send([w.id, ...encodeExtension(ExtKind.cancel, request.reqId)]).catch(
+          () => {},
+        );
+      },
+      settle: (request, outcome, from) => {
+        observer.settled(request, outcome);
+        settle(request, outcome, from);
+      },
+      log: (level, event, message, fields) => {
+        observer.logged(event, message, fields);
+        this.#log[level](event, message, fields as Record<string, unknown>);
+      },
+    });
+    const deadAfterMs = deadAfter * 1000;
     this.#router = new Router({
       handover: true, // a worker that resets its socket comes back under the same id
-      heartbeatInterval: Math.min(this.#hbMs, deadAfterMs / 2),
+      heartbeatInterval: Math.min(hbMs, deadAfterMs / 2),
       heartbeatTimeout: deadAfterMs,
       maxMessageSize: options.maxMessageSize,
       handshakeTimeout: (options.handshakeTimeout ?? 10) * 1000,
       maxConnections: options.maxConnections ?? 10_000,
       linger: 0,
+      // Our workers recognise us by it; Python workers never read it.
+      metadata: extensionMetadata(),
       onEvent: (event) => this.#onSocketEvent(event),
+      ...options.security,
     });
     const endpoint = options.endpoint ??
-      `tcp://${options.host ?? "*"}:${options.port ?? 5019}`;
+      `tcp://${options.host ?? "*"}:${options.port ?? DEFAULT_PORT}`;
     this.ready = this.#router.bind(endpoint).then((bound) => {
       this.#endpoint = bound;
       return bound;
     });
     // Nobody may be awaiting `ready`; the failure still reaches every request.
     this.ready.catch(() => {});
-    this.#receiveLoop();
-    this.#stopSweep = runtime.every(this.#hbMs, () => this.#pump());
+    this.#stopSweep = runtime.every(hbMs, () => this.#sweep());
+    this.#loop = this.#receiveLoop();
   }
 
   /** The endpoint bound, once {@linkcode Hub.ready} resolved. */
@@ -233,23 +263,48 @@ export class Hub {
 
   /** Number of workers connected now. */
   get workers(): number {
-    let n = 0;
-    for (const w of this.#workers.values()) if (w.connected) n++;
-    return n;
+    return this.#dispatcher.workerCount;
   }
 
   /** A snapshot of the hub's counters. */
   stats(): HubStats {
-    let busy = 0;
-    for (const w of this.#workers.values()) if (w.connected && w.held.length > 0) busy++;
-    return {
-      workers: this.workers,
-      busy,
-      queued: this.#queued,
-      pending: this.#pending.size,
-      completed: this.#completed,
-      redispatched: this.#redispatched,
-    };
+    return this.#dispatcher.stats();
+  }
+
+  /**
+   * Whether requests are counted for {@linkcode Hub.metrics} (the `metrics` option); may be
+   * switched at run time, e.g. to compare the hub's speed with and without.
+   */
+  get metricsEnabled(): boolean {
+    return this.#observer.counting;
+  }
+
+  set metricsEnabled(on: boolean) {
+    this.#observer.counting = on;
+  }
+
+  /**
+   * The hub's events: workers joined and left (with the reason), quarantined, requests
+   * re-dispatched, the queue full, peers refused (see {@linkcode HubEvents}).
+   */
+  get events(): HubEvents {
+    return this.#observer.events;
+  }
+
+  /**
+   * Every figure of the hub now: requests by outcome, queue-wait, service and end-to-end
+   * histograms, workers, queue depth, re-dispatches, bytes, connections and handshake
+   * failures. {@linkcode formatPrometheus} writes it in the Prometheus text format.
+   */
+  metrics(): MetricsSnapshot {
+    const d = this.#dispatcher;
+    return this.#observer.metrics(d.stats(), d.workers(), this.#router);
+  }
+
+  /** What the dashboard and `gibbs status` show: figures, up to `limit` workers, history, events. */
+  status(limit = 1000): HubStatus {
+    const d = this.#dispatcher;
+    return this.#observer.status(d.stats(), d.workers(), this.#router, this.#endpoint, limit);
   }
 
   /**
@@ -264,62 +319,133 @@ export class Hub {
   }
 
   /**
-   * Runs a request with keyword arguments, a timeout, retries or an abort signal.
+   * Runs a request with keyword arguments, a timeout, retries, an abort signal or a service.
    *
    * @throws {RequestTimeoutError} when no result arrives in time after every retry
    */
   requestWith(options: RequestOptions): Promise<unknown> {
-    if (this.#closed) return Promise.reject(new HubClosedError());
+    return new Promise((resolve, reject) => {
+      const error = this.#submit(options, { resolve, reject, stream: undefined });
+      if (error !== undefined) reject(error);
+    });
+  }
+
+  /**
+   * Runs a request whose handler streams its result (an async generator on our workers), and
+   * returns its chunks as they come. A handler that returns one value, and every Python worker,
+   * give a stream of one chunk.
+   *
+   * @example
+   * ```ts ignore
+   * for await (const token of hub.stream("Once upon a time")) console.log(token);
+   * ```
+   */
+  stream(...args: unknown[]): ResponseStream {
+    return this.streamWith({ args });
+  }
+
+  /**
+   * {@linkcode Hub.stream} with keyword arguments, a timeout (until the first chunk), retries
+   * (before the first chunk), an abort signal or a service. Errors arrive through the stream,
+   * after the chunks that came before them.
+   */
+  streamWith(options: RequestOptions): ResponseStream {
+    const stream = new ResponseStream();
+    const error = this.#submit(options, { resolve: undefined, reject: undefined, stream });
+    if (error !== undefined) stream.end(error);
+    return stream;
+  }
+
+  /**
+   * The requests of one service: only workers that serve it (`--service NAME`) get them.
+   *
+   * @example
+   * ```ts ignore
+   * const embed = hub.service("embeddings");
+   * const vector = await embed.request("some text");
+   * ```
+   */
+  service(name: string): ServiceClient {
+    return new ServiceClient(this, checkServiceName(name));
+  }
+
+  /** Makes a request (plain or streamed); returns an error instead when it cannot be made. */
+  #submit(
+    options: RequestOptions,
+    handle: Pick<Handle, "resolve" | "reject" | "stream">,
+  ): Error | undefined {
+    if (this.#closed) return new HubClosedError();
     const timeout = options.timeout ?? 0;
     const retries = options.retries ?? 0;
-    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
-    if (this.#pending.size >= this.#respBufferSize) {
-      if (this.#overflow === "reject-new") {
-        return Promise.reject(new QueueFullError(this.#respBufferSize));
-      }
-      const oldest = this.#pending.values().next().value!;
-      this.#finish(oldest);
-      oldest.reject(new RequestEvictedError(this.#respBufferSize));
+    if (!(timeout >= 0)) return new RangeError("timeout must be >= 0 seconds");
+    if (!Number.isInteger(retries) || retries < -1) {
+      return new RangeError("retries must be an integer >= -1");
     }
+    let service = DEFAULT_SERVICE;
+    if (options.service !== undefined) {
+      try {
+        service = checkServiceName(options.service);
+      } catch (error) {
+        return error as Error;
+      }
+    }
+    const signal = options.signal;
+    if (signal?.aborted) return signal.reason;
     const reqId = this.#nextId();
+    const args = options.args ?? [];
+    const kwargs = options.kwargs ?? {};
     let payload: Uint8Array;
     try {
-      payload = encodeRequest(reqId, options.args ?? [], options.kwargs ?? {});
+      payload = encodeRequest(reqId, args, kwargs);
     } catch (error) {
-      return Promise.reject(
-        new GibbsError(`Cannot encode the request: ${error}`, { cause: error }),
-      );
+      return new GibbsError(`Cannot encode the request: ${error}`, { cause: error });
     }
-    return new Promise((resolve, reject) => {
-      const p: Pending = {
-        reqId,
-        payload,
-        resolve,
-        reject,
-        state: "queued",
-        timeout,
-        retriesLeft: retries,
-        attempts: 1,
-        redispatches: 0,
-        sentTo: [],
-        sentAt: 0,
-        timer: undefined,
-        signal: options.signal,
-        onAbort: undefined,
-      };
-      if (p.signal) {
-        p.onAbort = () => {
-          if (p.state === "done") return;
-          this.#finish(p);
-          reject(p.signal!.reason);
-        };
-        p.signal.addEventListener("abort", p.onAbort, { once: true });
-      }
-      this.#pending.set(reqId, p);
-      this.#armTimer(p);
-      this.#enqueue(p, false);
-      this.#pump();
+    const full: Handle = { ...handle, args, kwargs, signal, onAbort: undefined };
+    const request = this.#dispatcher.submit(reqId, payload, full, runtime.now(), {
+      timeoutMs: timeout * 1000,
+      retries,
+      service,
+      stream: handle.stream !== undefined,
     });
+    if (request !== null && request.state !== "done") {
+      if (signal !== undefined) {
+        full.onAbort = () => {
+          this.#dispatcher.cancel(reqId, signal.reason);
+          this.#arm();
+        };
+        signal.addEventListener("abort", full.onAbort, { once: true });
+      }
+      handle.stream?.attach({
+        credit: (n) => {
+          const w = request.streamFrom;
+          if (w === undefined || !w.connected || request.state === "done") return;
+          const frames = encodeExtension(ExtKind.credit, [reqId, n]);
+          this.#router.send([w.id, ...frames]).catch(() => {});
+        },
+        cancel: () => {
+          this.#dispatcher.cancel(reqId, new GibbsError("The stream's reader stopped reading"));
+          this.#arm();
+        },
+      });
+    }
+    this.#arm();
+    return undefined;
+  }
+
+  /** Sends a request to a worker: as a stream to one of ours when the caller streams. */
+  #send(w: WorkerState<Handle>, request: Request<Handle>): boolean {
+    const stream = request.handle.stream;
+    if (stream !== undefined && w.extended) {
+      const { args, kwargs } = request.handle;
+      let frames: Uint8Array[];
+      try {
+        frames = encodeExtension(ExtKind.stream, [request.reqId, args, kwargs, stream.window]);
+      } catch {
+        return false;
+      }
+      return this.#router.trySend([w.id, ...frames], { copy: false });
+    }
+    return this.#router.trySend([w.id, EMPTY, request.payload], { copy: false });
   }
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
@@ -327,280 +453,222 @@ export class Hub {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopSweep();
+    clearTimeout(this.#timer);
     this.#router.close();
-    for (const p of [...this.#pending.values()]) {
-      this.#finish(p);
-      p.reject(new HubClosedError());
-    }
+    this.#dispatcher.close(new HubClosedError());
     await this.ready.catch(() => {});
     await this.#router.whenClosed();
+    await this.#loop;
   }
 
   async #receiveLoop(): Promise<void> {
     try {
       await this.ready;
     } catch (error) {
-      for (const p of [...this.#pending.values()]) {
-        this.#finish(p);
-        p.reject(new GibbsError(`Hub cannot listen: ${(error as Error).message}`));
-      }
       this.#closed = true;
       this.#stopSweep();
+      this.#router.close();
+      this.#dispatcher.close(
+        new GibbsError(`Hub cannot listen: ${(error as Error).message}`, { cause: error }),
+      );
       return;
     }
     for await (const message of this.#router) {
       try {
         this.#onMessage(message);
       } catch (error) {
-        this.#log(`error while handling a worker message: ${(error as Error).stack}`);
+        this.#log.error(
+          "message.error",
+          `error while handling a worker message: ${(error as Error).stack}`,
+        );
       }
+      this.#messageNow = -1;
     }
   }
 
   #onMessage(message: Uint8Array[]): void {
     const id = message[0];
     const key = keyOf(id);
-    let w = this.#workers.get(key);
-    if (w === undefined) {
-      w = this.#addWorker(id, key);
-    }
-    w.connected = true;
-    w.lastSeen = runtime.now();
+    const now = this.#messageNow = runtime.now();
+    const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
       // ping: [id, ""] → pong [id, "", ""]. Never queued: a worker that stops reading must
       // not make the hub buffer for it.
-      this.#router.trySend([id, EMPTY, EMPTY]);
-      if (w.held.length > 0 && ++w.pingsWhileHolding >= 2) {
-        // A gibbs worker never pings while computing; one ping may have crossed our request,
-        // a second means the request never reached it.
-        this.#requeueHeld(w, "worker pinged twice while holding a request");
-      }
+      if (d.ping(key, now)) this.#router.trySend([id, EMPTY, EMPTY]);
     } else if (message.length === 3 && message[1].length === 0) {
-      this.#onResponse(w, message[2]);
-    } else {
-      this.#log(`ignored a ${message.length - 1}-frame message from worker ${describe(id)}`);
-      return;
-    }
-    this.#markAvailable(w);
-    this.#pump();
-  }
-
-  #onResponse(w: WorkerEntry, bytes: Uint8Array): void {
-    let response;
-    try {
-      response = decodeResponse(bytes);
-    } catch (error) {
-      const reason = `malformed response from worker ${describe(w.id)}: ${
-        (error as Error).message
-      }`;
-      this.#log(`${reason}; it gets no more requests on this connection`);
-      // No gibbs worker sends such bytes: whatever it holds goes to the others, and it is out.
-      w.quarantined = true;
-      const others = [...this.#workers.values()].some((o) => o.connected && !o.quarantined);
-      for (const held of w.held.splice(0).reverse()) {
-        if (others) {
-          this.#retryElsewhere(held, new WorkerProtocolError(reason));
-        } else if (held.state !== "done") {
-          // No sound worker to turn to: a typed error now rather than an open-ended wait.
-          this.#finish(held);
-          held.reject(new WorkerProtocolError(reason));
-        }
+      let response;
+      try {
+        response = decodeResponse(message[2]);
+      } catch (error) {
+        d.malformed(
+          key,
+          `malformed response from worker ${describeId(id)}: ${(error as Error).message}`,
+          now,
+        );
+        this.#arm();
+        return;
       }
-      return;
+      d.answer(key, response.reqId, response.code, response.result, now);
+    } else if (message.length === 4 && message[1].length === 0 && d.worker(key)?.extended) {
+      let ext;
+      try {
+        ext = decodeExtension(message[2], message[3]);
+      } catch (error) {
+        d.malformed(key, `worker ${describeId(id)}: ${(error as Error).message}`, now);
+        this.#arm();
+        return;
+      }
+      if (ext.kind === ExtKind.capacity) {
+        d.setCapacity(key, ext.body as number, now);
+      } else if (ext.kind === ExtKind.chunk) {
+        const [reqId, value] = ext.body as [string, unknown];
+        const request = d.chunk(key, reqId, now);
+        if (request !== undefined && !request.handle.stream!.push(value)) {
+          d.malformed(key, `worker ${describeId(id)} streamed past its window`, now);
+        }
+      } else {
+        d.malformed(key, `worker ${describeId(id)} sent a "${ext.kind}" message`, now);
+      }
+    } else if (d.worker(key) !== undefined) {
+      // No gibbs worker sends any other shape (nor does one of ours that did not announce itself).
+      d.malformed(
+        key,
+        `worker ${describeId(id)} sent a ${message.length - 1}-frame message no gibbs worker sends`,
+        now,
+      );
     }
-    const index = w.held.findIndex((h) => h.reqId === response.reqId);
-    if (index >= 0) {
-      const [held] = w.held.splice(index, 1);
-      // A queued request's clock starts when the worker finished the one before it.
-      const now = runtime.now();
-      const sample = now - Math.max(held.sentAt, w.lastAnswer);
-      w.serviceMs = w.serviceMs < 0 ? sample : 0.8 * w.serviceMs + 0.2 * sample;
-      w.lastAnswer = now;
-    }
-    w.pingsWhileHolding = 0;
-    const p = this.#pending.get(response.reqId);
-    if (p === undefined) return; // late duplicate, or evicted: exactly one result was delivered
-    if (!p.sentTo.includes(w)) {
-      this.#log(`worker ${describe(w.id)} answered request ${response.reqId}, never sent to it`);
-      return;
-    }
-    this.#finish(p);
-    this.#completed++;
-    if (response.code === 0) p.resolve(response.result);
-    else p.reject(new UserCodeError(String(response.result)));
-  }
-
-  #addWorker(id: Uint8Array, key: string): WorkerEntry {
-    const w: WorkerEntry = {
-      id,
-      key,
-      lastSeen: -Infinity,
-      connected: true,
-      inAvailable: false,
-      held: [],
-      pingsWhileHolding: 0,
-      quarantined: false,
-      serviceMs: -1,
-      lastAnswer: -Infinity,
-    };
-    this.#workers.set(key, w);
-    return w;
-  }
-
-  #markAvailable(w: WorkerEntry): void {
-    if (w.held.length < this.#credit(w) && !w.inAvailable && !w.quarantined) {
-      w.inAvailable = true;
-      this.#available.push(w);
-    }
+    this.#arm();
   }
 
   #onSocketEvent(event: SocketEvent): void {
-    if (this.#closed) return;
-    if (event.type === "disconnected" && event.routingId) {
-      const key = keyOf(event.routingId);
-      const w = this.#workers.get(key);
-      if (w !== undefined) {
-        // With handover a fresh connection may already carry this id; what the old one held
-        // may be lost either way.
-        if (!this.#router.hasPeer(event.routingId)) {
-          w.connected = false;
-          this.#workers.delete(key);
-        }
-        this.#requeueHeld(w, `worker disconnected${event.reason ? `: ${event.reason}` : ""}`);
-        this.#pump();
-      }
-    }
-    if (event.code && (event.type === "disconnected" || event.type === "rejected")) {
-      this.#log(`dropped peer ${event.remote ?? "?"}: ${event.reason}`);
-    }
-  }
-
-  /** Puts back the request a lost worker held, if re-dispatch is on. */
-  #requeueHeld(w: WorkerEntry, why: string): void {
-    const held = w.held;
-    w.held = [];
-    w.pingsWhileHolding = 0;
-    if (!this.#redispatch) return; // the caller's timeout and retries decide, as in gibbs
-    // Reversed so that unshifting each keeps them in their original order at the queue's head.
-    for (const p of held.reverse()) {
-      if (p.state !== "sent") continue;
-      this.#retryElsewhere(p, new GibbsError(`Request lost ${MAX_REDISPATCH} times: ${why}`));
-    }
-  }
-
-  #retryElsewhere(p: Pending, giveUp: Error): void {
-    if (p.state === "done") return;
-    if (++p.redispatches > MAX_REDISPATCH) {
-      this.#finish(p);
-      p.reject(giveUp);
-      return;
-    }
-    this.#redispatched++;
-    this.#enqueue(p, true);
-  }
-
-  #enqueue(p: Pending, front: boolean): void {
-    p.state = "queued";
-    this.#queued++;
-    if (front) this.#queue.unshift(p);
-    else this.#queue.push(p);
-  }
-
-  #armTimer(p: Pending): void {
-    if (p.timeout <= 0) return;
-    clearTimeout(p.timer);
-    p.timer = setTimeout(() => this.#onTimeout(p), p.timeout * 1000);
-  }
-
-  #onTimeout(p: Pending): void {
-    if (p.state === "done") return;
-    if (p.retriesLeft === 0) {
-      this.#finish(p);
-      p.reject(new RequestTimeoutError(p.timeout, p.attempts));
-      return;
-    }
-    if (p.retriesLeft > 0) p.retriesLeft--;
-    p.attempts++;
-    // The worker that holds it stays busy until it answers; another one gets a copy.
-    if (p.state === "sent") this.#enqueue(p, true);
-    this.#armTimer(p);
-    this.#pump();
-  }
-
-  #finish(p: Pending): void {
-    if (p.state === "queued") this.#queued--;
-    p.state = "done";
-    clearTimeout(p.timer);
-    this.#pending.delete(p.reqId);
-    if (p.onAbort) p.signal!.removeEventListener("abort", p.onAbort);
-  }
-
-  /** Sends queued requests to available, live workers. */
-  #pump(): void {
-    if (this.#closed) return;
     const now = runtime.now();
-    while (this.#queue.length > 0) {
-      const p = this.#queue.peek()!;
-      if (p.state !== "queued") {
-        this.#queue.shift(); // finished or already re-sent elsewhere
-        continue;
-      }
-      const w = this.#takeWorker(now, p.redispatches > 0 ? p.sentTo : undefined);
-      if (w === undefined) return;
-      if (!this.#router.trySend([w.id, EMPTY, p.payload])) continue; // full or gone: skip it
-      this.#queue.shift();
-      this.#queued--;
-      p.state = "sent";
-      p.sentAt = now;
-      if (!p.sentTo.includes(w)) p.sentTo.push(w);
-      if (w.held.length === 0) w.pingsWhileHolding = 0;
-      w.held.push(p);
-      this.#markAvailable(w); // back in line if it may take more
+    switch (event.type) {
+      case "handshake":
+        if (event.routingId) {
+          // One of ours announces itself and its capacity; a Python worker gets gibbs's rules.
+          const capacity = isExtendedPeer(event.properties)
+            ? readCapacity(event.properties) ?? 1
+            : undefined;
+          this.#dispatcher.join(keyOf(event.routingId), event.routingId, now, {
+            name: describeId(event.routingId),
+            remote: event.remote,
+            capacity,
+            service: capacity === undefined ? DEFAULT_SERVICE : readService(event.properties),
+          });
+          this.#log.debug("worker.joined", `worker ${describeId(event.routingId)} joined`, {
+            peer: event.remote,
+          });
+        }
+        break;
+      case "disconnect":
+        if (event.routingId) {
+          // With handover the old connection is closed before the new one registers its id.
+          this.#dispatcher.leave(keyOf(event.routingId), event.reason ?? "", now);
+          this.#log.debug("worker.left", `worker ${describeId(event.routingId)} left`, {
+            peer: event.remote,
+            reason: event.reason,
+          });
+        }
+        // A peer dropped before its handshake ended was reported as refused already.
+        if (event.code && event.routingId && !this.#closed) {
+          this.#log.warn("peer.dropped", `dropped peer ${event.remote ?? "?"}: ${event.reason}`, {
+            peer: event.remote,
+            code: event.code,
+            reason: event.reason,
+          });
+        }
+        this.#arm();
+        break;
+      case "handshake:error:protocol":
+      case "handshake:error:auth":
+      case "handshake:error:other":
+      case "accept:error":
+        if (!this.#closed) {
+          this.#log.warn("peer.refused", `refused peer ${event.remote ?? "?"}: ${event.reason}`, {
+            peer: event.remote,
+            code: event.code,
+            reason: event.reason,
+          });
+        }
+        break;
     }
+    this.#observer.socketEvent(event);
   }
 
-  /** How many requests `w` may hold at once (see {@linkcode HubOptions.prefetch}). */
-  #credit(w: WorkerEntry): number {
-    if (this.#prefetch !== "auto") return this.#prefetch;
-    if (w.serviceMs < 0) return 1;
-    return Math.max(
-      1,
-      Math.min(AUTO_PREFETCH_MAX, Math.floor(AUTO_PREFETCH_BUDGET_MS / w.serviceMs)),
-    );
+  #tick(): void {
+    if (this.#closed) return;
+    this.#dispatcher.tick(runtime.now());
+    this.#arm();
   }
 
-  /**
-   * Takes the next available live worker, skipping stale ones (they come back when they speak)
-   * and, for a request that was lost, the workers that lost it while another one is available.
-   */
-  #takeWorker(now: number, avoid?: WorkerEntry[]): WorkerEntry | undefined {
-    let skipped: WorkerEntry[] | undefined;
-    let found: WorkerEntry | undefined;
-    while (this.#available.length > 0) {
-      const w = this.#available.shift()!;
-      w.inAvailable = false;
-      if (!w.connected || w.quarantined || w.held.length >= this.#credit(w)) continue;
-      if (now - w.lastSeen > this.#hbMs) continue;
-      if (avoid?.includes(w)) {
-        (skipped ??= []).push(w);
-        continue;
-      }
-      found = w;
-      break;
-    }
-    if (skipped !== undefined) {
-      for (const w of skipped) this.#markAvailable(w);
-      // Nobody else is there: better the worker that lost it than no worker at all. (Another one
-      // that is only busy will do: handing it back to the loser spent a re-dispatch each time.)
-      const other = [...this.#workers.values()].some((w) =>
-        w.connected && !w.quarantined && !avoid!.includes(w)
-      );
-      if (found === undefined && !other) {
-        found = skipped[0];
-        this.#available.remove((x) => x === found);
-        found.inAvailable = false;
-      }
-    }
-    return found;
+  #sweep(): void {
+    this.#tick();
+    const stats = this.#dispatcher.stats();
+    this.#observer.sample(stats.queued, stats.workers);
+  }
+
+  /** Keeps one timer armed for the dispatcher's next deadline. */
+  #arm(): void {
+    const at = this.#dispatcher.nextDeadline();
+    if (at >= this.#timerAt || this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    if (at === Infinity) return;
+    this.#timer = setTimeout(() => {
+      this.#timerAt = Infinity;
+      this.#tick();
+    }, Math.max(0, at - runtime.now()));
+  }
+}
+
+function settle(request: Request<Handle>, outcome: Outcome, from?: WorkerState<Handle>): void {
+  const handle = request.handle;
+  if (handle.onAbort) handle.signal!.removeEventListener("abort", handle.onAbort);
+  const stream = handle.stream;
+  if (stream === undefined) {
+    if (outcome.ok) handle.resolve!(outcome.value);
+    else handle.reject!(outcome.error);
+    return;
+  }
+  if (!outcome.ok) return stream.end(outcome.error);
+  // One of ours streamed its chunks and ends with their count; a plain worker's whole result
+  // (or a Python worker's) is the one chunk.
+  if (from !== undefined && !from.extended) stream.push(outcome.value);
+  stream.end();
+}
+
+/**
+ * The requests of one service of a hub (see {@linkcode Hub.service}): the same methods as the
+ * hub's, for workers that serve this service only.
+ */
+export class ServiceClient {
+  /** The service's name. */
+  readonly name: string;
+  #hub: Hub;
+
+  /** @ignore */
+  constructor(hub: Hub, name: string) {
+    this.#hub = hub;
+    this.name = name;
+  }
+
+  /** {@linkcode Hub.request} on this service. */
+  request(...args: unknown[]): Promise<unknown> {
+    return this.#hub.requestWith({ args, service: this.name });
+  }
+
+  /** {@linkcode Hub.requestWith} on this service. */
+  requestWith(options: Omit<RequestOptions, "service">): Promise<unknown> {
+    return this.#hub.requestWith({ ...options, service: this.name });
+  }
+
+  /** {@linkcode Hub.stream} on this service. */
+  stream(...args: unknown[]): ResponseStream {
+    return this.#hub.streamWith({ args, service: this.name });
+  }
+
+  /** {@linkcode Hub.streamWith} on this service. */
+  streamWith(options: Omit<RequestOptions, "service">): ResponseStream {
+    return this.#hub.streamWith({ ...options, service: this.name });
   }
 }

@@ -4,20 +4,27 @@
  * @module
  */
 
-/** Machine-readable kind of a {@linkcode SocketError}, named as libzmq's errno values are. */
-export type SocketErrorCode = "ECLOSED" | "EHOSTUNREACH" | "EAGAIN" | "EINVAL" | "EADDRINUSE";
+import type { TransportErrorCode } from "../transport/errors.ts";
+import { describeId } from "./routing_id.ts";
+
+/**
+ * Machine-readable kind of a {@linkcode SocketError}, named as libzmq's errno values are:
+ * `EBADF` the socket is closed (as zeromq.js reports it), `EAGAIN` a timeout, `EHOSTUNREACH` no
+ * peer with that routing id, `EINVAL` a bad argument or endpoint, and the transport's codes
+ * (`EADDRINUSE`, `EACCES`, `ECONNREFUSED`, ...) for what the operating system refused.
+ */
+export type SocketErrorCode = "EBADF" | "EHOSTUNREACH" | "EAGAIN" | TransportErrorCode;
 
 /**
  * Base class of errors a socket operation rejects with.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SocketError } from "./errors.ts";
- * try {
- *   throw new SocketError("EAGAIN", "receive timed out after 100 ms");
- * } catch (error) {
- *   if (error instanceof SocketError && error.code === "EAGAIN") console.log("try again");
- * }
+ * const error: unknown = new SocketError("EAGAIN", "receive timed out after 100 ms");
+ * // Match the code, never the message text:
+ * assert.ok(error instanceof SocketError && error.code === "EAGAIN");
  * ```
  */
 export class SocketError extends Error {
@@ -25,8 +32,8 @@ export class SocketError extends Error {
   readonly code: SocketErrorCode;
 
   /** Creates the error. */
-  constructor(code: SocketErrorCode, message: string) {
-    super(message);
+  constructor(code: SocketErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "SocketError";
     this.code = code;
   }
@@ -36,7 +43,7 @@ export class SocketError extends Error {
 export class SocketClosedError extends SocketError {
   /** Creates the error for the named operation. */
   constructor(operation: string) {
-    super("ECLOSED", `Socket is closed: ${operation} cannot complete`);
+    super("EBADF", `Socket is closed: ${operation} cannot complete`);
     this.name = "SocketClosedError";
   }
 }
@@ -54,6 +61,15 @@ export class HostUnreachableError extends SocketError {
   }
 }
 
+/** An endpoint string that cannot be used: an unknown transport or a malformed address. */
+export class EndpointError extends SocketError {
+  /** Creates the error with the whole explanation. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("EINVAL", message, options);
+    this.name = "EndpointError";
+  }
+}
+
 /** A send or receive did not complete within its timeout. */
 export class TimeoutError extends SocketError {
   /** Creates the error for the named operation and timeout. */
@@ -61,11 +77,4 @@ export class TimeoutError extends SocketError {
     super("EAGAIN", `${operation} did not complete within ${ms} ms`);
     this.name = "TimeoutError";
   }
-}
-
-/** Shows a routing id as text when it is printable, else as hex. */
-export function describeId(id: Uint8Array): string {
-  const printable = id.length > 0 && id.every((b) => b >= 0x20 && b < 0x7f);
-  if (printable) return `"${String.fromCharCode(...id)}"`;
-  return `0x${Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }

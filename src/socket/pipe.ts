@@ -9,7 +9,14 @@ import { runtime } from "../transport/runtime.ts";
 import type { ByteStream } from "../transport/runtime_types.ts";
 import { Connection, type ConnectionOptions, type PeerInfo } from "../zmtp/connection.ts";
 import { ZmtpError } from "../zmtp/errors.ts";
+import { type AuthDecision, type AuthRequest, toAuthOutcome } from "../zmtp/mechanism.ts";
 import { Deque } from "./deque.ts";
+
+/**
+ * How long a dropped peer's last bytes (our ERROR command) may take to leave before the
+ * connection is closed anyway: a peer that stops reading must not keep it open.
+ */
+const DROP_FLUSH_MS = 1000;
 
 /** What a pipe reports to the socket that owns it. */
 export interface PipeOwner {
@@ -23,6 +30,8 @@ export interface PipeOwner {
   pipeWritable(pipe: Pipe): void;
   /** The pipe is gone, with the reason when it was dropped for one. */
   pipeClosed(pipe: Pipe, error?: Error): void;
+  /** The mechanism asks whether this peer may connect (CURVE and PLAIN servers). */
+  authenticate(pipe: Pipe, request: AuthRequest): AuthDecision | Promise<AuthDecision>;
 }
 
 /** A connected peer. */
@@ -41,6 +50,10 @@ export class Pipe {
   peer: PeerInfo | null = null;
   /** True while the pipe is listed among the socket's pipes with queued input. */
   scheduled = false;
+  /** Bytes read from the peer, as they came off the stream. */
+  bytesReceived = 0;
+  /** Bytes handed to the stream for the peer. */
+  bytesSent = 0;
 
   #owner: PipeOwner;
   #stream: ByteStream;
@@ -53,6 +66,11 @@ export class Pipe {
   #closed = false;
   #closeWhenFlushed = false;
   #deferred = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when the peer is being dropped: the reason, while our last bytes leave. */
+  #dropping: Error | null = null;
+  /** True once the peer sent a byte (see #cutShort). */
+  #heard = false;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
 
@@ -84,6 +102,7 @@ export class Pipe {
         }
         this.#owner.pipeMessage(this);
       },
+      authenticate: (request) => this.#authenticate(request),
     }, runtime.now());
     this.#flush();
     stream.start(
@@ -100,7 +119,8 @@ export class Pipe {
 
   /** True when a send would not exceed the high-water mark. */
   get writable(): boolean {
-    return this.ready && !this.#closeWhenFlushed && this.#pending < this.#sendHighWaterMark;
+    return this.ready && !this.#closeWhenFlushed && this.#dropping === null &&
+      this.#pending < this.#sendHighWaterMark;
   }
 
   /** True once closed. */
@@ -111,10 +131,10 @@ export class Pipe {
   /**
    * Queues a message for the peer and starts writing if idle. Returns null when the message was
    * copied, or a promise that resolves once it is written when it still refers to the caller's
-   * bytes (large frames are not copied).
+   * bytes (large frames are not copied unless `copy` is set).
    */
-  send(frames: readonly Uint8Array[]): Promise<void> | null {
-    const referenced = this.#conn.send(frames);
+  send(frames: readonly Uint8Array[], copy = false): Promise<void> | null {
+    const referenced = this.#conn.send(frames, copy);
     this.#pending++;
     let written: Promise<void> | null = null;
     if (referenced) {
@@ -148,7 +168,7 @@ export class Pipe {
 
   /** Runs the connection's timers. */
   tick(now: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#dropping !== null) return;
     try {
       this.#conn.tick(now);
     } catch (error) {
@@ -168,13 +188,14 @@ export class Pipe {
       return;
     }
     this.#closeWhenFlushed = true;
-    if (linger > 0) setTimeout(() => this.close(), linger);
+    if (linger > 0) this.#lingerTimer = setTimeout(() => this.close(), linger);
   }
 
   /** Closes at once; queued output is lost. */
   close(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#lingerTimer);
     for (const resolve of this.#nextWrite) resolve();
     this.#nextWrite = [];
     this.#conn.close();
@@ -183,6 +204,9 @@ export class Pipe {
   }
 
   #onData(chunk: Uint8Array): void {
+    this.#heard = true;
+    if (this.#dropping !== null) return;
+    this.bytesReceived += chunk.length;
     try {
       this.#conn.receive(chunk, runtime.now());
     } catch (error) {
@@ -193,25 +217,78 @@ export class Pipe {
   }
 
   #onEnd(error?: Error): void {
-    this.close(error && !this.#closed ? error : undefined);
+    // A CURVE server that cannot open our HELLO closes without a word: say what that means.
+    const during = this.#closed || this.#dropping !== null ? undefined : this.#conn.closedReason();
+    this.close(this.#dropping ?? error ?? during ?? this.#cutShort());
   }
 
-  /** Drops the peer for a protocol error, after trying to send it our ERROR command. */
+  #authenticate(request: AuthRequest): void {
+    let answer: AuthDecision | Promise<AuthDecision>;
+    try {
+      answer = this.#owner.authenticate(this, request);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    // Always answered later, never from inside the connection's own receive().
+    Promise.resolve(answer).then(
+      (decision) => this.#authenticated(toAuthOutcome(decision)),
+      (error) => this.#authenticated(toAuthOutcome(undefined, error ?? "rejected")),
+    );
+  }
+
+  #authenticated(outcome: ReturnType<typeof toAuthOutcome>): void {
+    if (this.#closed || this.#dropping !== null) return;
+    try {
+      this.#conn.authenticated(outcome, runtime.now());
+    } catch (error) {
+      this.#drop(error);
+      return;
+    }
+    this.#flush();
+  }
+
+  /**
+   * A peer that hangs up mid-handshake without a word: libzmq does so when the security
+   * mechanisms differ (it reads ours and closes), and it should not pass unnoticed as a plain
+   * disconnect. A connection closed before any byte arrived (a port probe) is not reported.
+   */
+  #cutShort(): ZmtpError | undefined {
+    if (this.peer !== null || this.#closed || !this.#heard) return undefined;
+    return new ZmtpError(
+      "handshake-failed",
+      "the peer closed the connection during the ZMTP handshake, as libzmq does when the " +
+        "security mechanisms differ",
+    );
+  }
+
+  /**
+   * Drops the peer for a protocol error once what we queued for it (an ERROR command) is
+   * written, within {@linkcode DROP_FLUSH_MS}. Anything else thrown here is a bug of ours: the
+   * peer is dropped for it too rather than the error escaping into the runtime's callback.
+   */
   #drop(error: unknown): void {
-    if (!(error instanceof ZmtpError)) throw error;
-    const taken = this.#conn.out.take();
-    if (taken) this.#stream.write(taken.chunks).catch(() => {});
-    this.close(error);
+    if (this.#closed || this.#dropping !== null) return;
+    const reason = error instanceof Error ? error : new Error(String(error));
+    this.#dropping = error instanceof ZmtpError
+      ? reason
+      : new Error(`internal error: ${reason.message}`, { cause: error });
+    this.#conn.close();
+    this.#stream.pause();
+    this.#lingerTimer = setTimeout(() => this.close(this.#dropping!), DROP_FLUSH_MS);
+    this.#flush();
   }
 
   #flush(): void {
     if (this.#writing || this.#closed) return;
+    const bytes = this.#conn.out.bytes;
     const taken = this.#conn.out.take();
     if (taken === null) {
-      if (this.#closeWhenFlushed) this.close();
+      if (this.#dropping !== null) this.close(this.#dropping);
+      else if (this.#closeWhenFlushed) this.close();
       return;
     }
     this.#writing = true;
+    this.bytesSent += bytes;
     const sent = taken.messages;
     const written = this.#nextWrite;
     this.#nextWrite = [];

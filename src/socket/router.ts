@@ -6,10 +6,11 @@
 
 import type { PeerInfo } from "../zmtp/connection.ts";
 import { Deque } from "./deque.ts";
-import { describeId, HostUnreachableError, SocketClosedError, SocketError } from "./errors.ts";
+import { describeId, keyOf } from "./routing_id.ts";
+import { HostUnreachableError, SocketClosedError, SocketError } from "./errors.ts";
 import type { SocketOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
-import { type Message, type PendingSend, SocketBase, toFrames } from "./socket_base.ts";
+import { failSends, type Message, type PendingSend, SocketBase, toFrames } from "./socket_base.ts";
 
 /** Options of a {@linkcode Router}. */
 export interface RouterOptions extends SocketOptions {
@@ -26,9 +27,14 @@ export interface RouterOptions extends SocketOptions {
   handover?: boolean;
 }
 
-/** Turns routing-id bytes into a map key (one char per byte). */
-function keyOf(id: Uint8Array): string {
-  return String.fromCharCode.apply(null, id as unknown as number[]);
+/** Options of one {@linkcode Router.trySend}. */
+export interface TrySendOptions {
+  /**
+   * Copy frames of 64 KiB and more instead of referring to them until written (default true:
+   * `trySend` returns no promise that would say when the caller may change them again). Pass
+   * false only for bytes nobody changes afterwards.
+   */
+  copy?: boolean;
 }
 
 /**
@@ -62,18 +68,15 @@ export class Router extends SocketBase {
     this.handover = handover;
   }
 
-  /** Sends `[routingId, ...frames]` to the peer with that id. */
+  /**
+   * Sends `[routingId, ...frames]` to the peer with that id. Frames of 64 KiB and more are not
+   * copied: leave them unchanged until the returned promise resolves.
+   */
   send(message: Message): Promise<void> {
     if (this.closed) return Promise.reject(new SocketClosedError("send"));
     let frames: Uint8Array[];
     try {
-      frames = toFrames(message);
-      if (frames.length < 2) {
-        throw new SocketError(
-          "EINVAL",
-          "A ROUTER message needs a routing id and at least one frame",
-        );
-      }
+      frames = routerFrames(message);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -97,19 +100,18 @@ export class Router extends SocketBase {
   /**
    * Sends at once if the addressed peer is connected and has room, and never waits or queues:
    * returns false otherwise. For servers that must not buffer for a peer that stops reading.
+   * The frames may be changed as soon as it returns: large ones are copied (see
+   * {@linkcode TrySendOptions.copy}).
    */
-  trySend(message: Message): boolean {
+  trySend(message: Message, options?: TrySendOptions): boolean {
     if (this.closed) throw new SocketClosedError("send");
-    const frames = toFrames(message);
-    if (frames.length < 2) {
-      throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");
-    }
+    const frames = routerFrames(message);
     const pipe = this.#byKey.get(keyOf(frames[0]));
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
     if (waiting !== undefined && waiting.length > 0) return false;
     frames.shift();
-    pipe.send(frames);
+    pipe.send(frames, options?.copy ?? true);
     return true;
   }
 
@@ -140,6 +142,18 @@ export class Router extends SocketBase {
     pipe.routingKey = key;
     this.#byKey.set(key, pipe);
     return true;
+  }
+
+  /** @ignore */
+  protected override failWaitingSends(error: Error): void {
+    super.failWaitingSends(error);
+    for (const queue of this.#waiting.values()) failSends(queue, error);
+    this.#waiting.clear();
+  }
+
+  /** @ignore */
+  protected override sendQueueCount(): number {
+    return 1 + this.#waiting.size;
   }
 
   /** @ignore */
@@ -182,4 +196,12 @@ export class Router extends SocketBase {
       if (!this.#byKey.has(keyOf(id))) return id;
     }
   }
+}
+
+function routerFrames(message: Message): Uint8Array[] {
+  const frames = toFrames(message);
+  if (frames.length < 2) {
+    throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");
+  }
+  return frames;
 }

@@ -6,13 +6,14 @@
  */
 
 import { type Endpoint, formatEndpoint, parseEndpoint } from "../transport/endpoint.ts";
+import { TransportError } from "../transport/errors.ts";
 import { runtime } from "../transport/runtime.ts";
 import type { ByteStream, Listener } from "../transport/runtime_types.ts";
 import type { ConnectionOptions, PeerInfo } from "../zmtp/connection.ts";
-import { ZmtpError } from "../zmtp/errors.ts";
+import { handshakeFailureKind, ZmtpError } from "../zmtp/errors.ts";
 import type { SocketType } from "../zmtp/socket_type.ts";
 import { Deque } from "./deque.ts";
-import { SocketClosedError, SocketError, TimeoutError } from "./errors.ts";
+import { EndpointError, SocketClosedError, SocketError, TimeoutError } from "./errors.ts";
 import {
   type ResolvedOptions,
   resolveOptions,
@@ -27,6 +28,8 @@ export type Frame = string | Uint8Array | ArrayBuffer | ArrayBufferView;
 export type Message = Frame | readonly Frame[];
 
 const encoder = new TextEncoder();
+/** Longest wait between reconnects after failed handshakes, in ms. */
+const HANDSHAKE_BACKOFF_MAX_MS = 5000;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 interface Waiter<T> {
@@ -47,6 +50,23 @@ interface Connector {
   timer: ReturnType<typeof setTimeout> | null;
   delay: number;
   stopped: boolean;
+}
+
+/** Fails every send waiting in `queue` with `error`. */
+export function failSends(queue: Deque<PendingSend>, error: Error): void {
+  for (const send of queue.drain()) {
+    if (send.timer) clearTimeout(send.timer);
+    send.reject(error);
+  }
+}
+
+function parse(endpoint: string): Endpoint {
+  try {
+    return parseEndpoint(endpoint);
+  } catch (error) {
+    if (error instanceof TransportError) throw new EndpointError(error.message, { cause: error });
+    throw error;
+  }
 }
 
 /** Converts caller frames to bytes. */
@@ -96,11 +116,13 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   #listeners = new Map<string, Listener>();
   #connectors = new Map<string, Connector>();
   #allPipes = new Set<Pipe>();
-  #sendQueues = new Set<Deque<PendingSend>>([this.pendingSends]);
   #stopTimer: (() => void) | null = null;
   #closed = false;
   #lastEndpoint: string | undefined;
   #released: Promise<void> = Promise.resolve();
+  #reportedCallbackError = false;
+  #closedBytesReceived = 0;
+  #closedBytesSent = 0;
   /** What this socket's pipes report to; kept off the public surface. */
   #owner: PipeOwner = {
     pipeReady: (pipe, peer) => this.#pipeReady(pipe, peer),
@@ -108,6 +130,12 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     inputPending: () => this.#inputPending(),
     pipeWritable: (pipe) => this.#pipeWritable(pipe),
     pipeClosed: (pipe, error) => this.#pipeClosed(pipe, error),
+    authenticate: (pipe, request) =>
+      this.options.authenticator!({
+        ...request,
+        address: pipe.remote,
+        domain: this.options.zapDomain,
+      }),
   };
 
   /**
@@ -135,6 +163,20 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     return this.pipes.length;
   }
 
+  /** Bytes read from every connection so far, ZMTP framing and handshakes included. */
+  get bytesReceived(): number {
+    let n = this.#closedBytesReceived;
+    for (const pipe of this.#allPipes) n += pipe.bytesReceived;
+    return n;
+  }
+
+  /** Bytes written to every connection so far, ZMTP framing and handshakes included. */
+  get bytesSent(): number {
+    let n = this.#closedBytesSent;
+    for (const pipe of this.#allPipes) n += pipe.bytesSent;
+    return n;
+  }
+
   /**
    * Binds to an endpoint and accepts peers on it. Resolves with the endpoint really bound.
    *
@@ -145,14 +187,30 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    */
   async bind(endpoint: string): Promise<string> {
     this.#checkOpen("bind");
-    const parsed = parseEndpoint(endpoint);
+    const parsed = parse(endpoint);
     let listener: Listener;
     try {
-      listener = await runtime.listen(parsed, (stream) => this.#accept(stream, text));
-    } catch (error) {
-      if (error instanceof Error && /in use|AddrInUse/i.test(`${error.name} ${error.message}`)) {
-        throw new SocketError("EADDRINUSE", `Cannot bind ${endpoint}: address already in use`);
-      }
+      listener = await runtime.listen(
+        parsed,
+        (stream) => this.#accept(stream, text),
+        (error) =>
+          this.#emit({
+            type: "accept:error",
+            endpoint: text,
+            code: error.code,
+            reason: error.message,
+          }),
+      );
+    } catch (cause) {
+      const error = cause instanceof TransportError
+        ? new SocketError(cause.code, cause.message, { cause })
+        : cause;
+      this.#emit({
+        type: "bind:error",
+        endpoint,
+        code: (error as SocketError).code,
+        reason: (error as Error).message,
+      });
       throw error;
     }
     const text = formatEndpoint(listener.endpoint);
@@ -163,7 +221,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     this.#listeners.set(text, listener);
     if (text !== endpoint) this.#listeners.set(endpoint, listener);
     this.#lastEndpoint = text;
-    this.#emit({ type: "listening", endpoint: text });
+    this.#emit({ type: "bind", endpoint: text });
     return text;
   }
 
@@ -192,7 +250,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    */
   connect(endpoint: string): void {
     this.#checkOpen("connect");
-    const parsed = parseEndpoint(endpoint);
+    const parsed = parse(endpoint);
     if (this.#connectors.has(endpoint)) return;
     const connector: Connector = {
       endpoint: parsed,
@@ -274,16 +332,14 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       if (waiter.timer) clearTimeout(waiter.timer);
       waiter.reject(new SocketClosedError("receive"));
     }
-    for (const queue of this.#sendQueues) {
-      for (const send of queue.drain()) {
-        if (send.timer) clearTimeout(send.timer);
-        send.reject(new SocketClosedError("send"));
-      }
-    }
+    this.failWaitingSends(new SocketClosedError("send"));
     for (const pipe of this.#allPipes) pipe.closeAfterFlush(this.options.linger);
-    this.#stopTimer?.();
-    this.#stopTimer = null;
-    this.#emit({ type: "closed", endpoint: "" });
+    // Lingering pipes still need their heartbeats and timeouts: the timer stops with the last.
+    if (this.#allPipes.size === 0) {
+      this.#stopTimer?.();
+      this.#stopTimer = null;
+    }
+    this.#emit({ type: "end", endpoint: "" });
   }
 
   /** Sends a message; the subclass decides where it goes. */
@@ -318,8 +374,27 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   protected abstract retrySends(pipe: Pipe): void;
 
   /**
-   * Queues a send in `queue` to retry later, honouring `sendTimeout`. Every queue used here is
-   * failed with {@linkcode SocketClosedError} on close.
+   * Fails every send still waiting for room (on close). A subclass keeping queues of its own
+   * fails them too.
+   *
+   * @ignore
+   */
+  protected failWaitingSends(error: Error): void {
+    failSends(this.pendingSends, error);
+  }
+
+  /**
+   * Number of queues of waiting sends the socket holds (for tests of its bookkeeping).
+   *
+   * @ignore
+   */
+  protected sendQueueCount(): number {
+    return 1;
+  }
+
+  /**
+   * Queues a send in `queue` to retry later, honouring `sendTimeout`. A subclass using queues
+   * of its own fails them in {@linkcode SocketBase.failWaitingSends}.
    *
    * @ignore
    */
@@ -328,7 +403,6 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     queue: Deque<PendingSend> = this.pendingSends,
   ): Promise<void> {
     if (this.#closed) return Promise.reject(new SocketClosedError("send"));
-    this.#sendQueues.add(queue);
     return new Promise((resolve, reject) => {
       const pending: PendingSend = { frames, resolve, reject };
       const timeout = this.options.sendTimeout;
@@ -363,16 +437,21 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     return RESOLVED;
   }
 
-  /** Reports an event to `onEvent`, or logs dropped peers when there is none. */
+  /**
+   * Reports an event to `onEvent`. The callback is user code: whatever it throws stays here,
+   * so that it never breaks the connection it reports on, nor escapes a runtime callback.
+   */
   #emit(event: SocketEvent): void {
-    if (this.options.onEvent) {
-      this.options.onEvent(event);
-    } else if (event.code && (event.type === "disconnected" || event.type === "rejected")) {
-      console.warn(
-        `[gibbs] ${this.#type} dropped peer ${
-          event.remote ?? "?"
-        } on ${event.endpoint}: ${event.reason}`,
-      );
+    const onEvent = this.options.onEvent;
+    if (onEvent === undefined) return;
+    try {
+      onEvent(event);
+    } catch (error) {
+      if (!this.#reportedCallbackError) {
+        this.#reportedCallbackError = true;
+        // The socket layer has no logger; a throwing callback is a bug worth one line.
+        console.error(`[gibbs] ${this.#type} onEvent callback threw (reported once): ${error}`);
+      }
     }
   }
 
@@ -386,6 +465,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       socketType: this.#type,
       routingId: o.routingId,
       mechanism: o.mechanism?.(),
+      metadata: o.metadata,
       maxMessageSize: o.maxMessageSize,
       heartbeatInterval: o.heartbeatInterval,
       heartbeatTimeout: o.heartbeatTimeout,
@@ -417,7 +497,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     if (max > 0 && this.#allPipes.size >= max) {
       stream.close();
       this.#emit({
-        type: "rejected",
+        type: "accept:error",
         endpoint,
         remote: stream.remote,
         code: "too-many-connections",
@@ -425,7 +505,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       });
       return;
     }
-    this.#emit({ type: "accepted", endpoint, remote: stream.remote });
+    this.#emit({ type: "accept", endpoint, remote: stream.remote });
     this.#startPipe(stream, endpoint);
   }
 
@@ -436,25 +516,29 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
         stream.close();
         return;
       }
-      this.#emit({ type: "connected", endpoint: connector.text, remote: stream.remote });
+      this.#emit({ type: "connect", endpoint: connector.text, remote: stream.remote });
       connector.pipe = this.#startPipe(stream, connector.text);
     }, (error) => {
       if (connector.stopped || this.#closed) return;
+      const interval = this.#scheduleReconnect(connector);
       this.#emit({
-        type: "connect-failed",
+        type: "connect:retry",
         endpoint: connector.text,
+        code: error instanceof TransportError ? error.code : undefined,
         reason: error instanceof Error ? error.message : String(error),
+        interval,
       });
-      this.#scheduleReconnect(connector);
     });
   }
 
-  #scheduleReconnect(connector: Connector): void {
-    if (connector.stopped || this.#closed || connector.timer) return;
+  /** Arms the next attempt; returns its delay in ms. */
+  #scheduleReconnect(connector: Connector): number | undefined {
+    if (connector.stopped || this.#closed || connector.timer) return undefined;
     const delay = connector.delay;
     const max = this.options.reconnectMaxInterval;
     if (max > this.options.reconnectInterval) connector.delay = Math.min(delay * 2, max);
     connector.timer = setTimeout(() => this.#dial(connector), delay);
+    return delay;
   }
 
   #ensureTimer(): void {
@@ -492,6 +576,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       endpoint: pipe.endpoint,
       remote: pipe.remote,
       routingId: pipe.routingId,
+      properties: peer.properties,
+      userId: peer.userId,
     });
     this.retrySends(pipe);
     return true;
@@ -520,7 +606,10 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   }
 
   #pipeClosed(pipe: Pipe, error?: Error): void {
-    this.#allPipes.delete(pipe);
+    if (this.#allPipes.delete(pipe)) {
+      this.#closedBytesReceived += pipe.bytesReceived;
+      this.#closedBytesSent += pipe.bytesSent;
+    }
     const index = this.pipes.indexOf(pipe);
     const attached = index >= 0;
     if (attached) {
@@ -528,8 +617,19 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       this.detach(pipe);
     }
     const protocol = error instanceof ZmtpError;
+    if (!attached && error !== undefined && pipe.peer === null) {
+      this.#emit({
+        type: protocol
+          ? `handshake:error:${handshakeFailureKind(error.code)}`
+          : "handshake:error:other",
+        endpoint: pipe.endpoint,
+        remote: pipe.remote,
+        reason: error.message,
+        code: protocol ? error.code : (error as { code?: string }).code,
+      });
+    }
     this.#emit({
-      type: "disconnected",
+      type: "disconnect",
       endpoint: pipe.endpoint,
       remote: pipe.remote,
       reason: error?.message,
@@ -539,6 +639,14 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     for (const connector of this.#connectors.values()) {
       if (connector.pipe === pipe) {
         connector.pipe = null;
+        // A handshake that failed would fail the same way at once (another mechanism, a key
+        // refused): back off, up to HANDSHAKE_BACKOFF_MAX_MS, until one succeeds.
+        if (!attached && error !== undefined) {
+          connector.delay = Math.min(
+            Math.max(connector.delay * 2, this.options.reconnectInterval),
+            Math.max(HANDSHAKE_BACKOFF_MAX_MS, this.options.reconnectMaxInterval),
+          );
+        }
         this.#scheduleReconnect(connector);
       }
     }
@@ -554,6 +662,12 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    * @ignore
    */
   protected reject(pipe: Pipe, code: string, reason: string): void {
-    this.#emit({ type: "rejected", endpoint: pipe.endpoint, remote: pipe.remote, code, reason });
+    this.#emit({
+      type: "handshake:error:other",
+      endpoint: pipe.endpoint,
+      remote: pipe.remote,
+      code,
+      reason,
+    });
   }
 }

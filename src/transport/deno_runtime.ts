@@ -4,9 +4,12 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -14,6 +17,8 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Thread,
+  ThreadPort,
 } from "./runtime_types.ts";
 
 class DenoStream implements ByteStream {
@@ -97,16 +102,24 @@ function wrap(conn: Deno.Conn): DenoStream {
   return new DenoStream(conn, remote);
 }
 
-function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+function listen(
+  endpoint: Endpoint,
+  onStream: (s: ByteStream) => void,
+  onError?: (error: TransportError) => void,
+): Promise<Listener> {
   let listener: Deno.Listener;
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
-    bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
-  } else {
-    removeStaleSocket(endpoint.path);
-    listener = Deno.listen({ path: endpoint.path, transport: "unix" });
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      listener = Deno.listen({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" });
+      bound = { ...endpoint, port: (listener.addr as Deno.NetAddr).port };
+    } else {
+      removeStaleSocket(endpoint.path);
+      listener = Deno.listen({ path: endpoint.path, transport: "unix" });
+      bound = endpoint;
+    }
+  } catch (error) {
+    return Promise.reject(transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`));
   }
   let closed = false;
   const acceptLoop = (async () => {
@@ -117,7 +130,7 @@ function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<
       } catch (error) {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // A failed accept (e.g. out of file descriptors) must not end the accept loop.
-        console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+        onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -152,9 +165,14 @@ function removeStaleSocket(path: string): void {
 }
 
 async function connect(endpoint: Endpoint): Promise<ByteStream> {
-  const conn = endpoint.transport === "tcp"
-    ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
-    : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  let conn: Deno.Conn;
+  try {
+    conn = endpoint.transport === "tcp"
+      ? await Deno.connect({ hostname: endpoint.host, port: endpoint.port, transport: "tcp" })
+      : await Deno.connect({ path: endpoint.path, transport: "unix" });
+  } catch (error) {
+    throw transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`);
+  }
   return wrap(conn);
 }
 
@@ -182,12 +200,81 @@ function spawnScript(script: string, args: string[], options: SpawnOptions = {})
 
 async function serveHttp(host: string, port: number, handler: HttpHandler): Promise<HttpServer> {
   const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve(
-    { hostname: host, port, onListen: (addr) => resolve(addr.port) },
-    handler,
-  );
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve(
+      { hostname: host, port, onListen: (addr) => resolve(addr.port) },
+      handler,
+    );
+  } catch (error) {
+    throw transportError(error, `Cannot serve HTTP on ${host}:${port}`);
+  }
   const bound = await promise;
   return { port: bound, close: () => server.shutdown() };
+}
+
+function startThread(url: URL): Thread {
+  const worker = new Worker(url.href, { type: "module" });
+  let onError: ((error: Error) => void) | undefined;
+  worker.onerror = (event) => {
+    // Handled here: an error in the thread must not end the whole process.
+    event.preventDefault();
+    onError?.(new Error(event.message || "thread failed"));
+  };
+  worker.onmessageerror = () => onError?.(new Error("a thread message could not be read"));
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.onmessage = (event) => handler(event.data);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    terminate() {
+      worker.terminate();
+      return Promise.resolve();
+    },
+  };
+}
+
+interface WorkerScope {
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  onmessage: ((event: MessageEvent) => void) | null;
+}
+
+function parentPort(): ThreadPort | null {
+  const scope = globalThis as unknown as { WorkerGlobalScope?: unknown } & WorkerScope;
+  if (typeof scope.WorkerGlobalScope === "undefined") return null;
+  return {
+    post: (message, transfer) => scope.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      scope.onmessage = (event) => handler(event.data);
+    },
+  };
+}
+
+/** Exit handlers, run by one `unload` listener (Deno fires it on Deno.exit and a normal end). */
+const exitHandlers = new Set<() => void>();
+
+function runExitHandlers(): void {
+  for (const handler of [...exitHandlers]) {
+    try {
+      handler();
+    } catch {
+      // One failing handler must not keep the others from running.
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    // Signal 0 checks that the process exists without signalling it; Deno's types omit it.
+    Deno.kill(pid, 0 as unknown as Deno.Signal);
+    return true;
+  } catch (error) {
+    // Not ours to signal, but there.
+    return error instanceof Deno.errors.PermissionDenied;
+  }
 }
 
 /** The Deno runtime adapter. */
@@ -211,9 +298,34 @@ export const denoRuntime: Runtime = {
       Deno.removeSignalListener("SIGTERM", onTerm);
     };
   },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
+  },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
+  onExit(handler) {
+    if (exitHandlers.size === 0) globalThis.addEventListener("unload", runExitHandlers);
+    exitHandlers.add(handler);
+    return () => {
+      exitHandlers.delete(handler);
+      if (exitHandlers.size === 0) globalThis.removeEventListener("unload", runExitHandlers);
+    };
+  },
+  pid: () => Deno.pid,
+  ppid: () => Deno.ppid,
+  processExists,
   args: () => Deno.args,
   cwd: () => Deno.cwd(),
   exit: (code) => Deno.exit(code),
+  readTextFile: (path) => Deno.readTextFile(path),
+  async writeSecretFile(path, text, overwrite = false) {
+    await Deno.writeTextFile(path, text, { mode: 0o600, createNew: !overwrite });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await Deno.chmod(path, 0o600);
+  },
+  env: (name) => Deno.env.get(name),
 };

@@ -9,13 +9,10 @@ export type Endpoint =
   | { transport: "tcp"; host: string; port: number }
   | { transport: "ipc"; path: string };
 
-/** An endpoint string that cannot be used. */
-export class EndpointError extends Error {
-  /** Creates the error for `endpoint` with the reason. */
-  constructor(endpoint: string, reason: string) {
-    super(`Invalid endpoint "${endpoint}": ${reason}`);
-    this.name = "EndpointError";
-  }
+import { TransportError } from "./errors.ts";
+
+function invalid(endpoint: string, reason: string): TransportError {
+  return new TransportError("EINVAL", `Invalid endpoint "${endpoint}": ${reason}`);
 }
 
 /**
@@ -24,28 +21,29 @@ export class EndpointError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseEndpoint } from "./endpoint.ts";
- * parseEndpoint("tcp://*:5019"); // { transport: "tcp", host: "0.0.0.0", port: 5019 }
- * parseEndpoint("ipc:///tmp/hub.sock"); // { transport: "ipc", path: "/tmp/hub.sock" }
+ * assert.deepEqual(parseEndpoint("tcp://*:5019"), { transport: "tcp", host: "0.0.0.0", port: 5019 });
+ * assert.deepEqual(parseEndpoint("ipc:///tmp/hub.sock"), { transport: "ipc", path: "/tmp/hub.sock" });
  * ```
  *
- * @throws {EndpointError} for an unknown transport or a malformed address
+ * @throws {TransportError} `EINVAL` for an unknown transport or a malformed address
  */
 export function parseEndpoint(endpoint: string): Endpoint {
   const match = /^([a-z]+):\/\/(.+)$/.exec(endpoint);
-  if (!match) throw new EndpointError(endpoint, "expected TRANSPORT://ADDRESS");
+  if (!match) throw invalid(endpoint, "expected TRANSPORT://ADDRESS");
   const [, transport, address] = match;
   if (transport === "ipc") return { transport: "ipc", path: address };
   if (transport !== "tcp") {
-    throw new EndpointError(endpoint, `unsupported transport "${transport}" (tcp and ipc are)`);
+    throw invalid(endpoint, `unsupported transport "${transport}" (tcp and ipc are)`);
   }
   const colon = address.lastIndexOf(":");
-  if (colon <= 0) throw new EndpointError(endpoint, "expected HOST:PORT");
+  if (colon <= 0) throw invalid(endpoint, "expected HOST:PORT");
   let host = address.slice(0, colon);
   const portText = address.slice(colon + 1);
   const port = portText === "*" ? 0 : Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535 || portText === "") {
-    throw new EndpointError(endpoint, `port "${portText}" is not 0 to 65535 or *`);
+    throw invalid(endpoint, `port "${portText}" is not 0 to 65535 or *`);
   }
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "*") host = "0.0.0.0";

@@ -6,7 +6,9 @@
  */
 
 import { spawn } from "node:child_process";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { lstatSync, unlinkSync } from "node:fs";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -20,11 +22,15 @@ import {
   type SocketConstructorOpts,
 } from "node:net";
 import process from "node:process";
-import { clearInterval, setImmediate, setInterval } from "node:timers";
+import { Readable } from "node:stream";
+import { clearInterval, setImmediate, setInterval, setTimeout } from "node:timers";
 import { fileURLToPath } from "node:url";
+import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_threads";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
 import type {
+  AsyncContext,
   ByteStream,
   ChildProcess,
   HttpHandler,
@@ -32,6 +38,8 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Thread,
+  ThreadPort,
 } from "./runtime_types.ts";
 
 /**
@@ -235,7 +243,11 @@ function listening(server: Server, listen: () => void): Promise<void> {
   });
 }
 
-async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Promise<Listener> {
+async function listen(
+  endpoint: Endpoint,
+  onStream: (s: ByteStream) => void,
+  onError?: (error: TransportError) => void,
+): Promise<Listener> {
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
     const socket = adopt(accepted, readInto);
@@ -244,20 +256,24 @@ async function listen(endpoint: Endpoint, onStream: (s: ByteStream) => void): Pr
     );
   });
   let bound: Endpoint;
-  if (endpoint.transport === "tcp") {
-    await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
-    const address = server.address();
-    bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
-  } else {
-    removeStaleSocket(endpoint.path);
-    await listening(server, () => server.listen({ path: endpoint.path }));
-    bound = endpoint;
+  try {
+    if (endpoint.transport === "tcp") {
+      await listening(server, () => server.listen({ host: endpoint.host, port: endpoint.port }));
+      const address = server.address();
+      bound = { ...endpoint, port: typeof address === "object" && address ? address.port : 0 };
+    } else {
+      removeStaleSocket(endpoint.path);
+      await listening(server, () => server.listen({ path: endpoint.path }));
+      bound = endpoint;
+    }
+  } catch (error) {
+    throw transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`);
   }
   let closed = false;
   // A failed accept (e.g. out of file descriptors) is emitted as 'error' on the server: without a
   // listener it would crash the process. Node keeps accepting afterwards.
   server.on("error", (error) => {
-    if (!closed) console.warn(`[gibbs] accept on ${formatEndpoint(bound)} failed: ${error}`);
+    if (!closed) onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
   });
   return {
     endpoint: bound,
@@ -293,7 +309,7 @@ function connect(endpoint: Endpoint): Promise<ByteStream> {
     socket.pause();
     const onError = (error: Error) => {
       socket.destroy();
-      reject(error);
+      reject(transportError(error, `Cannot connect to ${formatEndpoint(endpoint)}`));
     };
     socket.once("error", onError);
     socket.once("connect", () => {
@@ -337,13 +353,20 @@ async function serveHttp(host: string, port: number, handler: HttpHandler): Prom
       res.destroy();
     });
   });
-  await listening(server, () => server.listen({ host, port }));
+  try {
+    await listening(server, () => server.listen({ host, port }));
+  } catch (error) {
+    throw transportError(error, `Cannot serve HTTP on ${host}:${port}`);
+  }
   const address = server.address();
   return {
     port: typeof address === "object" && address ? address.port : port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/** How long the rest of a refused upload is read (and dropped) before its connection closes. */
+const UPLOAD_DRAIN_MS = 1000;
 
 /** Runs `handler` on a fetch `Request` made from `req` and writes its `Response` to `res`. */
 async function respond(
@@ -356,20 +379,19 @@ async function respond(
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
   const method = req.method ?? "GET";
-  // The request body is read whole: the library's handlers take small JSON bodies.
-  let body: Uint8Array<ArrayBuffer> | undefined;
-  if (method !== "GET" && method !== "HEAD") {
-    const parts: Uint8Array[] = [];
-    for await (const part of req) parts.push(part as Uint8Array);
-    body = concat(parts);
-  }
+  // The body is streamed, as Deno.serve does: the handler decides how much of it to read.
+  const body = method === "GET" || method === "HEAD"
+    ? undefined
+    : Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>;
   // Like Deno.serve's, the request's signal aborts when the client goes away first.
   const abort = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) abort.abort();
   });
   const url = new URL(req.url ?? "/", `http://${req.headers.host ?? host}`);
-  const request = new Request(url, { method, headers, body, signal: abort.signal });
+  // `duplex` is required by Node's fetch for a streamed body; Node's types do not have it yet.
+  const init = { method, headers, body, signal: abort.signal, duplex: "half" };
+  const request = new Request(url, init as RequestInit);
   let response: Response;
   try {
     response = await handler(request);
@@ -377,6 +399,16 @@ async function respond(
     // Deno.serve's default onError: log, answer 500.
     console.error(error);
     response = new Response("Internal Server Error", { status: 500 });
+  }
+  // A handler that answered before the whole body arrived (a body over its limit): the rest of
+  // the upload is read and dropped for a moment, so that the client, still sending, gets to
+  // read the answer; then the connection closes, however much is still coming.
+  if (!req.complete) {
+    res.shouldKeepAlive = false;
+    res.once("finish", () => {
+      req.resume();
+      setTimeout(() => req.socket.destroy(), UPLOAD_DRAIN_MS).unref();
+    });
   }
   res.statusCode = response.status;
   if (response.statusText) res.statusMessage = response.statusText;
@@ -413,14 +445,64 @@ async function respond(
   res.end();
 }
 
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+/** Exit handlers, run by one 'exit' listener (Node emits it on process.exit, a normal end and
+ * after an uncaught error). */
+const exitHandlers = new Set<() => void>();
+
+function runExitHandlers(): void {
+  for (const handler of [...exitHandlers]) {
+    try {
+      handler();
+    } catch {
+      // One failing handler must not keep the others from running.
+    }
   }
-  return out;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    // Signal 0 checks that the process exists without signalling it.
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // Not ours to signal, but there.
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+function startThread(url: URL): Thread {
+  const worker = new NodeWorker(url);
+  let onError: ((error: Error) => void) | undefined;
+  let terminating = false;
+  // Handled here: without an 'error' listener, an error in the thread ends the process.
+  worker.on("error", (error) => onError?.(error));
+  worker.on("exit", (code) => {
+    if (!terminating) onError?.(new Error(`thread exited with code ${code}`));
+  });
+  return {
+    post: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      worker.on("message", handler);
+    },
+    onError(handler) {
+      onError = handler;
+    },
+    async terminate() {
+      terminating = true;
+      await worker.terminate();
+    },
+  };
+}
+
+function parentPort(): ThreadPort | null {
+  const port = nodeParentPort;
+  if (port === null) return null;
+  return {
+    post: (message, transfer) => port.postMessage(message, transfer ?? []),
+    onMessage(handler) {
+      port.on("message", handler);
+    },
+  };
 }
 
 /** The Node runtime adapter. */
@@ -444,9 +526,34 @@ export const nodeRuntime: Runtime = {
       process.off("SIGTERM", onTerm);
     };
   },
+  asyncContext<T>(): AsyncContext<T> {
+    // Both runtimes have Node's AsyncLocalStorage; it is what follows a call across awaits.
+    const storage = new AsyncLocalStorage<T>();
+    return { run: (value, fn) => storage.run(value, fn), get: () => storage.getStore() };
+  },
+  startThread,
+  parentPort,
   spawnScript,
   serveHttp,
+  onExit(handler) {
+    if (exitHandlers.size === 0) process.on("exit", runExitHandlers);
+    exitHandlers.add(handler);
+    return () => {
+      exitHandlers.delete(handler);
+      if (exitHandlers.size === 0) process.off("exit", runExitHandlers);
+    };
+  },
+  pid: () => process.pid,
+  ppid: () => process.ppid,
+  processExists,
   args: () => process.argv.slice(2),
   cwd: () => process.cwd(),
   exit: (code) => process.exit(code),
+  readTextFile: (path) => readFile(path, "utf8"),
+  async writeSecretFile(path, text, overwrite = false) {
+    await writeFile(path, text, { mode: 0o600, flag: overwrite ? "w" : "wx" });
+    // The mode applies only to a file created here: make an overwritten one private too.
+    await chmod(path, 0o600);
+  },
+  env: (name) => process.env[name],
 };

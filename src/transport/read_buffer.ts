@@ -15,11 +15,12 @@ export const READ_BUFFER_MAX = 256 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReadBuffer } from "./read_buffer.ts";
  * const reads = new ReadBuffer();
  * const buffer = reads.next(null); // 16 KiB of our own
  * reads.filled(buffer, buffer.length); // a full read: the next buffer is twice as large
- * console.log(reads.next(null).length); // 32768
+ * assert.equal(reads.next(null).length, 32768);
  * ```
  */
 export class ReadBuffer {

@@ -140,3 +140,40 @@ export function parseErrorReason(data: Uint8Array): string {
   if (data.length === 0) return "";
   return new TextDecoder().decode(data.subarray(1, 1 + data[0]));
 }
+
+/**
+ * Says in words why a server refused us, from the reason of its ERROR command. A ZAP status
+ * code (libzmq sends just "300", "400" or "500") is spelled out.
+ */
+export function describeRefusal(reason: string): string {
+  switch (reason) {
+    case "300":
+      return "server refused our credentials for now (ZAP status 300, temporary failure)";
+    case "400":
+      return "server refused our credentials (ZAP status 400)";
+    case "500":
+      return "server could not check our credentials (ZAP status 500, internal error)";
+    default:
+      return `server refused the handshake: ${reason || "<no reason given>"}`;
+  }
+}
+
+/**
+ * libzmq's PLAIN ERROR, as every libzmq since 4.3.0 sends it: its C literal `"\x05ERROR"` reads
+ * as the one escape `\x05E`, so the command goes out as `^RROR` (0x5E, then "RROR") with no name
+ * length, followed by the reason. Its own PLAIN client expects exactly that.
+ */
+const LIBZMQ_PLAIN_ERROR = [0x5e, 0x52, 0x52, 0x4f, 0x52];
+
+/**
+ * Decodes a command body during the handshake: as {@linkcode parseCommand}, and also libzmq's
+ * malformed PLAIN ERROR (see above), which is read as the ERROR it means.
+ *
+ * @throws {ZmtpError} when the name length runs past the body
+ */
+export function parseHandshakeCommand(body: Uint8Array): Command {
+  if (body.length >= 6 && LIBZMQ_PLAIN_ERROR.every((b, i) => body[i] === b)) {
+    return { name: "ERROR", data: body.subarray(5) };
+  }
+  return parseCommand(body);
+}

@@ -18,12 +18,25 @@ import {
   encodePing,
   parseCommand,
   parseErrorReason,
+  parseHandshakeCommand,
   parsePing,
 } from "./command.ts";
 import { ZmtpError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
-import { checkGreetingPrefix, encodeGreeting, parseGreeting } from "./greeting.ts";
-import type { Mechanism, MechanismContext } from "./mechanism.ts";
+import {
+  checkGreetingPrefix,
+  encodeGreeting,
+  parseGreeting,
+  parseGreetingMechanism,
+} from "./greeting.ts";
+import type {
+  AuthOutcome,
+  AuthRequest,
+  FrameBox,
+  Mechanism,
+  MechanismContext,
+  MechanismStep,
+} from "./mechanism.ts";
 import { nullMechanism } from "./null_mechanism.ts";
 import { OutBuffer } from "./out_buffer.ts";
 import { type SocketType, socketTypesMatch } from "./socket_type.ts";
@@ -31,6 +44,9 @@ import { type SocketType, socketTypesMatch } from "./socket_type.ts";
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 const EMPTY = new Uint8Array(0);
+/** Flags inside a sealed frame (CURVE's MESSAGE box). */
+const BOX_MORE = 0x01;
+const BOX_COMMAND = 0x02;
 
 /** Settings of one connection. Times are in milliseconds; 0 turns a timer off. */
 export interface ConnectionOptions {
@@ -40,6 +56,11 @@ export interface ConnectionOptions {
   routingId?: Uint8Array;
   /** Security mechanism for this connection (default NULL). */
   mechanism?: Mechanism;
+  /**
+   * Application metadata added to our READY (ZMTP 3.1 allows it; peers keep what they do not
+   * know). Names should start with `X-`, as libzmq requires of its `ZMQ_METADATA`.
+   */
+  metadata?: ReadonlyMap<string, Uint8Array>;
   /** Minor version we announce (default 1: ZMTP 3.1). */
   minorVersion?: number;
   /** Largest message accepted, in bytes (default 256 MiB). */
@@ -66,6 +87,12 @@ export interface PeerInfo {
   properties: Map<string, Uint8Array>;
   /** Protocol version the peer announced. */
   version: { major: number; minor: number };
+  /** The security mechanism in use (`"NULL"`, `"PLAIN"`, `"CURVE"`). */
+  mechanism: string;
+  /** The user id an authenticator gave this peer (server side of PLAIN and CURVE). */
+  userId?: string;
+  /** The peer's long-term CURVE public key (server side of CURVE). */
+  publicKey?: Uint8Array;
 }
 
 /** Callbacks through which a connection delivers what it decoded. */
@@ -74,6 +101,11 @@ export interface ConnectionEvents {
   ready(peer: PeerInfo): void;
   /** A complete message arrived. */
   message(frames: Uint8Array[]): void;
+  /**
+   * The mechanism asks whether this peer may connect; answer with
+   * {@linkcode Connection.authenticated}. Without this callback such peers are refused.
+   */
+  authenticate?(request: AuthRequest): void;
 }
 
 /** Where a connection is in its life. */
@@ -87,13 +119,23 @@ export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Connection } from "./connection.ts";
- * const conn = new Connection({ socketType: "DEALER" }, {
- *   ready: (peer) => console.log("peer is a", peer.socketType),
- *   message: (frames) => console.log(frames.length, "frames"),
+ * const dealer = new Connection({ socketType: "DEALER" }, {
+ *   ready: () => {},
+ *   message: () => {},
  * }, 0);
- * const greeting = conn.out.take(); // 64 bytes to write first
- * console.log(greeting?.chunks[0].length);
+ * const peers: string[] = [];
+ * const router = new Connection({ socketType: "ROUTER" }, {
+ *   ready: (peer) => peers.push(peer.socketType),
+ *   message: () => {},
+ * }, 0);
+ * // Each side writes its greeting and READY; feed one side's bytes to the other.
+ * for (const chunk of dealer.out.take()!.chunks) router.receive(chunk, 0);
+ * for (const chunk of router.out.take()!.chunks) dealer.receive(chunk, 0);
+ * for (const chunk of dealer.out.take()?.chunks ?? []) router.receive(chunk, 0);
+ * assert.deepEqual(peers, ["DEALER"]);
+ * assert.equal(router.state, "ready");
  * ```
  */
 export class Connection {
@@ -115,6 +157,12 @@ export class Connection {
   #remoteTtl = 0;
   #heartbeatInterval: number;
   #heartbeatTimeout: number;
+  #limits: { maxMessageSize: number; maxFrames: number };
+  /** Set by mechanisms that seal frames (CURVE) once the handshake is done. */
+  #box: FrameBox | null = null;
+  #sealedFrames: Uint8Array[] = [];
+  #sealedSize = 0;
+  #authPending = false;
 
   /** Creates a connection and queues our greeting. `now` is in milliseconds. */
   constructor(options: ConnectionOptions, events: ConnectionEvents, now: number) {
@@ -132,16 +180,22 @@ export class Connection {
     if (["DEALER", "ROUTER", "REQ"].includes(options.socketType)) {
       properties.set("Identity", options.routingId ?? EMPTY);
     }
+    if (options.metadata) {
+      for (const [name, value] of options.metadata) properties.set(name, value);
+    }
     const out = this.out;
     this.#context = {
       localProperties: properties,
       sendCommand: (body) => out.command(body),
     };
+    this.#limits = {
+      maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      maxFrames: options.maxFrames ?? DEFAULT_MAX_FRAMES,
+    };
+    // The decoder reads these limits on every frame: raised by a box's overhead once sealing
+    // starts (the exact limits are then checked on the opened frames).
     this.#decoder = new FrameDecoder(
-      {
-        maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-        maxFrames: options.maxFrames ?? DEFAULT_MAX_FRAMES,
-      },
+      this.#limits,
       {
         message: (frames) => this.#onMessage(frames),
         command: (body) => this.#onCommand(body),
@@ -173,7 +227,7 @@ export class Connection {
 
   /** True when no message is partly received (nothing would be lost by closing now). */
   get idle(): boolean {
-    return this.#decoder.idle;
+    return this.#decoder.idle && this.#sealedFrames.length === 0;
   }
 
   /**
@@ -204,13 +258,37 @@ export class Connection {
 
   /**
    * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
-   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}).
+   * frame was referred to rather than copied (see {@linkcode OutBuffer.message}); `copy` copies
+   * every frame.
    */
-  send(frames: readonly Uint8Array[]): boolean {
+  send(frames: readonly Uint8Array[], copy = false): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
-    return this.out.message(frames);
+    const box = this.#box;
+    if (box === null) return this.out.message(frames, copy);
+    const last = frames.length - 1;
+    const sealed = new Array<Uint8Array>(frames.length);
+    for (let i = 0; i <= last; i++) sealed[i] = box.seal(i < last ? BOX_MORE : 0, frames[i]);
+    this.out.singleFrames(sealed);
+    return false;
+  }
+
+  /**
+   * Gives the decision an `authenticate` event asked for. Ignored once the connection closed.
+   *
+   * @throws {ZmtpError} when the peer is refused: the driver flushes `out` (it holds an ERROR
+   *   command) and closes
+   */
+  authenticated(outcome: AuthOutcome, now: number): void {
+    if (this.#state !== "handshake" || !this.#authPending) return;
+    this.#authPending = false;
+    this.#lastReceived = now;
+    try {
+      this.#step(this.#mechanism.onAuthenticated!(outcome, this.#context));
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   /**
@@ -249,7 +327,7 @@ export class Connection {
         now - this.#lastPingSent >= this.#heartbeatInterval
       ) {
         const ttl = Math.min(PING_TTL_MAX, Math.ceil((this.#options.heartbeatTtl ?? 0) / 100));
-        this.out.command(encodePing(ttl, EMPTY));
+        this.#command(encodePing(ttl, EMPTY));
         this.#lastPingSent = now;
         if (this.#awaitingSince < 0) this.#awaitingSince = now;
       }
@@ -273,22 +351,120 @@ export class Connection {
     }
     this.#peerMinor = greeting.major > 3 ? 1 : greeting.minor;
     this.#state = "handshake";
-    this.#mechanism.start(this.#context);
+    this.#mechanism.start(this.#context, { asServer: greeting.asServer });
+  }
+
+  /**
+   * What may explain a peer that closed the connection before the handshake finished, or
+   * undefined. With NULL nothing is said of a peer that leaves during the greeting (port
+   * scanners, health checks); with PLAIN or CURVE it is most likely a peer of another mechanism,
+   * which libzmq drops as soon as it has read our greeting.
+   */
+  closedReason(): ZmtpError | undefined {
+    const ours = this.#mechanism.name;
+    if (this.#state === "greeting" && ours !== "NULL") {
+      const fill = this.#greetingFill;
+      const theirs = fill >= 32 ? parseGreetingMechanism(this.#greeting) : undefined;
+      if (theirs !== undefined && theirs !== ours) {
+        return new ZmtpError("mechanism-mismatch", `peer uses mechanism ${theirs}, we use ${ours}`);
+      }
+      return new ZmtpError(
+        "mechanism-mismatch",
+        `the peer closed the connection during the greeting, after ${fill} of its 64 bytes: ` +
+          `it probably uses another mechanism than our ${ours}`,
+      );
+    }
+    const why = this.#state === "handshake" ? this.#mechanism.closedDuringHandshake?.() : undefined;
+    return why === undefined ? undefined : new ZmtpError("handshake-failed", why);
   }
 
   #onCommand(body: Uint8Array): void {
-    const { name, data } = parseCommand(body);
-    if (this.#state === "handshake") {
-      const step = this.#mechanism.onCommand(name, data, this.#context);
-      if (step.done) this.#onHandshakeDone(step.properties);
+    if (this.#box !== null) {
+      // libzmq sends MESSAGE as an ordinary frame; one sent as a command is a box all the same.
+      this.#openSealed(body);
       return;
     }
+    const { name, data } = this.#state === "handshake"
+      ? parseHandshakeCommand(body)
+      : parseCommand(body);
+    if (this.#state === "handshake") {
+      if (this.#authPending) {
+        throw new ZmtpError(
+          "handshake-failed",
+          `${name} command arrived while the peer's credentials were being checked`,
+        );
+      }
+      this.#step(this.#mechanism.onCommand(name, data, this.#context));
+      return;
+    }
+    this.#onTrafficCommand(name, data);
+  }
+
+  #step(step: MechanismStep): void {
+    if (step.done) {
+      this.#onHandshakeDone(step);
+      return;
+    }
+    if (step.authenticate === undefined) return;
+    this.#authPending = true;
+    if (this.#events.authenticate) {
+      this.#events.authenticate(step.authenticate);
+      return;
+    }
+    this.#authPending = false;
+    this.#step(
+      this.#mechanism.onAuthenticated!({
+        allow: false,
+        status: 500,
+        reason: "this connection has no authenticator to ask",
+      }, this.#context),
+    );
+  }
+
+  /** Queues a command after the handshake, sealed when the mechanism seals frames. */
+  #command(body: Uint8Array): void {
+    if (this.#box === null) this.out.command(body);
+    else this.out.singleFrames([this.#box.seal(BOX_COMMAND, body)]);
+  }
+
+  #openSealed(sealed: Uint8Array): void {
+    const { flags, body } = this.#box!.open(sealed);
+    if ((flags & BOX_COMMAND) !== 0) {
+      const { name, data } = parseCommand(body);
+      this.#onTrafficCommand(name, data);
+      return;
+    }
+    const frames = this.#sealedFrames;
+    this.#sealedSize += body.length;
+    const maxSize = this.#limits.maxMessageSize - this.#box!.overhead;
+    if (this.#sealedSize > maxSize) {
+      throw new ZmtpError(
+        "message-too-large",
+        `message would reach ${this.#sealedSize} bytes, limit is ${maxSize}`,
+      );
+    }
+    frames.push(body);
+    if ((flags & BOX_MORE) !== 0) {
+      if (frames.length >= this.#limits.maxFrames) {
+        throw new ZmtpError(
+          "too-many-frames",
+          `message has more than ${this.#limits.maxFrames} frames`,
+        );
+      }
+      return;
+    }
+    this.#sealedFrames = [];
+    this.#sealedSize = 0;
+    this.#events.message(frames);
+  }
+
+  #onTrafficCommand(name: string, data: Uint8Array): void {
     switch (name) {
       case "PING": {
         const ping = parsePing(data);
         this.#remoteTtl = ping.ttl * 100;
         // Always answered, whatever minor version either side announced.
-        this.out.command(encodeCommand("PONG", ping.context));
+        this.#command(encodeCommand("PONG", ping.context));
         break;
       }
       case "ERROR":
@@ -300,7 +476,8 @@ export class Connection {
     }
   }
 
-  #onHandshakeDone(properties: Map<string, Uint8Array>): void {
+  #onHandshakeDone(step: MechanismStep & { done: true }): void {
+    const properties = step.properties;
     const type = properties.get("socket-type");
     const socketType = type ? latin1.decode(type) : "";
     if (!socketTypesMatch(this.#options.socketType, socketType)) {
@@ -311,11 +488,18 @@ export class Connection {
       throw new ZmtpError("socket-type-mismatch", reason);
     }
     this.#state = "ready";
+    if (step.box) {
+      this.#box = step.box;
+      this.#limits.maxMessageSize += step.box.overhead;
+    }
     this.#events.ready({
       socketType,
       routingId: properties.get("identity") ?? EMPTY,
       properties,
       version: { major: this.#greeting[10], minor: this.#greeting[11] },
+      mechanism: this.#mechanism.name,
+      userId: step.userId,
+      publicKey: step.publicKey,
     });
   }
 
@@ -325,6 +509,10 @@ export class Connection {
         "unexpected-frame",
         "message frame received before the handshake finished",
       );
+    }
+    if (this.#box !== null) {
+      for (let i = 0; i < frames.length; i++) this.#openSealed(frames[i]);
+      return;
     }
     this.#events.message(frames);
   }

@@ -17,7 +17,24 @@ export type ZmtpErrorCode =
   | "unexpected-frame"
   | "peer-error"
   | "handshake-timeout"
-  | "heartbeat-timeout";
+  | "heartbeat-timeout"
+  | "auth-failed"
+  | "decryption-failed"
+  | "key-exchange-failed"
+  | "bad-nonce";
+
+/** Codes of peers refused by a mechanism's authentication (wrong key, wrong password, ...). */
+const AUTH_CODES: ReadonlySet<ZmtpErrorCode> = new Set<ZmtpErrorCode>(["auth-failed"]);
+
+/**
+ * Sorts a handshake failure as zeromq.js sorts its `handshake:error:*` events: `auth` for a
+ * peer refused by authentication, `other` for a handshake that timed out, `protocol` for the
+ * rest.
+ */
+export function handshakeFailureKind(code: ZmtpErrorCode): "protocol" | "auth" | "other" {
+  if (AUTH_CODES.has(code)) return "auth";
+  return code === "handshake-timeout" ? "other" : "protocol";
+}
 
 /**
  * A protocol violation by the peer, or a limit it exceeded. The connection that raised it is
@@ -25,9 +42,11 @@ export type ZmtpErrorCode =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ZmtpError } from "./errors.ts";
  * const err = new ZmtpError("bad-signature", "first byte is 0x47, expected 0xff");
- * console.log(err.code, err.message);
+ * assert.equal(err.code, "bad-signature");
+ * assert.equal(err.message, "bad-signature: first byte is 0x47, expected 0xff");
  * ```
  */
 export class ZmtpError extends Error {

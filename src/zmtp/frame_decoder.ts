@@ -48,6 +48,7 @@ export interface DecoderSink {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameDecoder } from "./frame_decoder.ts";
  * const got: Uint8Array[][] = [];
  * const decoder = new FrameDecoder({ maxMessageSize: 1024, maxFrames: 16 }, {
@@ -55,7 +56,7 @@ export interface DecoderSink {
  *   command: () => {},
  * });
  * decoder.feed(new Uint8Array([0x01, 0x01, 0x61, 0x00, 0x00]));
- * console.log(got.length); // 1 message of 2 frames: "a" and ""
+ * assert.deepEqual(got, [[new Uint8Array([0x61]), new Uint8Array(0)]]); // "a" and ""
  * ```
  */
 export class FrameDecoder {

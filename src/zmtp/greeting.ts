@@ -109,6 +109,17 @@ export function parseGreeting(bytes: Uint8Array): Greeting {
   };
 }
 
+/**
+ * The mechanism name in the first 32 bytes of a greeting (the rest may not have arrived), or
+ * undefined when it is not a zero-padded name.
+ */
+export function parseGreetingMechanism(bytes: Uint8Array): string | undefined {
+  const name = bytes.subarray(MECHANISM_OFFSET, MECHANISM_OFFSET + MECHANISM_SIZE);
+  const end = name.indexOf(0) < 0 ? name.length : name.indexOf(0);
+  if (end === 0 || name.subarray(end).some((b) => b !== 0)) return undefined;
+  return String.fromCharCode(...name.subarray(0, end));
+}
+
 function hex(byte: number): string {
   return byte.toString(16).padStart(2, "0");
 }

@@ -13,8 +13,9 @@ import type { Mechanism, MechanismContext, MechanismStep } from "./mechanism.ts"
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nullMechanism } from "./null_mechanism.ts";
- * console.log(nullMechanism().name); // "NULL"
+ * assert.equal(nullMechanism().name, "NULL");
  * ```
  */
 export function nullMechanism(): Mechanism {

@@ -26,11 +26,12 @@ export const ZERO_COPY_MIN = 64 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OutBuffer } from "./out_buffer.ts";
  * const out = new OutBuffer();
  * out.message([new TextEncoder().encode("hi")]);
- * const taken = out.take(); // { chunks: [Uint8Array [0x00, 0x02, 0x68, 0x69]], messages: 1 }
- * console.log(taken?.chunks.length);
+ * const taken = out.take();
+ * assert.deepEqual(taken, { chunks: [new Uint8Array([0x00, 0x02, 0x68, 0x69])], messages: 1 });
  * ```
  */
 export class OutBuffer {
@@ -62,15 +63,25 @@ export class OutBuffer {
   /**
    * Appends a multipart message, one frame per entry. Returns true when a body was referred to
    * rather than copied: the caller's bytes must then stay unchanged until they are written.
+   * With `copy`, every body is copied and false is returned.
    */
-  message(frames: readonly Uint8Array[]): boolean {
+  message(frames: readonly Uint8Array[], copy = false): boolean {
     const last = frames.length - 1;
     let referenced = false;
     for (let i = 0; i <= last; i++) {
-      referenced = this.#frame(i < last ? FLAG_MORE : 0, frames[i]) || referenced;
+      referenced = this.#frame(i < last ? FLAG_MORE : 0, frames[i], copy) || referenced;
     }
     this.#messages++;
     return referenced;
+  }
+
+  /**
+   * Appends one message sent as a run of single-frame messages, the way sealed frames travel
+   * (CURVE's MESSAGE boxes carry the MORE flag inside). Bodies here are never the caller's.
+   */
+  singleFrames(bodies: readonly Uint8Array[]): void {
+    for (let i = 0; i < bodies.length; i++) this.#frame(0, bodies[i]);
+    this.#messages++;
   }
 
   /** Appends a command frame whose body is `name-length name data`. */
@@ -93,16 +104,17 @@ export class OutBuffer {
     return { chunks, messages };
   }
 
-  #frame(flags: number, body: Uint8Array): boolean {
+  #frame(flags: number, body: Uint8Array, copy = false): boolean {
     const size = body.length;
     const long = size > SHORT_FRAME_MAX;
     const header = long ? 9 : 2;
     this.#bytes += header + size;
     if (size >= ZERO_COPY_MIN) {
+      if (copy) body = body.slice();
       this.#header(flags, size, long, header);
       this.#cut();
       this.#chunks.push(body);
-      return true;
+      return !copy;
     }
     this.#reserve(header + size);
     this.#header(flags, size, long, header);

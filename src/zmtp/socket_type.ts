@@ -37,9 +37,10 @@ const COMPATIBLE: Record<SocketType, readonly string[]> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { socketTypesMatch } from "./socket_type.ts";
- * socketTypesMatch("DEALER", "ROUTER"); // true
- * socketTypesMatch("DEALER", "PUB"); // false
+ * assert.equal(socketTypesMatch("DEALER", "ROUTER"), true);
+ * assert.equal(socketTypesMatch("DEALER", "PUB"), false);
  * ```
  */
 export function socketTypesMatch(ours: SocketType, theirs: string): boolean {

@@ -150,6 +150,7 @@ class Peer:
             s.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if opts.maxmsgsize is not None:
             s.setsockopt(zmq.MAXMSGSIZE, opts.maxmsgsize)
+        self.configure(s)
 
         # The monitor is attached before bind/connect so that the first events
         # (listening, connect_delayed, ...) are not missed.
@@ -166,6 +167,9 @@ class Peer:
         self.lines = deque()
         # A pending "recv"/"recv_summary": (deadline, summary?) or None.
         self.pending_recv = None
+
+    def configure(self, sock):
+        """Hook for subclasses (secure_peer.py): more options, set before bind/connect."""
 
     # ------------------------------------------------------------------ output
 
