@@ -279,23 +279,33 @@ if (only.has("hub")) {
     `running hub benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
       "the strict gibbs 0.3 peer on pyzmq)...",
   );
-  const hub = (prefetch: string) =>
-    ours(`hub prefetch ${prefetch}`, "hub_bench", ["--prefetch", prefetch]);
+  const hub = (prefetch: string, threads = "0") =>
+    ours(`hub prefetch ${prefetch} threads ${threads}`, "hub_bench", [
+      "--prefetch",
+      prefetch,
+      "--threads",
+      threads,
+    ]);
   const auto = hub("auto");
   const one = hub("1");
+  const threaded = hub("auto", "1");
   const py = measure("python gibbs 0.3", "/usr/bin/python3", [here("./gibbs_py_bench.py")]);
-  Object.assign(all, { hub: { auto, one, py } });
+  Object.assign(all, { hub: { auto, one, threaded, py } });
   nullHub = auto;
   header("hub: 2 workers, trivial model", "Python gibbs");
   row('requests/s, 64 in flight (prefetch "auto")', [...auto, py], "req_per_s", 0, ">= 10x");
   row("  the same with gibbs's rule (prefetch 1)", [...one, py], "req_per_s", 0, "");
+  row("  the same on a handler thread (threads: 1)", [...threaded, py], "req_per_s", 0, "");
   row("one at a time, p50 us", [...auto, py], "p50_us", 1, "");
   row("one at a time, p99 us", [...auto, py], "p99_us", 1, "");
+  row("  on a handler thread, p50 us", [...threaded, py], "p50_us", 1, "");
   const r = (m: Measured) => ratio(m.median.req_per_s, py.median.req_per_s);
   notes.push(
     `hub headline ${r(auto[0])}${withNode ? ` (Node ${r(auto[1])})` : ""} rests on prefetch ` +
       `"auto" (requests wait in a fast worker's socket); like for like, gibbs's rule (prefetch ` +
-      `1): ${r(one[0])}${withNode ? ` (Node ${r(one[1])})` : ""}`,
+      `1): ${r(one[0])}${withNode ? ` (Node ${r(one[1])})` : ""}. Both with the handler on the ` +
+      `connection's thread (threads: 0, as advised for fast handlers); on a handler thread, the ` +
+      `default for a module: ${r(threaded[0])}${withNode ? ` (Node ${r(threaded[1])})` : ""}`,
   );
   const ke = py.median.strict_key_errors;
   const answered = py.median.strict_answered;
