@@ -103,7 +103,12 @@ export {
 export { Dealer } from "./src/socket/dealer.ts";
 export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
-export type { ChildProcess } from "./src/transport/runtime_types.ts";
+export type {
+  ChildProcess,
+  WebSocketBindOptions,
+  WebSocketConnectOptions,
+} from "./src/transport/runtime_types.ts";
+export { WebSocketError, type WebSocketErrorCode } from "./src/transport/ws_errors.ts";
 export type {
   AuthDecision,
   Authenticator,

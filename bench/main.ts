@@ -3,19 +3,21 @@
  * same run on the same machine, printed as figures and ratios. It installs what it needs on a
  * fresh clone (zeromq.js for the tests' peers, the npm build for the Node figures).
  *
- *   deno task bench [--runs 3] [--only socket,hub,curve,scale,chaos] [--no-node] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket,ws,hub,curve,scale,chaos] [--no-node] [--json F]
  *
- * Each socket, hub and CURVE figure is the median of that figure over `--runs` runs (p50 and p99
- * are each their own median); a run that fails is reported with its reason and the figure says
- * how many runs it rests on. The scale and chaos benchmarks run once (10 s and more each).
+ * Each socket, ws, hub and CURVE figure is the median of that figure over `--runs` runs (p50
+ * and p99 are each their own median); a run that fails is reported with its reason and the
+ * figure says how many runs it rests on. The scale and chaos benchmarks run once (10 s and more
+ * each).
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
  * `--no-node` leaves Node out).
  *
  * Anchors: raw loopback TCP with no framing (the floor of any round trip, bench/tcp_floor.ts) and
- * zeromq.js 6 (native libzmq) under Node for the socket layer; the strict gibbs 0.3 peer on pyzmq
- * (bench/gibbs_py_bench.py) for the hub; libzmq's CURVE through pyzmq
+ * zeromq.js 6 (native libzmq) under Node for the socket layer; jszmq (ZeroMQ over WebSocket)
+ * talking to jszmq under Node for the ws transport, beside our own tcp figures; the strict gibbs
+ * 0.3 peer on pyzmq (bench/gibbs_py_bench.py) for the hub; libzmq's CURVE through pyzmq
  * (bench/curve_pyzmq_bench.py) for CURVE, which is also shown against our own NULL.
  *
  * @module
@@ -41,7 +43,7 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
-const only = new Set((values.only ?? "socket,hub,curve,scale,chaos").split(","));
+const only = new Set((values.only ?? "socket,ws,hub,curve,scale,chaos").split(","));
 const deno = process.execPath;
 const root = here("../");
 /** The npm build's copy of the benchmark scripts, run by Node. */
@@ -272,6 +274,60 @@ if (only.has("socket")) {
           "of Node's"
         : `; zeromq.js (under Node) ${over(rtt[2], floor[0])} of Deno's`),
   );
+}
+
+if (only.has("ws")) {
+  console.log(
+    `running ws benchmarks (ours under Deno${withNode ? " and Node" : ""}, over ws and tcp; ` +
+      "jszmq to jszmq under Node)...",
+  );
+  const socket = (transport: string, role: string, size: string) =>
+    ours(`${transport} ${role} ${size}`, "socket_bench", [
+      role,
+      "--size",
+      size,
+      "--transport",
+      transport,
+    ]);
+  const jszmq = (role: string, size: string) =>
+    measure(`jszmq ${role} ${size}`, "node", [here("./jszmq_bench.mjs"), role, "--size", size]);
+  const w64 = [...socket("ws", "throughput", "64"), jszmq("throughput", "64")];
+  const w1m = [...socket("ws", "throughput", "1MiB"), jszmq("throughput", "1MiB")];
+  const wrtt = [...socket("ws", "rtt", "64"), jszmq("rtt", "64")];
+  // Our tcp figures of this same section, for what WebSocket framing costs us.
+  const t64 = socket("tcp", "throughput", "64");
+  const t1m = socket("tcp", "throughput", "1MiB");
+  Object.assign(all, { ws: { w64, w1m, wrtt, t64, t1m } });
+  header("ws: DEALER -> ROUTER over ws://, 2 processes", "jszmq");
+  row("64 B messages/s", w64, "msg_per_s", 0, ">= 3x");
+  row("1 MiB messages, MB/s", w1m, "mb_per_s", 0, ">= 1x");
+  row("ping-pong RTT p50, us", wrtt, "p50_us", 1, "");
+  row("ping-pong RTT p99, us", wrtt, "p99_us", 1, "");
+  // ws against our own tcp, Deno to Deno and Node to Node: the ratio columns are ws / tcp.
+  const vsTcp = (what: string, ws: Measured[], tcp: Measured[], key: string) => {
+    rows.push(
+      withNode
+        ? [
+          what,
+          cell(ws[0], key, 0),
+          cell(ws[1], key, 0),
+          cell(tcp[0], key, 0),
+          ratio(ws[0].median[key], tcp[0].median[key]),
+          ratio(ws[1].median[key], tcp[1].median[key]),
+          `tcp Node ${cell(tcp[1], key, 0)}`,
+        ]
+        : [
+          what,
+          cell(ws[0], key, 0),
+          cell(tcp[0], key, 0),
+          ratio(ws[0].median[key], tcp[0].median[key]),
+          "",
+        ],
+    );
+  };
+  header("ws vs our tcp (ratio: ws / tcp)", "ours tcp Deno");
+  vsTcp("64 B messages/s", w64, t64, "msg_per_s");
+  vsTcp("1 MiB messages, MB/s", w1m, t1m, "mb_per_s");
 }
 
 if (only.has("hub")) {

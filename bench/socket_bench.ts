@@ -2,8 +2,8 @@
  * Our Dealer → Router benchmark, measured exactly as bench/zeromqjs_bench.mjs measures
  * zeromq.js (same roles, same method), so the two compare as ratios in one run.
  *
- *   deno run -A bench/socket_bench.ts throughput --size 64 [--count N] [--duration S]
- *   deno run -A bench/socket_bench.ts rtt --size 64
+ *   deno run -A bench/socket_bench.ts throughput --size 64 [--count N] [--duration S] [--transport ws]
+ *   deno run -A bench/socket_bench.ts rtt --size 64 [--transport ws]
  *   deno run -A bench/socket_bench.ts sink --bind EP --count N [--warmup W]   (child role)
  *   deno run -A bench/socket_bench.ts echo --bind EP                          (child role)
  *
@@ -13,6 +13,8 @@
  * Method: the parent is a DEALER doing one `await send(msg)` per message; the child is a
  * ROUTER in another process timing from the first to the last measured message. RTT: the
  * child echoes, the parent sends one message and awaits its echo, N times after warm-up.
+ * `--transport ws` runs the same over `ws://` loopback (ZWS 2.0) instead of `tcp://`, to compare
+ * with bench/jszmq_bench.mjs.
  *
  * @module
  */
@@ -116,11 +118,17 @@ async function spawnChild(args: string[]): Promise<Child> {
   return { process: child, endpoint: ready.endpoint as string, nextLine };
 }
 
-async function throughput(size: number, count: number, duration: number, warmup: number) {
+async function throughput(
+  size: number,
+  count: number,
+  duration: number,
+  warmup: number,
+  transport: string,
+) {
   const child = await spawnChild([
     "sink",
     "--bind",
-    "tcp://127.0.0.1:0",
+    `${transport}://127.0.0.1:0`,
     "--count",
     `${count}`,
     "--warmup",
@@ -144,6 +152,7 @@ async function throughput(size: number, count: number, duration: number, warmup:
   return {
     name: NAME,
     test: "throughput",
+    transport,
     size,
     count: result.count,
     msg_per_s: result.msg_per_s,
@@ -152,11 +161,17 @@ async function throughput(size: number, count: number, duration: number, warmup:
   };
 }
 
-async function rtt(size: number, count: number, duration: number, warmup: number) {
+async function rtt(
+  size: number,
+  count: number,
+  duration: number,
+  warmup: number,
+  transport: string,
+) {
   const child = await spawnChild([
     "echo",
     "--bind",
-    "tcp://127.0.0.1:0",
+    `${transport}://127.0.0.1:0`,
     ...(parentSecurity.curveServerKey ? ["--curve"] : []),
   ]);
   const sock = new Dealer({ linger: 0, ...parentSecurity });
@@ -183,6 +198,7 @@ async function rtt(size: number, count: number, duration: number, warmup: number
   return {
     name: NAME,
     test: "rtt",
+    transport,
     size,
     count: n,
     p50_us: round(percentile(sorted, 50)),
@@ -207,6 +223,7 @@ async function main(): Promise<void> {
       warmup: { type: "string" },
       duration: { type: "string", default: "3" },
       bind: { type: "string" },
+      transport: { type: "string", default: "tcp" },
       curve: { type: "boolean", default: false },
     },
   });
@@ -230,12 +247,16 @@ async function main(): Promise<void> {
   watchdog(WATCHDOG_MS, role);
   const size = parseSize(v.size!);
   const duration = Number(v.duration);
+  const transport = v.transport!;
+  if (transport !== "tcp" && transport !== "ws") throw new Error("--transport is tcp or ws");
   if (role === "throughput") {
     const count = Number(v.count ?? (size >= 65536 ? 2_000 : 1_000_000));
     const warmup = Number(v.warmup ?? (size >= 65536 ? 200 : 20_000));
-    out(await throughput(size, count, duration, warmup));
+    out(await throughput(size, count, duration, warmup, transport));
   } else if (role === "rtt") {
-    out(await rtt(size, Number(v.count ?? 20_000), duration, Number(v.warmup ?? 2_000)));
+    out(
+      await rtt(size, Number(v.count ?? 20_000), duration, Number(v.warmup ?? 2_000), transport),
+    );
   } else {
     throw new Error(`unknown role ${role}: throughput, rtt, sink or echo`);
   }

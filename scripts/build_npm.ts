@@ -13,7 +13,9 @@
  *    (`deno check` types them).
  * 3. Write `package.json` (dependencies: the packages the staged library imports; test-only ones
  *    go to devDependencies), the bin, README.md and LICENSE, and copy the tests' helper files.
- * 4. Copy the runtime dependencies into `node_modules` (see {@linkcode vendorDependencies}), so
+ * 4. Bundle the browser build (`src/browser.ts`, with esbuild: `src/transport/browser_bundle.ts`)
+ *    into `browser/gibbs.js`, exported as `gibbs-zmq/browser` and served by the gateway.
+ * 5. Copy the runtime dependencies into `node_modules` (see {@linkcode vendorDependencies}), so
  *    that `npm install ./npm`, which links the folder, works in a fresh project.
  *
  * Afterwards `cd npm && npm pack` makes the tarball (tests and benchmarks are left out of it),
@@ -28,6 +30,7 @@
 // A build tool, not a dependency of the library: kept out of deno.json's import map.
 // deno-lint-ignore no-import-prefix
 import ts from "npm:typescript@^5.7";
+import { buildBrowserBundle } from "../src/transport/browser_bundle.ts";
 
 /**
  * The npm package name. Not deno.json's `@gibbs/gibbs`: publishing under the `@gibbs` scope
@@ -38,6 +41,8 @@ const DEFAULT_NAME = "gibbs-zmq";
 const NODE_ENGINES = ">=20.19";
 /** Node type definitions the compiler checks against, matching `NODE_ENGINES`. */
 const NODE_TYPES = "npm:@types/node@^20.19";
+/** Type definitions of packages that ship none (`ws`, the tests' hostile WebSocket client). */
+const DEPENDENCY_TYPES = ["npm:@types/ws@^8.18.1"];
 /**
  * Library modules the build starts from; whatever they import comes along. `src/cli/entry.ts`
  * and `src/gibbs/thread_entry.ts` are reached by URL only (spawnWorkers starts the first in
@@ -523,6 +528,7 @@ async function build(): Promise<void> {
     }
     await linkTypePackages(stageDir, [
       NODE_TYPES,
+      ...DEPENDENCY_TYPES,
       ...[...wanted].map(([name, range]) => `npm:${name}@${range}`),
     ]);
 
@@ -552,11 +558,19 @@ async function build(): Promise<void> {
     for (const path of walk("tests")) {
       if (!path.endsWith(".ts")) copy(`${root}/${path}`, `${outDir}/${path}`);
     }
+    // The example web pages, which the browser tests load (not part of the package).
+    for (const path of walk("examples")) {
+      if (path.endsWith(".html")) copy(`${root}/${path}`, `${outDir}/${path}`);
+    }
     for (const dir of findDirs("tests", "node_modules")) {
       const link = `${outDir}/${dir}`;
       Deno.mkdirSync(dirname(link), { recursive: true });
       Deno.symlinkSync(`${root}/${dir}`, link);
     }
+
+    // The browser build: one ES module for web pages (a Worker over WebSocket).
+    Deno.mkdirSync(`${outDir}/browser`, { recursive: true });
+    Deno.writeFileSync(`${outDir}/browser/gibbs.js`, await buildBrowserBundle());
 
     write(`${outDir}/bin/gibbs.js`, BIN);
     Deno.chmodSync(`${outDir}/bin/gibbs.js`, 0o755);
@@ -584,11 +598,12 @@ async function build(): Promise<void> {
       types: "./mod.d.ts",
       exports: {
         ".": { types: "./mod.d.ts", import: "./mod.js", default: "./mod.js" },
+        "./browser": "./browser/gibbs.js",
         "./package.json": "./package.json",
       },
       bin: { gibbs: "./bin/gibbs.js" },
       // The tests and benchmarks stay out of the tarball.
-      files: ["mod.js", "mod.d.ts", "src/", "bin/", ...extras],
+      files: ["mod.js", "mod.d.ts", "src/", "bin/", "browser/", ...extras],
       engines: { node: NODE_ENGINES },
       dependencies,
       devDependencies,

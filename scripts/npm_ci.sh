@@ -108,7 +108,7 @@ printf '{ "name": "consumer", "version": "1.0.0", "private": true, "type": "modu
   >"$consumer/package.json"
 check "consumer: npm install the tarball (+ typescript, @types/node)" 300 "$consumer" \
   npm install "${npm_quiet[@]}" "$tarball" typescript@^5.7 @types/node@^20.19 || summary
-check "consumer: ESM import { Hub, Worker, Dealer, Router } from \"gibbs-zmq\"" 30 "$consumer" \
+check "consumer: ESM import { Hub, Worker, Dealer, Router } from \"gibbs-zmq\"; tcp and ws; gibbs-zmq/browser" 30 "$consumer" \
   node esm.mjs
 check "consumer: CommonJS require(\"gibbs-zmq\")" 30 "$consumer" node cjs.cjs
 check "consumer: tsc --noEmit --strict on a file using Hub, Worker, Dealer, Router" 120 \

@@ -1,12 +1,12 @@
 /**
- * Prepares the interop test peers before `deno task test`: installs zeromq.js into tests/peers
- * (`npm ci`, from the npm registry) when it is missing, then checks that each peer runs here —
- * zeromq.js under Node, pyzmq and msgpack (and prometheus_client, for the /metrics test) under
- * the peers' Python (`GIBBS_TEST_PYTHON`, default `/usr/bin/python3`), Chromium for the
- * dashboard test.
+ * Prepares the interop test peers before `deno task test`: installs tests/peers' npm packages
+ * (zeromq.js, jszmq, playwright-core; `npm ci`, from the npm registry) when one is missing, then
+ * checks that each peer and tool runs here — zeromq.js and jszmq under Node, pyzmq and msgpack
+ * (and prometheus_client, for the /metrics test) under the peers' Python (`GIBBS_TEST_PYTHON`,
+ * default `/usr/bin/python3`), Chromium for the dashboard and browser-worker tests.
  *
- * On a developer machine a missing peer is reported and its tests are skipped. With `CI=true` it
- * is an error: this exits 1, naming what is missing, and `deno task test` stops there.
+ * On a developer machine what is missing is reported and its tests are skipped. With `CI=true`
+ * it is an error: this exits 1, naming what is missing, and `deno task test` stops there.
  *
  * @module
  */
@@ -17,6 +17,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import {
   chromiumMissing,
+  jszmqMissing,
   prometheusMissing,
   pyzmqMissing,
   zeromqMissing,
@@ -26,8 +27,11 @@ const ci = process.env.CI === "true";
 const peers = fileURLToPath(new URL("../tests/peers/", import.meta.url));
 const problems: string[] = [];
 
-if (!existsSync(`${peers}node_modules/zeromq`)) {
-  console.error("test setup: installing zeromq.js for the interop tests (npm ci in tests/peers)");
+const packages = ["zeromq", "jszmq", "playwright-core"];
+if (packages.some((name) => !existsSync(`${peers}node_modules/${name}`))) {
+  console.error(
+    `test setup: installing ${packages.join(", ")} for the interop tests (npm ci in tests/peers)`,
+  );
   const npm = spawnSync("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: peers,
     stdio: "inherit",
@@ -37,14 +41,17 @@ if (!existsSync(`${peers}node_modules/zeromq`)) {
     problems.push(`npm ci in tests/peers failed (${npm.error ?? `exit ${npm.status}`})`);
   }
 }
-const zeromq = zeromqMissing();
-if (zeromq) problems.push(`zeromq.js: ${zeromq}`);
-const pyzmq = pyzmqMissing();
-if (pyzmq) problems.push(`pyzmq: ${pyzmq}`);
-const prometheus = prometheusMissing();
-if (prometheus) problems.push(`prometheus_client: ${prometheus}`);
-const chromium = chromiumMissing();
-if (chromium) problems.push(`chromium: ${chromium}`);
+const probes: [string, () => string | false][] = [
+  ["zeromq.js", zeromqMissing],
+  ["jszmq", jszmqMissing],
+  ["pyzmq", pyzmqMissing],
+  ["prometheus_client", prometheusMissing],
+  ["chromium", chromiumMissing],
+];
+for (const [name, missing] of probes) {
+  const why = missing();
+  if (why) problems.push(`${name}: ${why}`);
+}
 
 if (problems.length > 0) {
   const list = problems.map((p) => `  - ${p}`).join("\n");

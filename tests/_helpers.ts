@@ -43,6 +43,7 @@ export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
 export {
   chromiumMissing,
+  jszmqMissing,
   prometheusMissing,
   PYTHON,
   pyzmqMissing,

@@ -1,16 +1,17 @@
 /**
- * Drives a real libzmq socket in another process (pyzmq, or zeromq.js under Node) through the
- * JSON-lines protocol of tests/peers/zmq_peer.{py,mjs}. Every wait is bounded.
+ * Drives a real ZeroMQ socket in another process (libzmq through pyzmq or zeromq.js under Node,
+ * or jszmq under Node for ws://) through the JSON-lines protocol of
+ * tests/peers/zmq_peer.{py,mjs} and jszmq_peer.mjs. Every wait is bounded.
  *
  * @module
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { PYTHON, pyzmqMissing, withTimeout, zeromqMissing } from "./_helpers.ts";
+import { jszmqMissing, PYTHON, pyzmqMissing, withTimeout, zeromqMissing } from "./_helpers.ts";
 
-/** Which libzmq binding runs the peer. */
-export type PeerKind = "pyzmq" | "zeromq.js";
+/** Which peer implementation runs: libzmq through pyzmq or zeromq.js, or jszmq (ws only). */
+export type PeerKind = "pyzmq" | "zeromq.js" | "jszmq";
 
 const PY_PEER = fileURLToPath(new URL("./peers/zmq_peer.py", import.meta.url));
 /** zmq_peer.py with CURVE, PLAIN and a ZAP handler (pyzmq only). */
@@ -18,6 +19,7 @@ export const SECURE_PY_PEER: string = fileURLToPath(
   new URL("./peers/secure_peer.py", import.meta.url),
 );
 const JS_PEER = fileURLToPath(new URL("./peers/zmq_peer.mjs", import.meta.url));
+const JSZMQ_PEER = fileURLToPath(new URL("./peers/jszmq_peer.mjs", import.meta.url));
 
 /** How long a peer may take to start and print its ready line. */
 const START_MS = 20_000;
@@ -26,7 +28,8 @@ const OP_MARGIN_MS = 10_000;
 
 /** Why a kind of peer cannot run here (for a test's `skip`), or false when it can. */
 export function peerMissing(kind: PeerKind): string | false {
-  return kind === "pyzmq" ? pyzmqMissing() : zeromqMissing();
+  if (kind === "pyzmq") return pyzmqMissing();
+  return kind === "jszmq" ? jszmqMissing() : zeromqMissing();
 }
 
 /** A running peer. */
@@ -60,7 +63,9 @@ export async function startPeer(
 ): Promise<Peer> {
   const child: ChildProcess = kind === "pyzmq"
     ? spawn(PYTHON, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
-    : spawn("node", [JS_PEER, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+    : spawn("node", [kind === "jszmq" ? JSZMQ_PEER : JS_PEER, ...args], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
   const events: Peer["events"] = [];
   const waiting: Array<(answer: Record<string, unknown>) => void> = [];
   let buffered = "";

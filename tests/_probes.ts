@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 /** The interpreter of the Python peers: `$GIBBS_TEST_PYTHON`, else Debian's `/usr/bin/python3`. */
 export const PYTHON: string = process.env.GIBBS_TEST_PYTHON || "/usr/bin/python3";
 
-const probes: { pyzmq?: string | false; zeromq?: string | false; prometheus?: string | false } = {};
+const probes: Partial<Record<"pyzmq" | "zeromq" | "jszmq" | "prometheus", string | false>> = {};
 
 /**
  * Why the pyzmq and Python gibbs peers cannot run here (for a test's `skip`), or false when
@@ -33,7 +33,7 @@ export function pyzmqMissing(): string | false {
  * Node: under Deno its ROUTER was seen to bind and never receive).
  */
 export function zeromqMissing(): string | false {
-  return probes.zeromq ??= probeZeromq();
+  return probes.zeromq ??= nodePackageMissing("zeromq", "zeromq.js");
 }
 
 function probePyzmq(): string | false {
@@ -50,21 +50,24 @@ function probePyzmq(): string | false {
   }
 }
 
-/** The zeromq.js package of the test peers (installed by scripts/test_setup.ts). */
-const ZEROMQ_JS: string = fileURLToPath(new URL("./peers/node_modules/zeromq/", import.meta.url));
-
-function probeZeromq(): string | false {
+/** Why Node cannot load the test peers' npm package `name` (tests/peers/node_modules), or false. */
+function nodePackageMissing(name: string, hint: string): string | false {
+  const dir = fileURLToPath(new URL(`./peers/node_modules/${name}/`, import.meta.url));
   try {
-    const r = spawnSync("node", ["-e", `require(${JSON.stringify(ZEROMQ_JS)})`], {
+    const r = spawnSync("node", ["-e", `require(${JSON.stringify(dir)})`], {
       stdio: "ignore",
       timeout: 20_000,
     });
-    return r.status === 0
-      ? false
-      : "node cannot load zeromq.js (npm ci --prefix tests/peers; deno task test does it)";
+    return r.status === 0 ? false : `node cannot load ${hint} (npm ci --prefix tests/peers; ` +
+      "deno task test does it)";
   } catch (error) {
     return `node not runnable: ${error}`;
   }
+}
+
+/** Why jszmq (the ws:// peer, under Node) cannot run here, or false when Node loads it. */
+export function jszmqMissing(): string | false {
+  return probes.jszmq ??= nodePackageMissing("jszmq", "jszmq");
 }
 
 /** Why the Prometheus parser test cannot run here, or false when `PYTHON` has prometheus_client. */

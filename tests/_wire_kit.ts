@@ -214,7 +214,7 @@ export function peerGreeting(options: GreetingOptions = {}): Uint8Array {
 }
 
 /** Everything an OutBuffer holds, as one array (empty when it holds nothing). */
-export function drain(out: OutBuffer): Uint8Array {
+export function drain(out: Pick<OutBuffer, "take">): Uint8Array {
   const taken = out.take();
   return taken === null ? EMPTY : concat(taken.chunks);
 }

@@ -13,6 +13,7 @@ import {
 } from "../gibbs/errors.ts";
 import type { Hub, RequestOptions } from "../gibbs/hub.ts";
 import type { ResponseStream } from "../gibbs/response_stream.ts";
+import { browserBundle } from "../transport/browser_bundle.ts";
 import type { HttpHandler } from "../transport/runtime_types.ts";
 import { isInteger, isSafeNumber, parse as parseLossless } from "lossless-json";
 
@@ -216,6 +217,26 @@ function parseJson(text: string): unknown {
   }
 }
 
+/** `GET /gibbs.js`: the browser build, importable from pages of any origin. */
+async function serveBrowserBuild(request: Request): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return reply(405, { error: "use GET" });
+  }
+  let js: Uint8Array;
+  try {
+    js = await browserBundle();
+  } catch (error) {
+    return reply(500, { error: `cannot build the browser bundle: ${(error as Error).message}` });
+  }
+  return new Response(request.method === "HEAD" ? null : js as Uint8Array<ArrayBuffer>, {
+    headers: {
+      "content-type": "text/javascript; charset=utf-8",
+      "access-control-allow-origin": "*",
+      "cache-control": "no-cache",
+    },
+  });
+}
+
 /**
  * Builds the gateway's handler:
  * `POST /request` `{"args": [...], "kwargs": {...}, "timeout": s, "retries": n}` →
@@ -224,13 +245,15 @@ function parseJson(text: string): unknown {
  * `maxBodyBytes`; `POST /stream` with the same body → the chunks as Server-Sent Events or
  * NDJSON (by `Accept`); `POST /services/NAME/request` and `/services/NAME/stream` → the same
  * for a service; `GET /health` → 200 `{"workers", ...}`; `GET /metrics`, `GET /status` and the
- * dashboard at `GET /` (see {@linkcode observabilityRoute}). Integers in the body are read
- * exactly, beyond 2^53 too.
+ * dashboard at `GET /` (see {@linkcode observabilityRoute}); `GET /gibbs.js` → the browser build
+ * (a Worker for web pages, to import from any origin). Integers in the body are read exactly,
+ * beyond 2^53 too.
  */
 export function gatewayHandler(hub: Hub, options: GatewayOptions = {}): HttpHandler {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   return async (request) => {
     const path = new URL(request.url).pathname;
+    if (path === "/gibbs.js") return await serveBrowserBuild(request);
     const observed = observabilityRoute(hub, request, path);
     if (observed !== null) return observed;
     if (path === "/health") {

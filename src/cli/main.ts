@@ -44,6 +44,7 @@ Usage:
   gibbs demo    [--workers N] [--requests N] [--seconds S] [--port P]
   gibbs hub     --http HTTP_PORT [--http-host H] [--port P] [--host H] [--endpoint E]
                 [--heartbeat S] [--resp-buffer N] [--max-body SIZE]
+                [--ws WS_PORT [--ws-origin ORIGIN]... [--ws-cert FILE --ws-key FILE]]
   gibbs worker  MODULE [--export NAME] [--host H] [--port P] [--endpoint E] [--heartbeat S]
                 [--threads N] [--concurrency N] [--service NAME]
                 [--batch-size N [--batch-wait-ms MS]]
@@ -77,7 +78,12 @@ Options:
   --endpoint E       full endpoint for workers instead of host and port (e.g. ipc:///tmp/hub)
   --heartbeat S      worker heartbeat interval in seconds (default 1)
   --resp-buffer N    most pending requests; more get HTTP 503 (default 4096)
-  --max-body SIZE    largest request body, in bytes or with KiB/MiB/GiB (default 16MiB)${LOG_USAGE}
+  --max-body SIZE    largest request body, in bytes or with KiB/MiB/GiB (default 16MiB)
+  --ws PORT          also listen for workers over WebSocket (ZWS 2.0): browser pages, jszmq
+  --ws-origin O      a page origin allowed on --ws, e.g. https://app.example (repeatable; "*"
+                     allows any; default: pages served from the hub's own host name)
+  --ws-cert FILE     with --ws-key: wss:// (TLS) with this PEM certificate chain
+  --ws-key FILE      the PEM private key for --ws-cert${LOG_USAGE}
 
 HTTP:
   POST /request  {"args": [...], "kwargs": {...}, "timeout": s, "retries": n}
@@ -91,6 +97,7 @@ HTTP:
   GET  /metrics  Prometheus text format (requests by outcome, latency histograms, workers, ...)
   GET  /status   JSON: figures, workers, per-second history, recent events (gibbs status URL)
   GET  /         the live dashboard
+  GET  /gibbs.js the browser build: import { Worker } from it in a page to join over --ws
 ${sec.HUB_SECURITY_USAGE}
 
 SIGINT/SIGTERM: stop accepting, fail pending requests (HTTP 503), exit 0 within a second.
@@ -106,7 +113,8 @@ Options:
   --export NAME      export to serve instead of the default one
   --host H           hub host (default localhost)
   --port P           hub port (default 5019)
-  --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub)
+  --endpoint E       full hub endpoint instead of host and port (e.g. ipc:///tmp/hub,
+                     ws://hub:5020 for a hub listening with --ws)
   --heartbeat S      heartbeat interval in seconds (default 1)
   --threads N        handler threads, each with its own instance of the handler; the
                      connection's thread answers heartbeats while they compute, so a
@@ -508,6 +516,10 @@ async function hub(argv: string[]): Promise<void> {
     "max-body": { type: "string" },
     http: { type: "string" },
     "http-host": { type: "string" },
+    ws: { type: "string" },
+    "ws-origin": { type: "string", multiple: true },
+    "ws-cert": { type: "string" },
+    "ws-key": { type: "string" },
     ...sec.HUB_SECURITY_FLAGS,
   });
   if (values.help) return console.log(HUB_USAGE);
@@ -521,6 +533,7 @@ async function hub(argv: string[]): Promise<void> {
   const heartbeatInterval = positive(values.heartbeat, "--heartbeat", "seconds");
   const respBufferSize = integer(values["resp-buffer"], "--resp-buffer", 1);
   const maxBodyBytes = size(values["max-body"], "--max-body") ?? DEFAULT_MAX_BODY_BYTES;
+  const ws = wsEndpoint(values);
 
   const log = new Log(logs, "hub");
   const security = await sec.hubSecurity(
@@ -530,6 +543,7 @@ async function hub(argv: string[]): Promise<void> {
   );
   const theHub = new Hub({
     endpoint,
+    endpoints: ws ? [ws] : undefined,
     heartbeatInterval,
     respBufferSize,
     overflow: "reject-new",
@@ -540,6 +554,9 @@ async function hub(argv: string[]): Promise<void> {
   try {
     bound = await theHub.ready;
   } catch (error) {
+    if (ws && /wss?:\/\//.test((error as Error)?.message ?? "")) {
+      throw listenFailure(error, ws.endpoint, "browser workers, --ws");
+    }
     throw listenFailure(
       error,
       endpoint,
@@ -562,6 +579,14 @@ async function hub(argv: string[]): Promise<void> {
     endpoint: bound,
     http,
   });
+  if (ws) {
+    const browsers = theHub.endpoints[1];
+    log.info(
+      "hub.listening.ws",
+      `browser workers connect to ${browsers}; they import ${http}/gibbs.js`,
+      { endpoint: browsers },
+    );
+  }
 
   const signal = await nextSignal();
   // A second signal while shutting down quits at once.
@@ -583,6 +608,33 @@ async function hub(argv: string[]): Promise<void> {
     log.warn("hub.shutdown.slow", "HTTP connections still open after 1 s: exiting anyway");
   }
   runtime.exit(0);
+}
+
+/** The WebSocket endpoint of `gibbs hub --ws`, with its bind options, or undefined. */
+function wsEndpoint(values: {
+  ws?: string;
+  host?: string;
+  "ws-origin"?: string | string[];
+  "ws-cert"?: string;
+  "ws-key"?: string;
+}): { endpoint: string; origins?: string[]; certFile?: string; keyFile?: string } | undefined {
+  const tls = values["ws-cert"] !== undefined || values["ws-key"] !== undefined;
+  if (values.ws === undefined) {
+    if (tls || values["ws-origin"]) {
+      throw new UsageError("--ws-origin, --ws-cert and --ws-key need --ws PORT");
+    }
+    return undefined;
+  }
+  if (tls && (values["ws-cert"] === undefined || values["ws-key"] === undefined)) {
+    throw new UsageError("--ws-cert and --ws-key go together");
+  }
+  const wsPort = port(values.ws, "--ws")!;
+  return {
+    endpoint: `${tls ? "wss" : "ws"}://${values.host ?? "*"}:${wsPort}`,
+    origins: values["ws-origin"] === undefined ? undefined : [values["ws-origin"]].flat(),
+    certFile: values["ws-cert"],
+    keyFile: values["ws-key"],
+  };
 }
 
 async function worker(argv: string[]): Promise<void> {

@@ -9,6 +9,7 @@ import type { SecurityOptions } from "../socket/security.ts";
 import { Router } from "../socket/router.ts";
 import { describeId, keyOf } from "../socket/routing_id.ts";
 import { runtime } from "../transport/runtime.ts";
+import type { WebSocketBindOptions } from "../transport/runtime_types.ts";
 import { decodeResponse, encodeRequest, type Kwargs } from "./codec.ts";
 import { DEFAULT_PORT } from "./defaults.ts";
 import { Dispatcher, type Outcome, type Request, type WorkerState } from "./dispatcher.ts";
@@ -40,6 +41,13 @@ export interface HubOptions {
   host?: string;
   /** Full endpoint to bind instead of host and port, e.g. `"ipc:///tmp/hub"`. */
   endpoint?: string;
+  /**
+   * More endpoints to bind besides the main one, all serving one pool: e.g.
+   * `["ws://0.0.0.0:5020"]` for workers running in browser pages (ZWS 2.0 over WebSocket). An
+   * entry may carry WebSocket bind options: the page origins allowed (default: pages of the
+   * same host) and, for `wss://`, the certificate and key files.
+   */
+  endpoints?: (string | ({ endpoint: string } & WebSocketBindOptions))[];
   /** Seconds between worker heartbeats; a worker not heard from for longer is skipped (default 1). */
   heartbeatInterval?: number;
   /** Most requests pending at once (default 4096). */
@@ -180,6 +188,7 @@ export class Hub {
   #nextId = requestIdGenerator();
   #closed = false;
   #endpoint: string | undefined;
+  #endpoints: string[] = [];
   #stopSweep: () => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -246,9 +255,17 @@ export class Hub {
     });
     const endpoint = options.endpoint ??
       `tcp://${options.host ?? "*"}:${options.port ?? DEFAULT_PORT}`;
-    this.ready = this.#router.bind(endpoint).then((bound) => {
-      this.#endpoint = bound;
-      return bound;
+    const more = (options.endpoints ?? []).map((e) =>
+      typeof e === "string" ? this.#router.bind(e) : this.#router.bind(e.endpoint, e)
+    );
+    // Every bind settles before `ready` does, so that a failure leaves none half-done.
+    this.ready = Promise.allSettled([this.#router.bind(endpoint), ...more]).then((results) => {
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+      const bound = results.map((r) => (r as PromiseFulfilledResult<string>).value);
+      this.#endpoint = bound[0];
+      this.#endpoints = bound;
+      return bound[0];
     });
     // Nobody may be awaiting `ready`; the failure still reaches every request.
     this.ready.catch(() => {});
@@ -259,6 +276,11 @@ export class Hub {
   /** The endpoint bound, once {@linkcode Hub.ready} resolved. */
   get endpoint(): string | undefined {
     return this.#endpoint;
+  }
+
+  /** Every endpoint bound (the main one first, then `endpoints`), once ready resolved. */
+  get endpoints(): string[] {
+    return [...this.#endpoints];
   }
 
   /** Number of workers connected now. */
@@ -450,7 +472,11 @@ export class Hub {
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed) {
+      // Closed by a failed bind: resolve once what was bound is released.
+      await this.ready.catch(() => {});
+      return await this.#router.whenClosed();
+    }
     this.#closed = true;
     this.#stopSweep();
     clearTimeout(this.#timer);

@@ -12,7 +12,8 @@ import { securityMechanism, type SecurityOptions } from "./security.ts";
  * What a {@linkcode SocketEvent} reports, named as zeromq.js names its socket events:
  * - `bind` / `bind:error`: an endpoint is listening, or could not be bound;
  * - `accept` / `accept:error`: a peer connected to a bound endpoint, or was refused before its
- *   handshake (the connection limit), or the listener failed to accept;
+ *   handshake (the connection limit; on `ws://`, a WebSocket upgrade refused: its origin,
+ *   subprotocol or path, or a request not complete in time), or the listener failed to accept;
  * - `connect` / `connect:retry`: a connection to an endpoint opened, or failed and will be tried
  *   again after `interval` ms;
  * - `handshake`: a peer finished the ZMTP handshake and may exchange messages;
@@ -56,6 +57,8 @@ export interface SocketEvent {
   interval?: number;
   /** The user id an authenticator gave the peer (on `handshake`, CURVE and PLAIN servers). */
   userId?: string;
+  /** The WebSocket subprotocol agreed (`ws://` and `wss://` peers, on `accept` and `connect`). */
+  protocol?: string;
 }
 
 /**

@@ -6,10 +6,17 @@
  */
 
 import { runtime } from "../transport/runtime.ts";
-import type { ByteStream } from "../transport/runtime_types.ts";
-import { Connection, type ConnectionOptions, type PeerInfo } from "../zmtp/connection.ts";
+import type { Stream } from "../transport/runtime_types.ts";
+import {
+  Connection,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  type PeerInfo,
+} from "../zmtp/connection.ts";
 import { ZmtpError } from "../zmtp/errors.ts";
 import { type AuthDecision, type AuthRequest, toAuthOutcome } from "../zmtp/mechanism.ts";
+import { ZWS_BARE, ZWS_NULL } from "../zmtp/zws.ts";
+import { BareZwsConnection } from "../zmtp/zws_bare.ts";
 import { Deque } from "./deque.ts";
 
 /**
@@ -34,6 +41,19 @@ export interface PipeOwner {
   authenticate(pipe: Pipe, request: AuthRequest): AuthDecision | Promise<AuthDecision>;
 }
 
+/** The protocol engine for a stream: ZMTP over bytes, or ZWS 2.0 over WebSocket messages. */
+function openConnection(
+  stream: Stream,
+  options: ConnectionOptions,
+  events: ConnectionEvents,
+): Connection | BareZwsConnection {
+  if (stream.kind === "bytes") return new Connection(options, events, runtime.now());
+  if (stream.protocol === ZWS_BARE) return new BareZwsConnection(options, events, runtime.now());
+  // libzmq's ws_engine drops ZMTP PINGs: a PING to it would go unanswered and time it out.
+  const heartbeat = stream.protocol === ZWS_NULL ? { heartbeatInterval: 0 } : {};
+  return new Connection({ ...options, framing: "zws", ...heartbeat }, events, runtime.now());
+}
+
 /** A connected peer. */
 export class Pipe {
   /** The endpoint through which this peer came (bound or connected). */
@@ -56,8 +76,8 @@ export class Pipe {
   bytesSent = 0;
 
   #owner: PipeOwner;
-  #stream: ByteStream;
-  #conn: Connection;
+  #stream: Stream;
+  #conn: Connection | BareZwsConnection;
   #sendHighWaterMark: number;
   #receiveHighWaterMark: number;
   #pending = 0;
@@ -77,7 +97,7 @@ export class Pipe {
   /** Wraps `stream`, queues our greeting and starts reading. */
   constructor(
     owner: PipeOwner,
-    stream: ByteStream,
+    stream: Stream,
     endpoint: string,
     connection: ConnectionOptions,
     sendHighWaterMark: number,
@@ -89,7 +109,7 @@ export class Pipe {
     this.remote = stream.remote;
     this.#sendHighWaterMark = sendHighWaterMark;
     this.#receiveHighWaterMark = receiveHighWaterMark;
-    this.#conn = new Connection(connection, {
+    const events: ConnectionEvents = {
       ready: (peer) => {
         this.peer = peer;
         if (!this.#owner.pipeReady(this, peer)) this.close();
@@ -103,7 +123,8 @@ export class Pipe {
         this.#owner.pipeMessage(this);
       },
       authenticate: (request) => this.#authenticate(request),
-    }, runtime.now());
+    };
+    this.#conn = openConnection(stream, connection, events);
     this.#flush();
     stream.start(
       (chunk) => this.#onData(chunk),

@@ -8,10 +8,19 @@
 import { type Endpoint, formatEndpoint, parseEndpoint } from "../transport/endpoint.ts";
 import { TransportError } from "../transport/errors.ts";
 import { runtime } from "../transport/runtime.ts";
-import type { ByteStream, Listener } from "../transport/runtime_types.ts";
+import type {
+  Listener,
+  Stream,
+  WebSocketBindOptions,
+  WebSocketConnectOptions,
+  WebSocketDialOptions,
+  WebSocketListenOptions,
+} from "../transport/runtime_types.ts";
+import { WebSocketError } from "../transport/ws_errors.ts";
 import type { ConnectionOptions, PeerInfo } from "../zmtp/connection.ts";
 import { handshakeFailureKind, ZmtpError } from "../zmtp/errors.ts";
 import type { SocketType } from "../zmtp/socket_type.ts";
+import { zwsClientProtocols, zwsServerProtocols } from "../zmtp/zws.ts";
 import { Deque } from "./deque.ts";
 import { EndpointError, SocketClosedError, SocketError, TimeoutError } from "./errors.ts";
 import {
@@ -46,6 +55,7 @@ export interface PendingSend extends Waiter<void> {
 interface Connector {
   endpoint: Endpoint;
   text: string;
+  ws: WebSocketConnectOptions | undefined;
   pipe: Pipe | null;
   timer: ReturnType<typeof setTimeout> | null;
   delay: number;
@@ -67,6 +77,11 @@ function parse(endpoint: string): Endpoint {
     if (error instanceof TransportError) throw new EndpointError(error.message, { cause: error });
     throw error;
   }
+}
+
+/** The event field naming a WebSocket stream's subprotocol. */
+function protocolOf(stream: Stream): { protocol?: string } {
+  return stream.kind === "messages" ? { protocol: stream.protocol } : {};
 }
 
 /** Converts caller frames to bytes. */
@@ -179,13 +194,17 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
 
   /**
    * Binds to an endpoint and accepts peers on it. Resolves with the endpoint really bound.
+   * `ws://` and `wss://` endpoints (ZWS 2.0, for browsers and jszmq) take `options`: which
+   * page origins may connect, and for `wss://` the certificate and key files.
    *
    * @example
    * ```ts ignore
    * const endpoint = await router.bind("tcp://127.0.0.1:0"); // "tcp://127.0.0.1:40123"
+   * await router.bind("ws://0.0.0.0:5020"); // browser pages of the same host may connect
+   * await router.bind("wss://0.0.0.0:5443", { certFile: "cert.pem", keyFile: "key.pem" });
    * ```
    */
-  async bind(endpoint: string): Promise<string> {
+  async bind(endpoint: string, options?: WebSocketBindOptions): Promise<string> {
     this.#checkOpen("bind");
     const parsed = parse(endpoint);
     let listener: Listener;
@@ -200,6 +219,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
             code: error.code,
             reason: error.message,
           }),
+        this.#listenOptions(endpoint, options),
       );
     } catch (cause) {
       const error = cause instanceof TransportError
@@ -246,15 +266,17 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
 
   /**
    * Connects to an endpoint, now and again whenever the connection drops, backing off from
-   * `reconnectInterval` to `reconnectMaxInterval`.
+   * `reconnectInterval` to `reconnectMaxInterval`. A `wss://` endpoint may take a CA file to
+   * trust (`options.caFile`), for hubs with a self-signed certificate.
    */
-  connect(endpoint: string): void {
+  connect(endpoint: string, options?: WebSocketConnectOptions): void {
     this.#checkOpen("connect");
     const parsed = parse(endpoint);
     if (this.#connectors.has(endpoint)) return;
     const connector: Connector = {
       endpoint: parsed,
       text: endpoint,
+      ws: options,
       pipe: null,
       timer: null,
       delay: this.options.reconnectInterval,
@@ -474,7 +496,33 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     };
   }
 
-  #startPipe(stream: ByteStream, endpoint: string): Pipe {
+  /** The WebSocket side of a bind: limits, and refusals reported as `accept:error` events. */
+  #listenOptions(
+    endpoint: string,
+    options: WebSocketBindOptions | undefined,
+  ): WebSocketListenOptions {
+    const o = this.options;
+    return {
+      ...options,
+      protocols: zwsServerProtocols(o.mechanism?.().name ?? "NULL"),
+      // One frame per WebSocket message, plus its flags byte.
+      maxMessageSize: o.maxMessageSize + 1,
+      handshakeTimeout: o.handshakeTimeout,
+      onRejected: (remote, code, reason) =>
+        this.#emit({ type: "accept:error", endpoint, remote, code, reason }),
+    };
+  }
+
+  #dialOptions(connector: Connector): WebSocketDialOptions {
+    return {
+      ...connector.ws,
+      protocols: zwsClientProtocols(this.options.mechanism?.().name ?? "NULL"),
+      maxMessageSize: this.options.maxMessageSize + 1,
+      handshakeTimeout: this.options.handshakeTimeout,
+    };
+  }
+
+  #startPipe(stream: Stream, endpoint: string): Pipe {
     const pipe = new Pipe(
       this.#owner,
       stream,
@@ -488,7 +536,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     return pipe;
   }
 
-  #accept(stream: ByteStream, endpoint: string): void {
+  #accept(stream: Stream, endpoint: string): void {
     if (this.#closed) {
       stream.close();
       return;
@@ -505,18 +553,23 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       });
       return;
     }
-    this.#emit({ type: "accept", endpoint, remote: stream.remote });
+    this.#emit({ type: "accept", endpoint, remote: stream.remote, ...protocolOf(stream) });
     this.#startPipe(stream, endpoint);
   }
 
   #dial(connector: Connector): void {
     connector.timer = null;
-    runtime.connect(connector.endpoint).then((stream) => {
+    runtime.connect(connector.endpoint, this.#dialOptions(connector)).then((stream) => {
       if (connector.stopped || this.#closed) {
         stream.close();
         return;
       }
-      this.#emit({ type: "connect", endpoint: connector.text, remote: stream.remote });
+      this.#emit({
+        type: "connect",
+        endpoint: connector.text,
+        remote: stream.remote,
+        ...protocolOf(stream),
+      });
       connector.pipe = this.#startPipe(stream, connector.text);
     }, (error) => {
       if (connector.stopped || this.#closed) return;
@@ -633,7 +686,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       endpoint: pipe.endpoint,
       remote: pipe.remote,
       reason: error?.message,
-      code: protocol ? error.code : undefined,
+      code: protocol || error instanceof WebSocketError ? error.code : undefined,
       routingId: attached ? pipe.routingId : undefined,
     });
     for (const connector of this.#connectors.values()) {

@@ -1,5 +1,6 @@
 /**
- * The Deno adapter: the only file of the library that calls `Deno.*`.
+ * The Deno adapter: the only file of the library that calls `Deno.*`. `ws://` and `wss://` run
+ * over its tcp and tls streams (`ws_transport.ts`).
  *
  * @module
  */
@@ -17,11 +18,22 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Stream,
   Thread,
   ThreadPort,
+  WebSocketDialOptions,
+  WebSocketListenOptions,
 } from "./runtime_types.ts";
+import {
+  type ByteTransport,
+  connectWebSocket,
+  listenWebSocket,
+  type TlsClientOptions,
+  type TlsServerFiles,
+} from "./ws_transport.ts";
 
 class DenoStream implements ByteStream {
+  readonly kind = "bytes" as const;
   readonly remote: string;
   #conn: Deno.Conn;
   #paused = false;
@@ -98,15 +110,22 @@ function wrap(conn: Deno.Conn): DenoStream {
   const remote = addr.transport === "tcp" || addr.transport === "udp"
     ? `${addr.hostname}:${addr.port}`
     : `unix:${(addr as Deno.UnixAddr).path || "peer"}`;
-  if (addr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+  // TLS connections have no setNoDelay of their own (Deno sets it on the socket under them).
+  const tcp = conn as Partial<Deno.TcpConn>;
+  if (addr.transport === "tcp" && typeof tcp.setNoDelay === "function") tcp.setNoDelay(true);
   return new DenoStream(conn, remote);
 }
 
 function listen(
   endpoint: Endpoint,
-  onStream: (s: ByteStream) => void,
+  onStream: (s: Stream) => void,
   onError?: (error: TransportError) => void,
+  ws?: WebSocketListenOptions,
 ): Promise<Listener> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
+    return listenWebSocket(endpoint, onStream, ws, bytes(onError));
+  }
   let listener: Deno.Listener;
   let bound: Endpoint;
   try {
@@ -121,8 +140,25 @@ function listen(
   } catch (error) {
     return Promise.reject(transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`));
   }
+  const close = acceptAll(listener, formatEndpoint(bound), onStream, onError, () => {
+    if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+  });
+  return Promise.resolve({ endpoint: bound, close });
+}
+
+/**
+ * Accepts connections until closed; returns the closer, which resolves once the address is
+ * free (the pending accept cancelled).
+ */
+function acceptAll(
+  listener: Deno.Listener,
+  name: string,
+  onStream: (s: ByteStream) => void,
+  onError: ((error: TransportError) => void) | undefined,
+  onClose: () => void = () => {},
+): () => Promise<void> {
   let closed = false;
-  const acceptLoop = (async () => {
+  const loop = (async () => {
     while (true) {
       let conn: Deno.Conn;
       try {
@@ -130,29 +166,67 @@ function listen(
       } catch (error) {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // A failed accept (e.g. out of file descriptors) must not end the accept loop.
-        onError?.(transportError(error, `Cannot accept on ${formatEndpoint(bound)}`));
+        onError?.(transportError(error, `Cannot accept on ${name}`));
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
       onStream(wrap(conn));
     }
   })();
-  return Promise.resolve({
-    endpoint: bound,
-    async close() {
-      if (!closed) {
-        closed = true;
-        try {
-          listener.close();
-        } catch {
-          // already closed
-        }
-        if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
+  return async () => {
+    if (!closed) {
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // already closed
       }
-      // The port is free only once the pending accept has been cancelled.
-      await acceptLoop;
+      onClose();
+    }
+    // The port is free only once the pending accept has been cancelled.
+    await loop;
+  };
+}
+
+/** The tcp and tls streams the WebSocket transport runs on. */
+function bytes(onError?: (error: TransportError) => void): ByteTransport {
+  return {
+    listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+      const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
+      let listener: Deno.Listener;
+      try {
+        listener = tls
+          ? Deno.listenTls({
+            hostname: host,
+            port,
+            cert: Deno.readTextFileSync(tls.certFile),
+            key: Deno.readTextFileSync(tls.keyFile),
+          })
+          : Deno.listen({ hostname: host, port, transport: "tcp" });
+      } catch (error) {
+        return Promise.reject(transportError(error, `Cannot bind ${name}`));
+      }
+      return Promise.resolve({
+        port: (listener.addr as Deno.NetAddr).port,
+        close: acceptAll(listener, name, onStream, onError),
+      });
     },
-  });
+    async connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+      let conn: Deno.Conn;
+      try {
+        conn = tls
+          ? await Deno.connectTls({
+            hostname: tls.serverName,
+            port,
+            caCerts: tls.caFile ? [Deno.readTextFileSync(tls.caFile)] : undefined,
+          })
+          : await Deno.connect({ hostname: host, port, transport: "tcp" });
+      } catch (error) {
+        throw transportError(error, `Cannot connect to ${tls ? "wss" : "ws"}://${host}:${port}`);
+      }
+      return wrap(conn);
+    },
+  };
 }
 
 /** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
@@ -164,7 +238,11 @@ function removeStaleSocket(path: string): void {
   }
 }
 
-async function connect(endpoint: Endpoint): Promise<ByteStream> {
+async function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
+    return connectWebSocket(endpoint, ws, bytes());
+  }
   let conn: Deno.Conn;
   try {
     conn = endpoint.transport === "tcp"

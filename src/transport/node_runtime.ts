@@ -1,13 +1,14 @@
 /**
  * The Node adapter: the npm build's counterpart of `deno_runtime.ts`, on `node:net`,
- * `node:child_process`, `node:http` and `process`. It mirrors the Deno adapter's semantics.
+ * `node:tls`, `node:child_process`, `node:http` and `process`. It mirrors the Deno adapter's
+ * semantics; `ws://` and `wss://` run over its tcp and tls streams (`ws_transport.ts`).
  *
  * @module
  */
 
 import { spawn } from "node:child_process";
 import { AsyncLocalStorage } from "node:async_hooks";
-import { lstatSync, unlinkSync } from "node:fs";
+import { lstatSync, readFileSync, unlinkSync } from "node:fs";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import {
   createServer as createHttpServer,
@@ -17,10 +18,12 @@ import {
 import {
   connect as netConnect,
   createServer,
+  isIP,
   type Server,
   Socket,
   type SocketConstructorOpts,
 } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import process from "node:process";
 import { Readable } from "node:stream";
 import { clearInterval, setImmediate, setInterval, setTimeout } from "node:timers";
@@ -38,9 +41,19 @@ import type {
   Listener,
   Runtime,
   SpawnOptions,
+  Stream,
   Thread,
   ThreadPort,
+  WebSocketDialOptions,
+  WebSocketListenOptions,
 } from "./runtime_types.ts";
+import {
+  type ByteTransport,
+  connectWebSocket,
+  listenWebSocket,
+  type TlsClientOptions,
+  type TlsServerFiles,
+} from "./ws_transport.ts";
 
 /**
  * The `onread` option of a socket. Before each read Node calls `buffer` for the memory to read
@@ -69,6 +82,7 @@ class ReadInto {
 }
 
 class NodeStream implements ByteStream {
+  readonly kind = "bytes" as const;
   readonly remote: string;
   #socket: Socket;
   #readInto: ReadInto | null;
@@ -245,9 +259,14 @@ function listening(server: Server, listen: () => void): Promise<void> {
 
 async function listen(
   endpoint: Endpoint,
-  onStream: (s: ByteStream) => void,
+  onStream: (s: Stream) => void,
   onError?: (error: TransportError) => void,
+  ws?: WebSocketListenOptions,
 ): Promise<Listener> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Listening on ${formatEndpoint(endpoint)} needs ws options`);
+    return listenWebSocket(endpoint, onStream, ws, bytes(onError));
+  }
   const server = createServer({ pauseOnConnect: true }, (accepted) => {
     const readInto = new ReadInto();
     const socket = adopt(accepted, readInto);
@@ -299,7 +318,11 @@ function removeStaleSocket(path: string): void {
   }
 }
 
-function connect(endpoint: Endpoint): Promise<ByteStream> {
+function connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream> {
+  if (endpoint.transport === "ws" || endpoint.transport === "wss") {
+    if (!ws) throw new TypeError(`Connecting to ${formatEndpoint(endpoint)} needs ws options`);
+    return connectWebSocket(endpoint, ws, bytes());
+  }
   return new Promise((resolve, reject) => {
     const readInto = new ReadInto();
     const socket = endpoint.transport === "tcp"
@@ -317,6 +340,80 @@ function connect(endpoint: Endpoint): Promise<ByteStream> {
       resolve(wrap(socket, readInto, endpoint, true));
     });
   });
+}
+
+/** A TLS socket as a byte stream (no `onread` for those: they read through 'data'). */
+function wrapTls(socket: TLSSocket): NodeStream {
+  socket.setNoDelay(true);
+  return new NodeStream(socket, null, `${socket.remoteAddress}:${socket.remotePort}`);
+}
+
+/** The tcp and tls streams the WebSocket transport runs on. */
+function bytes(onError?: (error: TransportError) => void): ByteTransport {
+  return {
+    async listen(host: string, port: number, tls: TlsServerFiles | undefined, onStream) {
+      const name = `${tls ? "wss" : "ws"}://${host}:${port}`;
+      if (!tls) {
+        const listener = await listen(
+          { transport: "tcp", host, port },
+          (s) => onStream(s as ByteStream),
+          onError,
+        );
+        return {
+          port: (listener.endpoint as { port: number }).port,
+          close: () => listener.close(),
+        };
+      }
+      const server = createTlsServer(
+        { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+        (socket) => onStream(wrapTls(socket)),
+      );
+      try {
+        await listening(server, () => server.listen({ host, port }));
+      } catch (error) {
+        throw transportError(error, `Cannot bind ${name}`);
+      }
+      let closed = false;
+      // A client failing its TLS handshake is reported here; it never becomes a stream.
+      server.on("tlsClientError", () => {});
+      server.on("error", (error) => {
+        if (!closed) onError?.(transportError(error, `Cannot accept on ${name}`));
+      });
+      const address = server.address();
+      return {
+        port: typeof address === "object" && address ? address.port : port,
+        async close() {
+          if (!closed) {
+            closed = true;
+            server.close();
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+        },
+      };
+    },
+    connect(host: string, port: number, tls: TlsClientOptions | undefined) {
+      if (!tls) return connect({ transport: "tcp", host, port }) as Promise<ByteStream>;
+      return new Promise((resolve, reject) => {
+        const socket = tlsConnect({
+          host,
+          port,
+          // SNI takes names only; an address is checked against the certificate's IP entries.
+          servername: isIP(tls.serverName) ? undefined : tls.serverName,
+          ca: tls.caFile ? [readFileSync(tls.caFile)] : undefined,
+        });
+        socket.pause();
+        const onFail = (error: Error) => {
+          socket.destroy();
+          reject(transportError(error, `Cannot connect to wss://${host}:${port}`));
+        };
+        socket.once("error", onFail);
+        socket.once("secureConnect", () => {
+          socket.off("error", onFail);
+          resolve(wrapTls(socket));
+        });
+      });
+    },
+  };
 }
 
 function spawnScript(script: string, args: string[], options: SpawnOptions = {}): ChildProcess {

@@ -1,6 +1,7 @@
 /**
- * The one interface between the library and its runtime (Deno or Node): byte streams, timers,
- * signals and processes. Every runtime call of the library goes through it.
+ * The one interface between the library and its runtime (Deno, Node, a browser): byte and
+ * message streams, timers, signals and processes. Every runtime call of the library goes
+ * through it.
  *
  * @module
  */
@@ -10,6 +11,8 @@ import type { TransportError } from "./errors.ts";
 
 /** A connected byte stream (a TCP connection or a Unix domain socket). */
 export interface ByteStream {
+  /** Tells it from a {@linkcode MessageStream}. */
+  readonly kind: "bytes";
   /** Human-readable address of the other end. */
   readonly remote: string;
   /**
@@ -31,6 +34,86 @@ export interface ByteStream {
   write(chunks: Uint8Array[]): Promise<void>;
   /** Closes the stream at once. Safe to call more than once. */
   close(): void;
+}
+
+/**
+ * A connected message stream: a WebSocket (`ws://`, `wss://`) whose binary messages each carry
+ * one ZWS 2.0 frame. It has the shape of a {@linkcode ByteStream}, with whole messages for
+ * chunks.
+ */
+export interface MessageStream {
+  /** Tells it from a {@linkcode ByteStream}. */
+  readonly kind: "messages";
+  /** Human-readable address of the other end. */
+  readonly remote: string;
+  /** The WebSocket subprotocol both sides agreed on, e.g. `"ZWS2.0/NULL"`. */
+  readonly protocol: string;
+  /**
+   * Starts delivering received messages, each one whole binary WebSocket message that the
+   * receiver owns. `onEnd` is called once, when the peer closes (no error) or the stream fails
+   * (a `WebSocketError` when the peer broke a rule: a text message, one too large).
+   */
+  start(onMessage: (message: Uint8Array) => void, onEnd: (error?: Error) => void): void;
+  /**
+   * Stops reading until {@linkcode MessageStream.resume}. In a browser it does nothing: the
+   * WebSocket API has no way to stop reading.
+   */
+  pause(): void;
+  /** Resumes reading after {@linkcode MessageStream.pause}. */
+  resume(): void;
+  /**
+   * Sends each entry as one binary WebSocket message, in order; resolves once they are handed to
+   * the system (in a browser: once its send buffer is below a high-water mark). The stream owns
+   * the entries from then on: a client masks them in place. Rejects on failure.
+   */
+  write(messages: Uint8Array[]): Promise<void>;
+  /** Closes the stream at once. Safe to call more than once. */
+  close(): void;
+}
+
+/** Either kind of connected stream. */
+export type Stream = ByteStream | MessageStream;
+
+/** Options a caller gives when binding a `ws://` or `wss://` endpoint. */
+export interface WebSocketBindOptions {
+  /**
+   * Origins a browser page may connect from, as `scheme://host[:port]`, or `"*"` for any.
+   * Default: pages served from the same host name as the WebSocket endpoint (any port).
+   * Clients that send no `Origin` (every non-browser one) are always let in.
+   */
+  origins?: readonly string[];
+  /** `wss://`: the certificate chain, a PEM file. */
+  certFile?: string;
+  /** `wss://`: the private key, a PEM file. */
+  keyFile?: string;
+}
+
+/** Options a caller gives when connecting to a `wss://` endpoint. */
+export interface WebSocketConnectOptions {
+  /** A PEM file of certificate authorities to trust besides the system's (self-signed hubs). */
+  caFile?: string;
+}
+
+/** What the socket layer adds to {@linkcode WebSocketBindOptions} when it binds. */
+export interface WebSocketListenOptions extends WebSocketBindOptions {
+  /** Subprotocols accepted, best first: the best one the client offers is chosen. */
+  protocols: readonly string[];
+  /** Largest WebSocket message accepted, in bytes. */
+  maxMessageSize: number;
+  /** Milliseconds a client has to complete its HTTP upgrade request (0: no limit). */
+  handshakeTimeout: number;
+  /** Reports an upgrade refused before any stream existed (bad origin, no common protocol). */
+  onRejected(remote: string, code: string, reason: string): void;
+}
+
+/** What the socket layer adds to {@linkcode WebSocketConnectOptions} when it connects. */
+export interface WebSocketDialOptions extends WebSocketConnectOptions {
+  /** Subprotocols offered, in the order they are sent. */
+  protocols: readonly string[];
+  /** Largest WebSocket message accepted, in bytes. */
+  maxMessageSize: number;
+  /** Milliseconds the server has to answer the upgrade request (0: no limit). */
+  handshakeTimeout: number;
 }
 
 /** A listening endpoint accepting streams. */
@@ -110,24 +193,26 @@ export interface HttpServer {
 /** Everything runtime-specific the library needs. */
 export interface Runtime {
   /** Runtime name, for messages. */
-  readonly name: "deno" | "node";
+  readonly name: "deno" | "node" | "browser";
   /**
    * Opens a listener; `onStream` receives each accepted stream, `onError` each failure to
-   * accept one (the listener goes on accepting).
+   * accept one (the listener goes on accepting). A `ws://` or `wss://` endpoint needs `ws` and
+   * gives message streams.
    *
    * @throws {TransportError} when the endpoint cannot be bound (`EADDRINUSE`, `EACCES`, ...)
    */
   listen(
     endpoint: Endpoint,
-    onStream: (stream: ByteStream) => void,
+    onStream: (stream: Stream) => void,
     onError?: (error: TransportError) => void,
+    ws?: WebSocketListenOptions,
   ): Promise<Listener>;
   /**
-   * Connects to an endpoint.
+   * Connects to an endpoint; a `ws://` or `wss://` one needs `ws`.
    *
    * @throws {TransportError} when it cannot (`ECONNREFUSED`, `ENOENT`, ...)
    */
-  connect(endpoint: Endpoint): Promise<ByteStream>;
+  connect(endpoint: Endpoint, ws?: WebSocketDialOptions): Promise<Stream>;
   /** Monotonic milliseconds. */
   now(): number;
   /** Calls `fn` every `ms` milliseconds without keeping the process alive; returns a stopper. */

@@ -40,6 +40,7 @@ import type {
 import { nullMechanism } from "./null_mechanism.ts";
 import { OutBuffer } from "./out_buffer.ts";
 import { type SocketType, socketTypesMatch } from "./socket_type.ts";
+import { ZWS_HEARTBEAT, ZwsDecoder, ZwsOutBuffer } from "./zws.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -75,6 +76,13 @@ export interface ConnectionOptions {
   heartbeatTtl?: number;
   /** Drop the peer when the handshake is not done within this many ms (default 0: never). */
   handshakeTimeout?: number;
+  /**
+   * How frames travel: `"zmtp"` over a byte stream, greeting first (default), or `"zws"`, one
+   * WebSocket message per frame and no greeting (ZWS 2.0 with a mechanism, e.g. `ZWS2.0/NULL`):
+   * {@linkcode Connection.receive} then takes one whole message per call and each chunk taken
+   * from {@linkcode Connection.out} is one message.
+   */
+  framing?: "zmtp" | "zws";
 }
 
 /** What the peer told us about itself during the handshake. */
@@ -139,8 +147,8 @@ export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
  * ```
  */
 export class Connection {
-  /** Bytes to send to the peer, in order. */
-  readonly out: OutBuffer = new OutBuffer();
+  /** Bytes (with `framing: "zws"`: messages) to send to the peer, in order. */
+  readonly out: OutBuffer | ZwsOutBuffer;
   #state: ConnectionState = "greeting";
   #options: ConnectionOptions;
   #events: ConnectionEvents;
@@ -149,7 +157,8 @@ export class Connection {
   #greeting = new Uint8Array(GREETING_SIZE);
   #greetingFill = 0;
   #peerMinor = 0;
-  #decoder: FrameDecoder;
+  #decoder: FrameDecoder | ZwsDecoder;
+  #version = { major: 3, minor: 1 };
   #startedAt: number;
   #lastReceived: number;
   #lastPingSent: number;
@@ -183,7 +192,8 @@ export class Connection {
     if (options.metadata) {
       for (const [name, value] of options.metadata) properties.set(name, value);
     }
-    const out = this.out;
+    const zws = options.framing === "zws";
+    const out = this.out = zws ? new ZwsOutBuffer() : new OutBuffer();
     this.#context = {
       localProperties: properties,
       sendCommand: (body) => out.command(body),
@@ -194,13 +204,20 @@ export class Connection {
     };
     // The decoder reads these limits on every frame: raised by a box's overhead once sealing
     // starts (the exact limits are then checked on the opened frames).
-    this.#decoder = new FrameDecoder(
-      this.#limits,
-      {
-        message: (frames) => this.#onMessage(frames),
-        command: (body) => this.#onCommand(body),
-      },
-    );
+    const sink = {
+      message: (frames: Uint8Array[]) => this.#onMessage(frames),
+      command: (body: Uint8Array) => this.#onCommand(body),
+    };
+    if (zws) {
+      // No greeting: the subprotocol named the mechanism, and ZWS implies ZMTP 3.1 framing.
+      this.#decoder = new ZwsDecoder(this.#limits, sink, () => out.command(ZWS_HEARTBEAT));
+      this.#peerMinor = 1;
+      this.#state = "handshake";
+      // Nor does a greeting tell the peer's role: it is the other one.
+      this.#mechanism.start(this.#context, { asServer: !this.#mechanism.asServer });
+      return;
+    }
+    this.#decoder = new FrameDecoder(this.#limits, sink);
     // The whole greeting at once: libzmq waits for our signature before sending its version.
     out.raw(
       encodeGreeting(
@@ -231,7 +248,8 @@ export class Connection {
   }
 
   /**
-   * Handles bytes received from the peer. The chunk is only read during the call.
+   * Handles bytes received from the peer. The chunk is only read during the call. With
+   * `framing: "zws"` the chunk is one whole WebSocket message, which the connection then owns.
    *
    * @throws {ZmtpError} when the peer must be dropped
    */
@@ -350,6 +368,7 @@ export class Connection {
       );
     }
     this.#peerMinor = greeting.major > 3 ? 1 : greeting.minor;
+    this.#version = { major: this.#greeting[10], minor: this.#greeting[11] };
     this.#state = "handshake";
     this.#mechanism.start(this.#context, { asServer: greeting.asServer });
   }
@@ -496,7 +515,7 @@ export class Connection {
       socketType,
       routingId: properties.get("identity") ?? EMPTY,
       properties,
-      version: { major: this.#greeting[10], minor: this.#greeting[11] },
+      version: this.#version,
       mechanism: this.#mechanism.name,
       userId: step.userId,
       publicKey: step.publicKey,
