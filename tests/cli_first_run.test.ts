@@ -7,7 +7,7 @@
  * runs from an installed package already.
  */
 
-import { describe, test } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
