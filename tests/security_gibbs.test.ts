@@ -201,8 +201,8 @@ describe("gibbs CLI with CURVE", () => {
             port,
             "--heartbeat",
             "0.2",
-            "--curve-server-key",
-            hubPublic,
+            // --flag=value: a Z85 key may start with "-", which parseArgs then refuses.
+            `--curve-server-key=${hubPublic}`,
             "--curve-secret-key-file",
             join(dir, key),
           ]);
@@ -305,10 +305,9 @@ describe("CURVE gibbs peers on pyzmq", () => {
           "worker",
           "--connect",
           endpoint,
-          "--server-key",
-          hubKeys.publicKey,
-          "--secret-key",
-          secret,
+          // --flag=value: a Z85 key may start with "-", which argparse takes for an option.
+          `--server-key=${hubKeys.publicKey}`,
+          `--secret-key=${secret}`,
           "--heartbeat",
           "0.2",
         ]);
@@ -342,10 +341,10 @@ describe("CURVE gibbs peers on pyzmq", () => {
         "hub",
         "--bind",
         "tcp://127.0.0.1:*",
-        "--secret-key",
-        hubKeys.secretKey,
-        "--allow",
-        workerKeys.publicKey,
+        // --flag=value: a Z85 key may start with "-", which argparse takes for an option
+        // (seen once in ten suite runs).
+        `--secret-key=${hubKeys.secretKey}`,
+        `--allow=${workerKeys.publicKey}`,
       ]);
       c.add(() => hubProc.dispose());
       const { endpoint } = await hubProc.waitJson((o) => o.ready, 20_000, "the python hub");
