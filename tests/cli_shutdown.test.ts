@@ -174,11 +174,11 @@ describe("workers stop with the app that started them", () => {
   );
 
   test("the app calls Deno.exit / process.exit", { timeout: 60_000 }, async () => {
-    await endApp("exit", () => {});
+    await endApp("exit", (app) => app.send("end"));
   });
 
   test("the app dies of an uncaught error", { timeout: 60_000 }, async () => {
-    await endApp("throw", () => {});
+    await endApp("throw", (app) => app.send("end"));
   });
 });
 
