@@ -4,8 +4,11 @@
  * few seconds (requests/s), then one request at a time (latency p50/p99).
  *
  *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
- *                                  [--workers 2] [--prefetch auto|N] [--curve]
+ *                                  [--workers 2] [--prefetch auto|N] [--threads 0] [--curve]
  *
+ * `--threads`: the workers' handler threads (default 0: the trivial model runs on the connection's
+ * thread, as the README advises for fast handlers and as the Python anchor runs it; 1 is the
+ * default of a worker serving a module, one thread hop per request).
  * `--curve`: the hub is a CURVE server and the workers CURVE clients (keys made for the run).
  *
  * @module
@@ -14,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { curveKeyPair, Hub, spawnWorkers } from "../mod.ts";
 import { scriptArgs, sibling } from "./_args.ts";
+import { own, watchdog } from "./_process.ts";
 
 const { values } = parseArgs({
   args: scriptArgs(),
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     sequential: { type: "string", default: "2000" },
     workers: { type: "string", default: "2" },
     prefetch: { type: "string", default: "auto" },
+    threads: { type: "string", default: "0" },
     curve: { type: "boolean", default: false },
   },
 });
@@ -32,10 +37,8 @@ const concurrency = Number(values.concurrency);
 const sequential = Number(values.sequential);
 const count = Number(values.workers);
 
-const watchdog = setTimeout(() => {
-  console.error("hub bench: watchdog fired after 30 s");
-  process.exit(3);
-}, 30_000);
+// On the watchdog (or any exit) the workers are killed too: none is left running.
+const disarm = watchdog(30_000, "hub bench");
 
 const prefetch = values.prefetch === "auto" ? "auto" : Number(values.prefetch);
 const hub = new Hub({
@@ -49,9 +52,11 @@ const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   count,
   endpoint,
   quiet: true,
+  threads: Number(values.threads),
   security: hubKeys &&
     { curveServerKey: hubKeys.publicKey, curveSecretKey: curveKeyPair().secretKey },
 });
+own({ kill: () => workers.processes.forEach((p) => p.kill("SIGKILL")) });
 try {
   while (hub.workers < count) await new Promise((r) => setTimeout(r, 10));
   for (let i = 0; i < 2000; i++) await hub.request(i, 1); // warm-up
@@ -82,6 +87,7 @@ try {
     test: "hub",
     workers: count,
     prefetch,
+    threads: Number(values.threads),
     req_per_s: Math.round(rate),
     p50_us: Number(pct(50).toFixed(1)),
     p99_us: Number(pct(99).toFixed(1)),
@@ -89,5 +95,5 @@ try {
 } finally {
   await workers.stop();
   await hub.close();
-  clearTimeout(watchdog);
+  disarm();
 }

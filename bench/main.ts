@@ -1,19 +1,24 @@
 /**
  * `deno task bench`: every benchmark of the project, each beside its anchor measured in the
- * same run on the same machine, printed as figures and ratios. Each figure is the median of
- * `--runs` runs (default 3).
+ * same run on the same machine, printed as figures and ratios. It installs what it needs on a
+ * fresh clone (zeromq.js for the tests' peers, the npm build for the Node figures).
  *
- *   deno task bench [--runs 3] [--only socket|ws|hub|curve] [--no-node] [--json FILE]
+ *   deno task bench [--runs 3] [--only socket,ws,hub,curve,scale,chaos] [--no-node] [--json F]
+ *
+ * Each socket, ws, hub and CURVE figure is the median of that figure over `--runs` runs (p50
+ * and p99 are each their own median); a run that fails is reported with its reason and the
+ * figure says how many runs it rests on. The scale and chaos benchmarks run once (10 s and more
+ * each).
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
  * `--no-node` leaves Node out).
  *
- * Anchors: zeromq.js 6 (native libzmq) under Node for the socket layer, jszmq (ZeroMQ over
- * WebSocket) talking to jszmq under Node for the ws transport, beside our own tcp figures, a
- * Python implementation of the gibbs 0.3 protocol on pyzmq (bench/gibbs_py_bench.py) for the
- * hub, and libzmq's CURVE through pyzmq (bench/curve_pyzmq_bench.py) for CURVE, which is also
- * shown against our own NULL.
+ * Anchors: raw loopback TCP with no framing (the floor of any round trip, bench/tcp_floor.ts) and
+ * zeromq.js 6 (native libzmq) under Node for the socket layer; jszmq (ZeroMQ over WebSocket)
+ * talking to jszmq under Node for the ws transport, beside our own tcp figures; the strict gibbs
+ * 0.3 peer on pyzmq (bench/gibbs_py_bench.py) for the hub; libzmq's CURVE through pyzmq
+ * (bench/curve_pyzmq_bench.py) for CURVE, which is also shown against our own NULL.
  *
  * @module
  */
@@ -21,6 +26,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -37,6 +43,7 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
+const only = new Set((values.only ?? "socket,ws,hub,curve,scale,chaos").split(","));
 const deno = process.execPath;
 const root = here("../");
 /** The npm build's copy of the benchmark scripts, run by Node. */
@@ -53,6 +60,18 @@ function newest(path: string): number {
     if (entry !== "node_modules") latest = Math.max(latest, newest(`${path}/${entry}`));
   }
   return latest;
+}
+
+/**
+ * Installs zeromq.js for the anchors (into tests/peers, shared with the tests) and says whether
+ * pyzmq is there, through the tests' own setup script.
+ */
+function preparePeers(): void {
+  const setup = spawnSync(deno, ["run", "-A", `${root}scripts/test_setup.ts`], {
+    stdio: "inherit",
+    env: { ...process.env, CI: "false" },
+  });
+  if (setup.status !== 0) console.error("  peer setup failed: some anchors will read n/a");
 }
 
 /**
@@ -84,40 +103,78 @@ function prepareNode(): string | null {
   return version.stdout.trim();
 }
 
+preparePeers();
 const nodeVersion = values["no-node"] ? null : prepareNode();
 const withNode = nodeVersion !== null;
 
-function run(label: string, command: string, args: string[]): Result | null {
-  const child = spawnSync(command, args, { encoding: "utf8", timeout: 60_000 });
-  const line = child.stdout?.trim().split("\n").filter((l) => l.startsWith("{")).pop();
-  if (child.status !== 0 || !line) {
-    console.error(`  ${label}: failed (${child.error ?? `exit ${child.status}`})`);
-    if (child.stderr) console.error(child.stderr.trim().split("\n").slice(-5).join("\n"));
+/** Every failed run, with its reason, for the report's end. */
+const failures: string[] = [];
+
+/** Runs a benchmark once; returns the JSON lines it printed, or null (reported) on failure. */
+function runOnce(label: string, command: string, args: string[], ms = 60_000): Result[] | null {
+  const child = spawnSync(command, args, { encoding: "utf8", timeout: ms });
+  const lines = (child.stdout ?? "").split("\n").filter((l) => l.startsWith("{"));
+  if (child.status !== 0 || lines.length === 0) {
+    const why = child.error ? String(child.error) : `exit ${child.status}`;
+    const tail = (child.stderr ?? "").trim().split("\n").slice(-3).join(" | ");
+    failures.push(`${label}: ${why}${tail ? ` — ${tail}` : ""}`);
+    console.error(`  ${label}: failed (${why})`);
     return null;
   }
-  return JSON.parse(line);
+  return lines.map((l) => JSON.parse(l));
 }
 
-/** Runs a benchmark `runs` times and keeps the run with the median of `key`. */
-function median(label: string, key: string, command: string, args: string[]): Result | null {
-  const results: Result[] = [];
-  for (let i = 0; i < runs; i++) {
-    const r = run(label, command, args);
-    if (r) results.push(r);
+/** Figures measured `runs` times: each key's median over the runs that succeeded. */
+interface Measured {
+  /** Median of each numeric key over the successful runs. */
+  median: Record<string, number | null>;
+  ok: number;
+  tried: number;
+  runs: Result[];
+}
+
+function medianOf(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+function measure(label: string, command: string, args: string[], tried = runs): Measured {
+  const ok: Result[] = [];
+  for (let i = 0; i < tried; i++) {
+    const lines = runOnce(label, command, args);
+    if (lines) ok.push(lines[lines.length - 1]);
   }
-  if (results.length === 0) return null;
-  results.sort((a, b) => Number(a[key]) - Number(b[key]));
-  return results[Math.floor(results.length / 2)];
+  const keys = new Set(ok.flatMap((r) => Object.keys(r)));
+  const median: Record<string, number | null> = {};
+  for (const key of keys) {
+    const xs = ok.map((r) => r[key]).filter((x): x is number => typeof x === "number");
+    median[key] = medianOf(xs);
+  }
+  return { median, ok: ok.length, tried, runs: ok };
 }
 
+const NONE: Measured = { median: {}, ok: 0, tried: 0, runs: [] };
 const rows: string[][] = [];
-const all: Record<string, Result | null> = {};
+const notes: string[] = [];
+const all: Record<string, unknown> = {};
 const fmt = (x: unknown, digits = 0) =>
   typeof x === "number"
     ? x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
     : "n/a";
-const ratio = (a: unknown, b: unknown) =>
-  typeof a === "number" && typeof b === "number" && b > 0 ? `${(a / b).toFixed(2)}x` : "n/a";
+const ratioOf = (a: unknown, b: unknown) =>
+  typeof a === "number" && typeof b === "number" && b > 0 ? a / b : null;
+const ratio = (a: unknown, b: unknown) => {
+  const r = ratioOf(a, b);
+  return r === null ? "n/a" : `${r.toFixed(2)}x`;
+};
+
+/** A figure, marked with how many runs it rests on when some failed. */
+function cell(m: Measured, key: string, digits: number): string {
+  const text = fmt(m.median[key], digits);
+  return m.tried > 0 && m.ok < m.tried && m.ok > 0 ? `${text} (${m.ok}/${m.tried} runs)` : text;
+}
 
 /** A table's header: ours on Deno (and Node), the anchor, the ratios to it, the target. */
 function header(title: string, anchor: string) {
@@ -130,24 +187,31 @@ function header(title: string, anchor: string) {
 
 function row(
   what: string,
-  ours: unknown,
-  onNode: unknown,
-  anchor: unknown,
+  [ours, onNode, anchor]: Measured[],
+  key: string,
   digits: number,
   target: string,
+  anchorKey = key,
 ) {
+  const a = anchor.median[anchorKey];
   rows.push(
     withNode
       ? [
         what,
-        fmt(ours, digits),
-        fmt(onNode, digits),
-        fmt(anchor, digits),
-        ratio(ours, anchor),
-        ratio(onNode, anchor),
+        cell(ours, key, digits),
+        cell(onNode, key, digits),
+        anchor === NONE ? "" : cell(anchor, anchorKey, digits),
+        anchor === NONE ? "" : ratio(ours.median[key], a),
+        anchor === NONE ? "" : ratio(onNode.median[key], a),
         target,
       ]
-      : [what, fmt(ours, digits), fmt(anchor, digits), ratio(ours, anchor), target],
+      : [
+        what,
+        cell(ours, key, digits),
+        anchor === NONE ? "" : cell(anchor, anchorKey, digits),
+        anchor === NONE ? "" : ratio(ours.median[key], a),
+        target,
+      ],
   );
 }
 
@@ -159,147 +223,106 @@ console.log(
     `${withNode ? `Node ${nodeVersion.replace(/^v/, "")}, ` : ""}median of ${runs} runs`,
 );
 
-if (!values.only || values.only === "socket") {
+/** Ours under Deno, ours under Node (the npm build), for a script of bench/. */
+function ours(label: string, script: string, args: string[]): Measured[] {
+  return [
+    measure(`ours ${label}`, deno, ["run", "-A", here(`./${script}.ts`), ...args]),
+    withNode
+      ? measure(`ours on Node ${label}`, "node", [nodeBench(`${script}.js`), ...args])
+      : NONE,
+  ];
+}
+
+/** Our NULL figures, when the socket and hub sections ran: the CURVE section compares to them. */
+let nullSockets: { t64: Measured[]; t1m: Measured[] } | undefined;
+let nullHub: Measured[] | undefined;
+
+if (only.has("socket")) {
   console.log(
     `running socket benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
-      "zeromq.js under Node)...",
+      "zeromq.js under Node, raw TCP under both)...",
   );
-  const ours = (role: string, size: string, key: string) =>
-    median(`ours ${role} ${size}`, key, deno, [
-      "run",
-      "-A",
-      here("./socket_bench.ts"),
-      role,
-      "--size",
-      size,
-    ]);
-  const onNode = (role: string, size: string, key: string) =>
-    withNode
-      ? median(`ours on Node ${role} ${size}`, key, "node", [
-        nodeBench("socket_bench.js"),
-        role,
-        "--size",
-        size,
-      ])
-      : null;
-  const theirs = (role: string, size: string, key: string) =>
-    median(`zeromq.js ${role} ${size}`, key, "node", [
+  const theirs = (role: string, size: string) =>
+    measure(`zeromq.js ${role} ${size}`, "node", [
       here("./zeromqjs_bench.mjs"),
       role,
       "--size",
       size,
     ]);
-  // [ours on Deno, ours on Node, zeromq.js]
-  const all3 = (role: string, size: string, key: string) => [
-    ours(role, size, key),
-    onNode(role, size, key),
-    theirs(role, size, key),
+  const all3 = (role: string, size: string) => [
+    ...ours(`${role} ${size}`, "socket_bench", [role, "--size", size]),
+    theirs(role, size),
   ];
-  const t64 = all3("throughput", "64", "msg_per_s");
-  const t1m = all3("throughput", "1MiB", "mb_per_s");
-  const rtt = all3("rtt", "64", "p50_us");
-  Object.assign(all, {
-    ours_64: t64[0],
-    node_64: t64[1],
-    zeromqjs_64: t64[2],
-    ours_1mib: t1m[0],
-    node_1mib: t1m[1],
-    zeromqjs_1mib: t1m[2],
-    ours_rtt: rtt[0],
-    node_rtt: rtt[1],
-    zeromqjs_rtt: rtt[2],
-  });
+  const t64 = all3("throughput", "64");
+  const t1m = all3("throughput", "1MiB");
+  const rtt = all3("rtt", "64");
+  const floor = ours("raw tcp rtt 64", "tcp_floor", ["--size", "64"]);
+  Object.assign(all, { socket: { t64, t1m, rtt, floor } });
+  nullSockets = { t64, t1m };
   header("socket: DEALER -> ROUTER, 2 processes", "zeromq.js");
-  const line = (what: string, r: (Result | null)[], key: string, digits: number, target: string) =>
-    row(what, r[0]?.[key], r[1]?.[key], r[2]?.[key], digits, target);
-  line("64 B messages/s", t64, "msg_per_s", 0, ">= 1,000,000 and >= 3x");
-  line("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
-  line("ping-pong RTT p50, us", rtt, "p50_us", 1, "<= 0.5x");
-  line("ping-pong RTT p99, us", rtt, "p99_us", 1, "");
+  row("64 B messages/s", t64, "msg_per_s", 0, ">= 1,000,000 and >= 3x");
+  row("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
+  row("ping-pong RTT p50, us", rtt, "p50_us", 1, "<= 0.5x");
+  row("ping-pong RTT p99, us", rtt, "p99_us", 1, "");
+  row("  raw TCP, no framing: RTT p50, us", [...floor, NONE], "p50_us", 1, "(the floor)");
+  row("  raw TCP, no framing: RTT p99, us", [...floor, NONE], "p99_us", 1, "");
+  const over = (m: Measured, f: Measured) => ratio(m.median.p50_us, f.median.p50_us);
+  notes.push(
+    `socket RTT p50 over the raw TCP floor: ours ${over(rtt[0], floor[0])} of Deno's` +
+      (withNode
+        ? `, ours on Node ${over(rtt[1], floor[1])} and zeromq.js ${over(rtt[2], floor[1])} ` +
+          "of Node's"
+        : `; zeromq.js (under Node) ${over(rtt[2], floor[0])} of Deno's`),
+  );
 }
 
-if (!values.only || values.only === "ws") {
+if (only.has("ws")) {
   console.log(
     `running ws benchmarks (ours under Deno${withNode ? " and Node" : ""}, over ws and tcp; ` +
       "jszmq to jszmq under Node)...",
   );
-  const socket = (transport: string, role: string, size: string, key: string) => [
-    median(`ours ${transport} ${role} ${size}`, key, deno, [
-      "run",
-      "-A",
-      here("./socket_bench.ts"),
+  const socket = (transport: string, role: string, size: string) =>
+    ours(`${transport} ${role} ${size}`, "socket_bench", [
       role,
       "--size",
       size,
       "--transport",
       transport,
-    ]),
-    withNode
-      ? median(`ours on Node ${transport} ${role} ${size}`, key, "node", [
-        nodeBench("socket_bench.js"),
-        role,
-        "--size",
-        size,
-        "--transport",
-        transport,
-      ])
-      : null,
-  ];
-  const jszmq = (role: string, size: string, key: string) =>
-    median(`jszmq ${role} ${size}`, key, "node", [
-      here("./jszmq_bench.mjs"),
-      role,
-      "--size",
-      size,
     ]);
-  const w64 = [
-    ...socket("ws", "throughput", "64", "msg_per_s"),
-    jszmq("throughput", "64", "msg_per_s"),
-  ];
-  const w1m = [
-    ...socket("ws", "throughput", "1MiB", "mb_per_s"),
-    jszmq("throughput", "1MiB", "mb_per_s"),
-  ];
-  const wrtt = [...socket("ws", "rtt", "64", "p50_us"), jszmq("rtt", "64", "p50_us")];
+  const jszmq = (role: string, size: string) =>
+    measure(`jszmq ${role} ${size}`, "node", [here("./jszmq_bench.mjs"), role, "--size", size]);
+  const w64 = [...socket("ws", "throughput", "64"), jszmq("throughput", "64")];
+  const w1m = [...socket("ws", "throughput", "1MiB"), jszmq("throughput", "1MiB")];
+  const wrtt = [...socket("ws", "rtt", "64"), jszmq("rtt", "64")];
   // Our tcp figures of this same section, for what WebSocket framing costs us.
-  const t64 = socket("tcp", "throughput", "64", "msg_per_s");
-  const t1m = socket("tcp", "throughput", "1MiB", "mb_per_s");
-  Object.assign(all, {
-    ws_64: w64[0],
-    ws_node_64: w64[1],
-    jszmq_64: w64[2],
-    ws_1mib: w1m[0],
-    ws_node_1mib: w1m[1],
-    jszmq_1mib: w1m[2],
-    ws_rtt: wrtt[0],
-    ws_node_rtt: wrtt[1],
-    jszmq_rtt: wrtt[2],
-    ws_tcp_64: t64[0],
-    ws_tcp_node_64: t64[1],
-    ws_tcp_1mib: t1m[0],
-    ws_tcp_node_1mib: t1m[1],
-  });
+  const t64 = socket("tcp", "throughput", "64");
+  const t1m = socket("tcp", "throughput", "1MiB");
+  Object.assign(all, { ws: { w64, w1m, wrtt, t64, t1m } });
   header("ws: DEALER -> ROUTER over ws://, 2 processes", "jszmq");
-  const line = (what: string, r: (Result | null)[], key: string, digits: number, target: string) =>
-    row(what, r[0]?.[key], r[1]?.[key], r[2]?.[key], digits, target);
-  line("64 B messages/s", w64, "msg_per_s", 0, ">= 3x");
-  line("1 MiB messages, MB/s", w1m, "mb_per_s", 0, ">= 1x");
-  line("ping-pong RTT p50, us", wrtt, "p50_us", 1, "");
-  line("ping-pong RTT p99, us", wrtt, "p99_us", 1, "");
+  row("64 B messages/s", w64, "msg_per_s", 0, ">= 3x");
+  row("1 MiB messages, MB/s", w1m, "mb_per_s", 0, ">= 1x");
+  row("ping-pong RTT p50, us", wrtt, "p50_us", 1, "");
+  row("ping-pong RTT p99, us", wrtt, "p99_us", 1, "");
   // ws against our own tcp, Deno to Deno and Node to Node: the ratio columns are ws / tcp.
-  const vsTcp = (what: string, ws: (Result | null)[], tcp: (Result | null)[], key: string) => {
+  const vsTcp = (what: string, ws: Measured[], tcp: Measured[], key: string) => {
     rows.push(
       withNode
         ? [
           what,
-          fmt(ws[0]?.[key]),
-          fmt(ws[1]?.[key]),
-          fmt(tcp[0]?.[key]),
-          ratio(ws[0]?.[key], tcp[0]?.[key]),
-          ratio(ws[1]?.[key], tcp[1]?.[key]),
-          `tcp Node ${fmt(tcp[1]?.[key])}`,
+          cell(ws[0], key, 0),
+          cell(ws[1], key, 0),
+          cell(tcp[0], key, 0),
+          ratio(ws[0].median[key], tcp[0].median[key]),
+          ratio(ws[1].median[key], tcp[1].median[key]),
+          `tcp Node ${cell(tcp[1], key, 0)}`,
         ]
-        : [what, fmt(ws[0]?.[key]), fmt(tcp[0]?.[key]), ratio(ws[0]?.[key], tcp[0]?.[key]), ""],
+        : [
+          what,
+          cell(ws[0], key, 0),
+          cell(tcp[0], key, 0),
+          ratio(ws[0].median[key], tcp[0].median[key]),
+          "",
+        ],
     );
   };
   header("ws vs our tcp (ratio: ws / tcp)", "ours tcp Deno");
@@ -307,113 +330,138 @@ if (!values.only || values.only === "ws") {
   vsTcp("1 MiB messages, MB/s", w1m, t1m, "mb_per_s");
 }
 
-if (!values.only || values.only === "hub") {
+if (only.has("hub")) {
   console.log(
     `running hub benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
-      "the Python gibbs protocol on pyzmq)...",
+      "the strict gibbs 0.3 peer on pyzmq)...",
   );
-  const hub = (prefetch: number | "auto") =>
-    median(`ours hub prefetch ${prefetch}`, "req_per_s", deno, [
-      "run",
-      "-A",
-      here("./hub_bench.ts"),
+  const hub = (prefetch: string, threads = "0") =>
+    ours(`hub prefetch ${prefetch} threads ${threads}`, "hub_bench", [
       "--prefetch",
-      String(prefetch),
+      prefetch,
+      "--threads",
+      threads,
     ]);
-  const hubOnNode = (prefetch: number | "auto") =>
-    withNode
-      ? median(`ours on Node hub prefetch ${prefetch}`, "req_per_s", "node", [
-        nodeBench("hub_bench.js"),
-        "--prefetch",
-        String(prefetch),
-      ])
-      : null;
   const auto = hub("auto");
-  const h1 = hub(1);
-  const nAuto = hubOnNode("auto");
-  const n1 = hubOnNode(1);
-  const py = median("python gibbs protocol", "req_per_s", "/usr/bin/python3", [
-    here("./gibbs_py_bench.py"),
-  ]);
-  Object.assign(all, {
-    ours_hub: auto,
-    ours_hub_prefetch1: h1,
-    node_hub: nAuto,
-    node_hub_prefetch1: n1,
-    python_hub: py,
-  });
-  header("hub: 2 workers, trivial model", "Python");
-  row("requests/s, 64 in flight", auto?.req_per_s, nAuto?.req_per_s, py?.req_per_s, 0, ">= 10x");
-  row("  same, gibbs's rule (prefetch 1)", h1?.req_per_s, n1?.req_per_s, py?.req_per_s, 0, "");
-  row("one at a time, p50 us", auto?.p50_us, nAuto?.p50_us, py?.p50_us, 1, "");
-  row("one at a time, p99 us", auto?.p99_us, nAuto?.p99_us, py?.p99_us, 1, "");
+  const one = hub("1");
+  const threaded = hub("auto", "1");
+  const py = measure("python gibbs 0.3", "/usr/bin/python3", [here("./gibbs_py_bench.py")]);
+  Object.assign(all, { hub: { auto, one, threaded, py } });
+  nullHub = auto;
+  header("hub: 2 workers, trivial model", "Python gibbs");
+  row('requests/s, 64 in flight (prefetch "auto")', [...auto, py], "req_per_s", 0, ">= 10x");
+  row("  the same with gibbs's rule (prefetch 1)", [...one, py], "req_per_s", 0, "");
+  row("  the same on a handler thread (threads: 1)", [...threaded, py], "req_per_s", 0, "");
+  row("one at a time, p50 us", [...auto, py], "p50_us", 1, "");
+  row("one at a time, p99 us", [...auto, py], "p99_us", 1, "");
+  row("  on a handler thread, p50 us", [...threaded, py], "p50_us", 1, "");
+  const r = (m: Measured) => ratio(m.median.req_per_s, py.median.req_per_s);
+  notes.push(
+    `hub headline ${r(auto[0])}${withNode ? ` (Node ${r(auto[1])})` : ""} rests on prefetch ` +
+      `"auto" (requests wait in a fast worker's socket); like for like, gibbs's rule (prefetch ` +
+      `1): ${r(one[0])}${withNode ? ` (Node ${r(one[1])})` : ""}. Both with the handler on the ` +
+      `connection's thread (threads: 0, as advised for fast handlers); on a handler thread, the ` +
+      `default for a module: ${r(threaded[0])}${withNode ? ` (Node ${r(threaded[1])})` : ""}`,
+  );
+  const ke = py.median.strict_key_errors;
+  const answered = py.median.strict_answered;
+  if (typeof ke === "number" && typeof answered === "number") {
+    notes.push(
+      `Python anchor: gibbs 0.3's dispatch with its KeyError race fixed; gibbs as it is, 64 in ` +
+        `flight: ${fmt(py.median.strict_req_per_s)} requests/s answered, and ${fmt(ke)} ` +
+        `KeyErrors for ${fmt(answered)} answers (${((100 * ke) / (ke + answered)).toFixed(0)} % ` +
+        `of attempts), ${fmt(py.median.strict_hung)} requests left waiting`,
+    );
+  }
 }
 
-if (!values.only || values.only === "curve") {
+if (only.has("curve")) {
   console.log(
     `running CURVE benchmarks (ours under Deno${withNode ? " and Node" : ""}, ` +
       "libzmq's CURVE through pyzmq)...",
   );
-  const socket = (size: string, key: string, curve: boolean) => {
-    const flags = ["throughput", "--size", size, ...(curve ? ["--curve"] : [])];
-    const label = `${size}${curve ? " CURVE" : ""}`;
-    return [
-      median(`ours ${label}`, key, deno, ["run", "-A", here("./socket_bench.ts"), ...flags]),
-      withNode
-        ? median(`ours on Node ${label}`, key, "node", [nodeBench("socket_bench.js"), ...flags])
-        : null,
-    ];
-  };
-  const pyzmq = (size: string, key: string) =>
-    median(`pyzmq CURVE ${size}`, key, "/usr/bin/python3", [
+  const throughput = (size: string, curve: boolean) =>
+    ours(`throughput ${size}${curve ? " CURVE" : ""}`, "socket_bench", [
+      "throughput",
+      "--size",
+      size,
+      ...(curve ? ["--curve"] : []),
+    ]);
+  const pyzmq = (size: string) =>
+    measure(`pyzmq CURVE ${size}`, "/usr/bin/python3", [
       here("./curve_pyzmq_bench.py"),
       "--size",
       size,
     ]);
-  const c64 = socket("64", "msg_per_s", true);
-  const c1m = socket("1MiB", "mb_per_s", true);
-  const py64 = pyzmq("64", "msg_per_s");
-  const py1m = pyzmq("1048576", "mb_per_s");
-  // Our NULL beside it: from the socket section when it ran, else measured here.
-  const n64 = all.ours_64 !== undefined
-    ? [all.ours_64, all.node_64]
-    : socket("64", "msg_per_s", false);
-  const n1m = all.ours_1mib !== undefined
-    ? [all.ours_1mib, all.node_1mib]
-    : socket("1MiB", "mb_per_s", false);
-  const hub = (curve: boolean) => {
-    const flags = curve ? ["--curve"] : [];
-    const label = `hub${curve ? " CURVE" : ""}`;
-    return [
-      median(`ours ${label}`, "req_per_s", deno, ["run", "-A", here("./hub_bench.ts"), ...flags]),
-      withNode
-        ? median(`ours on Node ${label}`, "req_per_s", "node", [
-          nodeBench("hub_bench.js"),
-          ...flags,
-        ])
-        : null,
-    ];
-  };
-  const hc = hub(true);
-  const hn = all.ours_hub !== undefined ? [all.ours_hub, all.node_hub] : hub(false);
-  Object.assign(all, {
-    ours_curve_64: c64[0],
-    node_curve_64: c64[1],
-    pyzmq_curve_64: py64,
-    ours_curve_1mib: c1m[0],
-    node_curve_1mib: c1m[1],
-    pyzmq_curve_1mib: py1m,
-    ours_curve_hub: hc[0],
-    node_curve_hub: hc[1],
-  });
+  const c64 = throughput("64", true);
+  const c1m = throughput("1MiB", true);
+  const py64 = pyzmq("64");
+  const py1m = pyzmq("1048576");
+  // Our NULL beside it: from the socket and hub sections when they ran, else measured here.
+  const n64 = nullSockets?.t64 ?? throughput("64", false);
+  const n1m = nullSockets?.t1m ?? throughput("1MiB", false);
+  const hc = ours("hub CURVE", "hub_bench", ["--curve"]);
+  const hn = nullHub ?? ours("hub", "hub_bench", []);
+  Object.assign(all, { curve: { c64, c1m, py64, py1m, hc } });
   header("CURVE: DEALER -> ROUTER, 2 processes", "libzmq CURVE");
-  row("64 B messages/s", c64[0]?.msg_per_s, c64[1]?.msg_per_s, py64?.msg_per_s, 0, ">= 1x");
-  row("1 MiB messages, MB/s", c1m[0]?.mb_per_s, c1m[1]?.mb_per_s, py1m?.mb_per_s, 0, ">= 0.5x");
+  row("64 B messages/s", [...c64, py64], "msg_per_s", 0, ">= 1x");
+  row("1 MiB messages, MB/s", [...c1m, py1m], "mb_per_s", 0, ">= 0.5x");
   header("CURVE against our NULL", "our NULL, Deno");
-  row("64 B messages/s", c64[0]?.msg_per_s, c64[1]?.msg_per_s, n64[0]?.msg_per_s, 0, "");
-  row("1 MiB messages, MB/s", c1m[0]?.mb_per_s, c1m[1]?.mb_per_s, n1m[0]?.mb_per_s, 0, "");
-  row("hub requests/s, 64 in flight", hc[0]?.req_per_s, hc[1]?.req_per_s, hn[0]?.req_per_s, 0, "");
-  row("hub one at a time, p50 us", hc[0]?.p50_us, hc[1]?.p50_us, hn[0]?.p50_us, 1, "");
+  row("64 B messages/s", [...c64, n64[0]], "msg_per_s", 0, "");
+  row("1 MiB messages, MB/s", [...c1m, n1m[0]], "mb_per_s", 0, "");
+  row("hub requests/s, 64 in flight", [...hc, hn[0]], "req_per_s", 0, "");
+  row("hub one at a time, p50 us", [...hc, hn[0]], "p50_us", 1, "");
+}
+
+/** Prints one-run benchmarks as `name: key value, ...` lines. */
+function oneRun(title: string, label: string, args: string[], ms: number): Result[] {
+  console.log(`running ${title}...`);
+  const lines = runOnce(label, deno, ["run", "-A", ...args], ms) ?? [];
+  return lines;
+}
+
+const extra: string[] = [];
+if (only.has("scale")) {
+  // 100 workers, then 1,000: what one more worker costs the hub when idle.
+  const idle: Result[] = [];
+  for (const workers of ["100", "1000"]) {
+    const lines = oneRun(`the scale benchmark (${workers} workers; one run)`, "scale", [
+      here("./scale_bench.ts"),
+      "--workers",
+      workers,
+      ...(workers === "100" ? ["--queued", "1000"] : []),
+    ], 180_000);
+    all[`scale_${workers}`] = lines;
+    for (const l of lines) extra.push(`scale ${workers} workers, ${l.test}: ${describe(l)}`);
+    idle.push(lines.find((l) => l.test === "idle") ?? {});
+  }
+  const [small, big] = idle;
+  const per = (key: string) => {
+    const a = small[key];
+    const b = big[key];
+    return typeof a === "number" && typeof b === "number" ? (b - a) / 900 : null;
+  };
+  const cpu = per("hub_cpu_percent");
+  const rss = per("hub_rss_mb");
+  if (cpu !== null && rss !== null) {
+    extra.push(
+      `scale, idle, per worker (1,000 vs 100 workers, 1 s heartbeats): ` +
+        `${(cpu * 10_000).toFixed(0)} us of hub CPU per second and ${(rss * 1000).toFixed(0)} KB`,
+    );
+  }
+}
+if (only.has("chaos")) {
+  const lines = oneRun("the chaos benchmark (10 s with kills, 10 s without; one run)", "chaos", [
+    here("./chaos_bench.ts"),
+  ], 120_000);
+  all.chaos = lines;
+  for (const l of lines) extra.push(`${l.test}: ${describe(l)}`);
+}
+
+function describe(r: Result): string {
+  return Object.entries(r).filter(([k]) => k !== "test").map(([k, v]) =>
+    `${k} ${typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 2) : v}`
+  ).join(", ");
 }
 
 const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -424,4 +472,11 @@ for (const r of rows) {
     r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
   );
 }
-if (values.json) writeFileSync(values.json, JSON.stringify(all, null, 2));
+if (notes.length > 0 || extra.length > 0) console.log("");
+for (const n of notes) console.log(`- ${n}`);
+for (const e of extra) console.log(`- ${e}`);
+if (failures.length > 0) {
+  console.log(`\n${failures.length} failed runs (left out of the medians):`);
+  for (const f of failures) console.log(`  - ${f}`);
+}
+if (values.json) writeFileSync(values.json, JSON.stringify({ ...all, failures }, null, 2));

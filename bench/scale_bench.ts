@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Hub } from "../mod.ts";
 import { sameRuntime, scriptArgs, sibling } from "./_args.ts";
+import { own, watchdog } from "./_process.ts";
 
 const { values } = parseArgs({
   args: scriptArgs(),
@@ -33,16 +34,10 @@ const out = (o: unknown) => console.log(JSON.stringify(o));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mb = (bytes: number) => Math.round(bytes / 1e6);
 
-const watchdog = setTimeout(() => {
-  console.error("scale bench: watchdog fired after 120 s");
-  process.exit(3);
-}, 120_000);
+const disarm = watchdog(120_000, "scale bench");
 
 const swarm = fileURLToPath(sibling("./worker_swarm.ts", import.meta.url));
 const children: ChildProcess[] = [];
-process.on("exit", () => {
-  for (const c of children) c.kill("SIGKILL");
-});
 
 const hub = new Hub({
   endpoint: "tcp://127.0.0.1:0",
@@ -56,7 +51,7 @@ const t0 = performance.now();
 for (let i = 0; i < processes; i++) {
   const count = Math.floor(total / processes) + (i < total % processes ? 1 : 0);
   const args = sameRuntime(swarm, [endpoint, String(count)]);
-  children.push(spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] }));
+  children.push(own(spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] })));
 }
 while (hub.workers < total) await sleep(20);
 out({ test: "connect", workers: total, processes, seconds: (performance.now() - t0) / 1000 });
@@ -125,5 +120,5 @@ out({
 
 for (const c of children) c.kill("SIGTERM");
 await hub.close();
-clearTimeout(watchdog);
+disarm();
 process.exit(0);

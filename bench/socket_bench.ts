@@ -25,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { curveKeyPair, Dealer, Router, type SecurityOptions } from "../mod.ts";
 import { sameRuntime, scriptArgs } from "./_args.ts";
+import { disown, exitWithParent, own, watchdog } from "./_process.ts";
 
 let NAME = "gibbs (ours)";
 const CURVE_ENV = "GIBBS_BENCH_CURVE_SECRET";
@@ -44,6 +45,7 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 async function sink(bind: string, count: number, warmup: number): Promise<void> {
+  exitWithParent();
   const sock = new Router({ linger: 0, ...childSecurity });
   const endpoint = await sock.bind(bind);
   out({ ready: true, endpoint });
@@ -81,6 +83,7 @@ async function sink(bind: string, count: number, warmup: number): Promise<void> 
 }
 
 async function echo(bind: string): Promise<void> {
+  exitWithParent();
   const sock = new Router({ linger: 0, ...childSecurity });
   out({ ready: true, endpoint: await sock.bind(bind) });
   for await (const msg of sock) await sock.send(msg);
@@ -92,17 +95,12 @@ interface Child {
   nextLine(): Promise<Record<string, unknown>>;
 }
 
-const children = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const c of children) c.kill("SIGKILL");
-});
-
 async function spawnChild(args: string[]): Promise<Child> {
-  const child = spawn(process.execPath, sameRuntime(SELF, args), {
+  // Killed when this process ends, however it ends; it also exits by itself if we vanish.
+  const child = own(spawn(process.execPath, sameRuntime(SELF, args), {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, ...childEnv },
-  });
-  children.add(child);
+  }));
   const queued: Record<string, unknown>[] = [];
   const waiting: Array<(o: Record<string, unknown>) => void> = [];
   createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -111,7 +109,7 @@ async function spawnChild(args: string[]): Promise<Child> {
     if (w) w(o);
     else queued.push(o);
   });
-  child.on("exit", () => children.delete(child));
+  child.on("exit", () => disown(child));
   const nextLine = () =>
     queued.length > 0
       ? Promise.resolve(queued.shift()!)
@@ -246,10 +244,7 @@ async function main(): Promise<void> {
   }
   if (role === "sink") return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0));
   if (role === "echo") return echo(v.bind!);
-  setTimeout(() => {
-    console.error(`${role}: watchdog fired after ${WATCHDOG_MS} ms`);
-    process.exit(3);
-  }, WATCHDOG_MS);
+  watchdog(WATCHDOG_MS, role);
   const size = parseSize(v.size!);
   const duration = Number(v.duration);
   const transport = v.transport!;

@@ -11,6 +11,9 @@
 import { Worker } from "../mod.ts";
 import add from "./models.ts";
 import { scriptArgs } from "./_args.ts";
+import { exitWithParent } from "./_process.ts";
+
+exitWithParent();
 
 const [endpoint, count, heartbeat = "1"] = scriptArgs();
 const workers = Array.from(

@@ -1,7 +1,8 @@
 /**
- * The long fuzz run of the sans-IO ZMTP core: the properties of `tests/_fuzz_cases.ts` (random
- * input, split round trip, connection pair, mutated streams) and of `tests/_security_cases.ts`
- * (a CURVE pair, mutated CURVE streams), many more cases than the test slice. A CURVE case costs
+ * The long fuzz run of the sans-IO ZMTP core: the properties of `tests/_zmtp_properties.ts`
+ * (random input, split round trip, connection pair, mutated streams) and of
+ * `tests/_security_cases.ts` (a CURVE pair, mutated CURVE streams), many more cases than the
+ * test slice. A CURVE case costs
  * several X25519 operations, so those properties get a share (`CURVE_CASE_SHARE`) of the cases.
  *
  * ```sh
@@ -25,7 +26,7 @@
  */
 
 import fc from "fast-check";
-import { PROPERTIES as ZMTP_PROPERTIES } from "../tests/_fuzz_cases.ts";
+import { PROPERTIES as ZMTP_PROPERTIES } from "../tests/_zmtp_properties.ts";
 import { CURVE_CASE_SHARE, CURVE_PROPERTIES } from "../tests/_security_cases.ts";
 
 const PROPERTIES = { ...ZMTP_PROPERTIES, ...CURVE_PROPERTIES };

@@ -8,8 +8,9 @@
 #      with Deno workers.
 # Prints "ok - NAME" / "not ok - NAME" for each check and ends with
 # "npm: N passed, N failed, N skipped" (the Node suite's tests plus these checks). Exits non-zero
-# if anything failed. Needs Node >= 20.19, npm, Deno through `npx -y deno@2`, and for the
-# interop tests pyzmq and tests/peers/node_modules (installed by `deno task test`).
+# if anything failed (with CI=true, also if a test was skipped). Needs Node >= 20.19, npm, Deno
+# through `npx -y deno@2`, and for the interop tests pyzmq and tests/peers/node_modules
+# (installed by `deno task test`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -80,6 +81,12 @@ echo "# node --test: ${node_pass} passed, ${node_fail} failed, ${node_skip} skip
 passed=$((passed + node_pass))
 failed=$((failed + node_fail))
 skipped=$((skipped + node_skip))
+if [ "${CI:-}" = true ] && [ "$node_skip" -gt 0 ]; then
+  # As in .ci/run: under CI nothing may be skipped (a peer that does not run, most likely).
+  echo "not ok - CI=true and ${node_skip} tests were skipped on Node:"
+  grep '﹣' "$work/node.log" | sed 's/^ */    /'
+  failed=$((failed + 1))
+fi
 if [ "$suite_status" -ne 0 ] && [ "$node_fail" -eq 0 ]; then
   # The runner itself failed (timed out, crashed) without a failing test to show for it.
   echo "not ok - node --test exited ${suite_status} with no failing test"

@@ -1,17 +1,32 @@
 /**
  * Prepares the interop test peers before `deno task test`: installs tests/peers' npm packages
- * (zeromq.js, jszmq, playwright-core) from the npm registry when one is missing, and says
- * whether pyzmq, prometheus_client (the /metrics test) and Chromium (the dashboard and
- * browser-worker tests) are there.
+ * (zeromq.js, jszmq, playwright-core; `npm ci`, from the npm registry) when one is missing, then
+ * checks that each peer and tool runs here — zeromq.js and jszmq under Node, pyzmq and msgpack
+ * (and prometheus_client, for the /metrics test) under the peers' Python (`GIBBS_TEST_PYTHON`,
+ * default `/usr/bin/python3`), Chromium for the dashboard and browser-worker tests.
+ *
+ * On a developer machine what is missing is reported and its tests are skipped. With `CI=true`
+ * it is an error: this exits 1, naming what is missing, and `deno task test` stops there.
  *
  * @module
  */
 
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
+import {
+  chromiumMissing,
+  jszmqMissing,
+  prometheusMissing,
+  pyzmqMissing,
+  zeromqMissing,
+} from "../tests/_probes.ts";
 
+const ci = process.env.CI === "true";
 const peers = fileURLToPath(new URL("../tests/peers/", import.meta.url));
+const problems: string[] = [];
+
 const packages = ["zeromq", "jszmq", "playwright-core"];
 if (packages.some((name) => !existsSync(`${peers}node_modules/${name}`))) {
   console.error(
@@ -20,32 +35,29 @@ if (packages.some((name) => !existsSync(`${peers}node_modules/${name}`))) {
   const npm = spawnSync("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: peers,
     stdio: "inherit",
+    timeout: 600_000,
   });
   if (npm.status !== 0) {
-    console.error(
-      "test setup: npm ci failed; the zeromq.js, jszmq and browser tests will be skipped",
-    );
+    problems.push(`npm ci in tests/peers failed (${npm.error ?? `exit ${npm.status}`})`);
   }
 }
-const python = spawnSync("/usr/bin/python3", ["-c", "import zmq, msgpack"], { stdio: "ignore" });
-if (python.status !== 0) {
-  console.error(
-    "test setup: pyzmq is missing, so the pyzmq and Python gibbs tests will be skipped.\n" +
-      "  Install it with: apt-get install -y python3-zmq python3-msgpack",
-  );
+const probes: [string, () => string | false][] = [
+  ["zeromq.js", zeromqMissing],
+  ["jszmq", jszmqMissing],
+  ["pyzmq", pyzmqMissing],
+  ["prometheus_client", prometheusMissing],
+  ["chromium", chromiumMissing],
+];
+for (const [name, missing] of probes) {
+  const why = missing();
+  if (why) problems.push(`${name}: ${why}`);
 }
-const prometheus = spawnSync("/usr/bin/python3", ["-c", "import prometheus_client.parser"], {
-  stdio: "ignore",
-});
-if (prometheus.status !== 0) {
-  console.error(
-    "test setup: prometheus_client is missing, so the /metrics parser test will be skipped.\n" +
-      "  Install it with: apt-get install -y python3-prometheus-client",
-  );
-}
-if (!existsSync("/usr/bin/chromium")) {
-  console.error(
-    "test setup: /usr/bin/chromium is missing, so the dashboard and browser-worker tests will be skipped.\n" +
-      "  Install it with: apt-get install -y chromium",
-  );
+
+if (problems.length > 0) {
+  const list = problems.map((p) => `  - ${p}`).join("\n");
+  if (ci) {
+    console.error(`test setup: CI=true and an interop peer is missing:\n${list}`);
+    process.exit(1);
+  }
+  console.error(`test setup: the tests of these peers will be skipped:\n${list}`);
 }

@@ -4,13 +4,13 @@
  * that needs a page, so that they all start the browser the same way.
  */
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
+import { CHROMIUM, chromiumMissing } from "./_probes.ts";
 
-/** Debian's Chromium (`apt-get install -y chromium`). */
-export const CHROMIUM = "/usr/bin/chromium";
+export { CHROMIUM };
 
 /** The flags Chromium is started with: headless, no sandbox (root), nothing phoning home. */
 export const CHROMIUM_ARGS: readonly string[] = [
@@ -24,9 +24,7 @@ export const CHROMIUM_ARGS: readonly string[] = [
 ];
 
 /** Why browser tests are skipped, or false when Chromium is there. */
-export const browserSkip: string | false = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} not found (install it with: apt-get install -y chromium)`;
+export const browserSkip: string | false = chromiumMissing();
 
 /** A running browser with one page, and how to stop it. */
 export interface BrowserSession {

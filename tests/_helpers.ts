@@ -1,17 +1,30 @@
 /**
- * Shared helpers of the gibbs-layer tests: timeouts, polling, hubs and workers that clean up,
- * child processes with line-by-line output. Runtime-neutral (node:* only, no `Deno.*`), so the
+ * Shared helpers of the tests, each defined once: timeouts, polling, hubs and workers that clean
+ * up, child processes with line-by-line output, free ports and temporary ipc paths, and the probes
+ * that say whether an interop peer can run here. Runtime-neutral (node:* only, no `Deno.*`), so the
  * same tests run under `deno test` and, built to JS, under `node --test`.
+ *
+ * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
 
 /** True under Deno, false under Node. */
 export const isDeno = typeof (globalThis as any).Deno !== "undefined";
+
+/**
+ * `test` under Deno; under Node, registers nothing. For tests that only Deno can run (they start
+ * Deno itself): not registered is not skipped, and a skipped test fails a CI run.
+ */
+export const testDeno: typeof test = isDeno ? test : ((() => {}) as unknown as typeof test);
 
 /** `.ts` when running from source, `.js` in the built test tree. */
 export const EXT = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
@@ -28,18 +41,31 @@ export const MODELS_URL: URL = new URL(`./fixtures/models${EXT}`, import.meta.ur
 /** Path of the fixture module. */
 export const MODELS_PATH: string = fileURLToPath(MODELS_URL);
 
-/** The Python gibbs-0.3 protocol peer. */
-export const GIBBS_PY: string = fileURLToPath(new URL("./peers/gibbs_py.py", import.meta.url));
+export {
+  chromiumMissing,
+  jszmqMissing,
+  prometheusMissing,
+  PYTHON,
+  pyzmqMissing,
+  zeromqMissing,
+} from "./_probes.ts";
 
-/** Debian's interpreter, which has pyzmq and msgpack. */
-export const PYTHON = "/usr/bin/python3";
+/**
+ * Records a duration a test bounds (label, value, the bound), one JSON line appended to the file
+ * named by `GIBBS_TEST_TIMINGS` when set: how the spread of timing bounds over many runs on a
+ * loaded machine is measured. Does nothing otherwise.
+ */
+export function observe(label: string, ms: number, bound: string): void {
+  const path = process.env.GIBBS_TEST_TIMINGS;
+  if (path) appendFileSync(path, JSON.stringify({ label, ms: Math.round(ms), bound }) + "\n");
+}
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Rejects with a clear message if `promise` does not settle within `ms`. */
+/** Rejects with a message naming `what` if `promise` does not settle within `ms`. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operation"): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -48,7 +74,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operatio
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Polls `condition` every `step` ms until true; throws after `ms`. */
+/** Polls `condition` every `step` ms until true; throws, naming `what`, after `ms`. */
 export async function waitFor(
   condition: () => boolean,
   ms: number,
@@ -132,6 +158,83 @@ export function portOf(endpoint: string): number {
   return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
 }
 
+/**
+ * A loopback port free a moment ago, for a peer that must be told its port before it binds
+ * (the kernel hands out the ports of `bind(0)` and of `connect()` from different halves of its
+ * range, so another process taking it meanwhile is unlikely, not impossible).
+ */
+export function freePort(): Promise<number> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
+    }),
+    5000,
+    "a free port",
+  );
+}
+
+/** A plain TCP listener that only counts the connections it accepts (and drops them). */
+export interface Listener {
+  endpoint: string;
+  port: number;
+  /** Connections accepted so far. */
+  accepted(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on a free loopback port and counts connections: where a test must show that a process
+ * never connected (a worker whose constructor throws), a hub's worker count proves nothing.
+ */
+export async function listener(): Promise<Listener> {
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  });
+  const port = await withTimeout(
+    new Promise<number>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
+    }),
+    5000,
+    "a listening socket",
+  );
+  return {
+    endpoint: `tcp://127.0.0.1:${port}`,
+    port,
+    accepted: () => accepted,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return withTimeout(
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        5000,
+        "close",
+      );
+    },
+  };
+}
+
+let ipcCount = 0;
+
+/**
+ * A fresh `ipc://` endpoint in the temporary folder; `cleanup` removes its socket file (libzmq
+ * leaves it behind when its process is killed).
+ */
+export function ipcEndpoint(cleanup: Cleanup, name = "ipc"): string {
+  const path = join(tmpdir(), `gibbs-test-${name}-${process.pid}-${ipcCount++}.sock`);
+  cleanup.add(() => rmSync(path, { force: true }));
+  return `ipc://${path}`;
+}
+
 /** An in-process worker and the promise of its `run()`. */
 export interface RunningWorker {
   worker: Worker;
@@ -199,9 +302,14 @@ export class Proc {
   #partial = "";
   #waiters: (() => void)[] = [];
 
-  constructor(command: string, args: string[], options: { cwd?: string } = {}) {
+  constructor(
+    command: string,
+    args: string[],
+    options: { cwd?: string; env?: Record<string, string> } = {},
+  ) {
     this.child = spawn(command, args, {
       cwd: options.cwd ?? ROOT,
+      env: options.env ? { ...process.env, ...options.env } : undefined,
       stdio: ["pipe", "pipe", "pipe"],
     });
     this.exited = new Promise((resolve) => {
@@ -314,26 +422,6 @@ export function cli(args: string[]): Proc {
   return isDeno
     ? new Proc(process.execPath, ["run", "-A", MOD_PATH, ...args])
     : new Proc(process.execPath, [BIN_PATH, ...args]);
-}
-
-/** Why Python tests are skipped, or false when pyzmq and msgpack are there. */
-export const pythonSkip: string | false = (() => {
-  try {
-    const r = spawnSync(PYTHON, ["-c", "import zmq, msgpack"], {
-      stdio: "ignore",
-      timeout: 10_000,
-    });
-    return r.status === 0
-      ? false
-      : `${PYTHON} cannot import zmq and msgpack (install python3-zmq python3-msgpack)`;
-  } catch (error) {
-    return `${PYTHON} not runnable: ${error}`;
-  }
-})();
-
-/** Starts the Python gibbs peer with `args` (e.g. `["worker", "--model", "echo", ...]`). */
-export function python(args: string[]): Proc {
-  return new Proc(PYTHON, [GIBBS_PY, ...args]);
 }
 
 /** Sends a POSIX signal to a pid (SIGSTOP/SIGCONT included); ignores a pid that is gone. */

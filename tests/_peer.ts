@@ -1,44 +1,35 @@
 /**
- * Drives a real libzmq socket in another process (pyzmq, or zeromq.js under Node) through the
- * JSON-lines protocol of tests/peers/zmq_peer.{py,mjs}.
+ * Drives a real ZeroMQ socket in another process (libzmq through pyzmq or zeromq.js under Node,
+ * or jszmq under Node for ws://) through the JSON-lines protocol of
+ * tests/peers/zmq_peer.{py,mjs} and jszmq_peer.mjs. Every wait is bounded.
  *
  * @module
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { jszmqMissing, PYTHON, pyzmqMissing, withTimeout, zeromqMissing } from "./_helpers.ts";
 
 /** Which peer implementation runs: libzmq through pyzmq or zeromq.js, or jszmq (ws only). */
 export type PeerKind = "pyzmq" | "zeromq.js" | "jszmq";
 
-const PY = "/usr/bin/python3";
 const PY_PEER = fileURLToPath(new URL("./peers/zmq_peer.py", import.meta.url));
 /** zmq_peer.py with CURVE, PLAIN and a ZAP handler (pyzmq only). */
 export const SECURE_PY_PEER: string = fileURLToPath(
   new URL("./peers/secure_peer.py", import.meta.url),
 );
 const JS_PEER = fileURLToPath(new URL("./peers/zmq_peer.mjs", import.meta.url));
-const JS_MODULES = fileURLToPath(new URL("./peers/node_modules/zeromq", import.meta.url));
 const JSZMQ_PEER = fileURLToPath(new URL("./peers/jszmq_peer.mjs", import.meta.url));
-const JSZMQ_MODULES = fileURLToPath(new URL("./peers/node_modules/jszmq", import.meta.url));
 
-/** Why a kind of peer cannot run here, or undefined when it can. */
-export function peerUnavailable(kind: PeerKind): string | undefined {
-  if (kind === "pyzmq") {
-    const probe = spawnSync(PY, ["-c", "import zmq, msgpack"], { stdio: "ignore" });
-    return probe.status === 0
-      ? undefined
-      : "pyzmq missing: apt-get install -y python3-zmq python3-msgpack (CI installs it)";
-  }
-  if (kind === "jszmq" && !existsSync(JSZMQ_MODULES)) {
-    return "jszmq missing: npm ci --prefix tests/peers";
-  }
-  if (kind === "zeromq.js" && !existsSync(JS_MODULES)) {
-    return "zeromq.js missing: npm install --prefix tests/peers";
-  }
-  const node = spawnSync("node", ["--version"], { stdio: "ignore" });
-  return node.status === 0 ? undefined : "node is not on PATH (zeromq.js runs under Node)";
+/** How long a peer may take to start and print its ready line. */
+const START_MS = 20_000;
+/** How long an op may take beyond the timeout it carries (`timeout` in ms), if any. */
+const OP_MARGIN_MS = 10_000;
+
+/** Why a kind of peer cannot run here (for a test's `skip`), or false when it can. */
+export function peerMissing(kind: PeerKind): string | false {
+  if (kind === "pyzmq") return pyzmqMissing();
+  return kind === "jszmq" ? jszmqMissing() : zeromqMissing();
 }
 
 /** A running peer. */
@@ -47,9 +38,9 @@ export interface Peer {
   readonly endpoint: string;
   /** Monitor events seen so far (`--monitor`), names normalised to zeromq.js's. */
   readonly events: Array<{ event: string; [key: string]: unknown }>;
-  /** Sends one op and waits for its answer. */
+  /** Sends one op and waits (bounded: its `timeout` plus a margin) for its answer. */
   op(request: Record<string, unknown>): Promise<Record<string, unknown>>;
-  /** Closes the peer's socket and waits for the process to end. */
+  /** Closes the peer's socket and waits (bounded) for the process to end. */
   close(): Promise<void>;
 }
 
@@ -62,12 +53,16 @@ const EVENT_NAMES: Record<string, string> = {
 };
 
 /**
- * Starts a peer with the given command-line options and waits for its ready line. A pyzmq peer
- * may run another script of the same protocol (`SECURE_PY_PEER`).
+ * Starts a peer with the given command-line options and waits (bounded) for its ready line. A
+ * pyzmq peer may run another script of the same protocol (`SECURE_PY_PEER`).
  */
-export function startPeer(kind: PeerKind, args: string[], pyScript = PY_PEER): Promise<Peer> {
+export async function startPeer(
+  kind: PeerKind,
+  args: string[],
+  pyScript = PY_PEER,
+): Promise<Peer> {
   const child: ChildProcess = kind === "pyzmq"
-    ? spawn(PY, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
+    ? spawn(PYTHON, [pyScript, ...args], { stdio: ["pipe", "pipe", "inherit"] })
     : spawn("node", [kind === "jszmq" ? JSZMQ_PEER : JS_PEER, ...args], {
       stdio: ["pipe", "pipe", "inherit"],
     });
@@ -75,14 +70,19 @@ export function startPeer(kind: PeerKind, args: string[], pyScript = PY_PEER): P
   const waiting: Array<(answer: Record<string, unknown>) => void> = [];
   let buffered = "";
   let onReady: ((answer: Record<string, unknown>) => void) | null = null;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.once("error", () => resolve());
+  });
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
     onReady = resolve;
     child.once(
       "exit",
       (code) => reject(new Error(`${kind} peer exited with ${code} before ready`)),
     );
+    child.once("error", (error) => reject(new Error(`${kind} peer did not start: ${error}`)));
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.stdin!.on("error", () => {});
   child.stdout!.setEncoding("utf8");
   child.stdout!.on("data", (text: string) => {
     buffered += text;
@@ -104,27 +104,41 @@ export function startPeer(kind: PeerKind, args: string[], pyScript = PY_PEER): P
       }
     }
   });
-  return ready.then((first) => {
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  let first: Record<string, unknown>;
+  try {
+    first = await withTimeout(ready, START_MS, `${kind} peer ready line (${args.join(" ")})`);
     if (first.error) throw new Error(`${kind} peer failed to start: ${first.error}`);
-    return {
-      endpoint: first.endpoint as string,
-      events,
-      op(request) {
-        return new Promise((resolve) => {
+  } catch (error) {
+    kill();
+    throw error;
+  }
+  return {
+    endpoint: first.endpoint as string,
+    events,
+    op(request) {
+      const limit = (typeof request.timeout === "number" ? request.timeout : 0) + OP_MARGIN_MS;
+      return withTimeout(
+        new Promise((resolve) => {
           waiting.push(resolve);
           child.stdin!.write(JSON.stringify(request) + "\n");
+        }),
+        limit,
+        `${kind} peer op ${JSON.stringify(request).slice(0, 80)}`,
+      );
+    },
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin!.end(JSON.stringify({ op: "close" }) + "\n");
+        await withTimeout(exited, 3000, `${kind} peer exit`).catch(() => {
+          kill();
+          return withTimeout(exited, 5000, `${kind} peer exit after SIGKILL`);
         });
-      },
-      async close() {
-        if (child.exitCode === null) {
-          child.stdin!.end(JSON.stringify({ op: "close" }) + "\n");
-          const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-          await exited;
-          clearTimeout(timer);
-        }
-      },
-    };
-  });
+      }
+    },
+  };
 }
 
 /** Base64 of bytes, for the peer protocol. */
@@ -139,13 +153,4 @@ export function b64(bytes: Uint8Array): string {
 /** Bytes of base64 text. */
 export function unb64(text: string): Uint8Array {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-/** Resolves with `promise`, or rejects after `ms` with a message naming `what`. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -10,15 +10,12 @@ import { curveClient, curveServer } from "../src/zmtp/curve_mechanism.ts";
 import { ZmtpError } from "../src/zmtp/errors.ts";
 import type { AuthOutcome, AuthRequest, Mechanism } from "../src/zmtp/mechanism.ts";
 import {
-  applyMutation,
   COMMAND,
   concat,
   decode,
   drain,
   feedReused,
   frame,
-  messageArb,
-  type Mutation,
   peerGreeting,
   prng,
   pump,
@@ -26,7 +23,8 @@ import {
   sameMessages,
   split,
   utf8,
-} from "./_fuzz_cases.ts";
+} from "./_wire_kit.ts";
+import { applyMutation, messageArb, type Mutation } from "./_zmtp_properties.ts";
 
 export { COMMAND, concat, frame, peerGreeting, utf8 };
 

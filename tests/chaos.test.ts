@@ -6,14 +6,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Hub, spawnWorkers } from "../mod.ts";
-import { EXT } from "./_helpers.ts";
-import { within } from "./_peer.ts";
+import { EXT, waitFor, withTimeout } from "./_helpers.ts";
 
 const MODEL = new URL(`./fixtures/chaos_model${EXT}`, import.meta.url);
 
-test("killing workers that hold requests loses none of them", async () => {
-  const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", heartbeatInterval: 0.5 });
-  const endpoint = await hub.ready;
+test("killing workers that hold requests loses none of them", { timeout: 180_000 }, async () => {
+  const hub = new Hub({ endpoint: "tcp://127.0.0.1:0", heartbeatInterval: 0.5, logger: () => {} });
+  const endpoint = await withTimeout(hub.ready, 5000, "hub.ready");
   const workers = spawnWorkers(MODEL, {
     count: 4,
     endpoint,
@@ -24,13 +23,7 @@ test("killing workers that hold requests loses none of them", async () => {
   let kills = 0;
   const killed = new Set<number>();
   try {
-    await within(
-      (async () => {
-        while (hub.workers < 4) await new Promise((r) => setTimeout(r, 10));
-      })(),
-      20_000,
-      "4 workers",
-    );
+    await waitFor(() => hub.workers >= 4, 20_000, "4 workers");
     const N = 3000;
     const results = new Array<unknown>(N);
     let next = 0;
@@ -43,7 +36,7 @@ test("killing workers that hold requests loses none of them", async () => {
       kills++;
       workers.add();
     }, 300);
-    await within(
+    await withTimeout(
       Promise.all(Array.from({ length: 32 }, async () => {
         while (next < N) {
           const i = next++;
@@ -51,7 +44,7 @@ test("killing workers that hold requests loses none of them", async () => {
           results[i] = await hub.request(i);
         }
       })),
-      60_000,
+      120_000,
       `${N} requests under chaos`,
     );
     clearInterval(chaos);

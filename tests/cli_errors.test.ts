@@ -34,7 +34,7 @@ async function fails(args: string[], code: number, re: RegExp): Promise<string> 
 }
 
 describe("CLI errors", () => {
-  test("usage mistakes: one line naming the flag, exit 2", async () => {
+  test("usage mistakes: one line naming the flag, exit 2", { timeout: 60_000 }, async () => {
     const cases: [string[], RegExp][] = [
       [["frobnicate"], /unknown command "frobnicate"/],
       [["hub"], /--http PORT is required/],
@@ -64,76 +64,86 @@ describe("CLI errors", () => {
     for (const [args, re] of cases) await fails(args, 2, re);
   });
 
-  test("a module that fails to load or to start: one line naming it, exit 1", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "gibbs_cli_errors_"));
-    try {
-      const file = (name: string, text: string) => {
-        writeFileSync(join(dir, name), text);
-        return join(dir, name);
-      };
-      const throws = file("throws.mjs", 'throw new Error("broken at import");\n');
-      const syntax = file("syntax.mjs", "export default function (x) { return x +; }\n");
-      const number = file("number.mjs", "export default 42;\n");
-      await fails(["worker", throws], 1, /cannot import .*throws\.mjs: .*broken at import/);
-      // Deno reports a syntax error as a module it cannot load (exit 2), Node as a failure (1).
-      const p = cli(["worker", syntax]);
+  test(
+    "a module that fails to load or to start: one line naming it, exit 1",
+    { timeout: 60_000 },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "gibbs_cli_errors_"));
       try {
-        const exit = await withTimeout(p.exited, 30_000, "syntax error");
-        assert.ok(exit.code === 1 || exit.code === 2, `exit ${exit.code}`);
-        assert.equal(stderrLines(p).length, 1, p.stderr);
-        assert.match(p.stderr, /^gibbs: cannot import .*syntax\.mjs: .*(Syntax|Unexpected)/);
+        const file = (name: string, text: string) => {
+          writeFileSync(join(dir, name), text);
+          return join(dir, name);
+        };
+        const throws = file("throws.mjs", 'throw new Error("broken at import");\n');
+        const syntax = file("syntax.mjs", "export default function (x) { return x +; }\n");
+        const number = file("number.mjs", "export default 42;\n");
+        await fails(["worker", throws], 1, /cannot import .*throws\.mjs: .*broken at import/);
+        // Deno reports a syntax error as a module it cannot load (exit 2), Node as a failure (1).
+        const p = cli(["worker", syntax]);
+        try {
+          const exit = await withTimeout(p.exited, 30_000, "syntax error");
+          assert.ok(exit.code === 1 || exit.code === 2, `exit ${exit.code}`);
+          assert.equal(stderrLines(p).length, 1, p.stderr);
+          assert.match(p.stderr, /^gibbs: cannot import .*syntax\.mjs: .*(Syntax|Unexpected)/);
+        } finally {
+          await p.dispose();
+        }
+        await fails(["worker", number], 2, /export "default" is a number, not a function/);
+        const line = await fails(
+          ["worker", MODELS_PATH, "--export", "CtorFail"],
+          1,
+          /models\.(ts|js) \(CtorFail\) failed to start: Error: CtorFail: simulated crash/,
+        );
+        assert.match(line, /\(at file:\/\/.*models\.(ts|js):\d+:\d+\)$/, "where it threw");
       } finally {
-        await p.dispose();
+        rmSync(dir, { recursive: true, force: true });
       }
-      await fails(["worker", number], 2, /export "default" is a number, not a function/);
-      const line = await fails(
-        ["worker", MODELS_PATH, "--export", "CtorFail"],
-        1,
-        /models\.(ts|js) \(CtorFail\) failed to start: Error: CtorFail: simulated crash/,
-      );
-      assert.match(line, /\(at file:\/\/.*models\.(ts|js):\d+:\d+\)$/, "where it threw");
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
-  test("ports in use: one line naming the address and the flag, exit 1", async () => {
-    const c = new Cleanup();
-    try {
-      const router = new Router();
-      c.add(() => router.close());
-      const zmqPort = portOf(await router.bind("tcp://127.0.0.1:0"));
-      const server = createServer();
-      c.add(() => new Promise((resolve) => server.close(resolve)));
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const httpPort = (server.address() as { port: number }).port;
-      await fails(
-        ["hub", "--http", "0", "--host", "127.0.0.1", "--port", String(zmqPort)],
-        1,
-        new RegExp(
-          `cannot listen on tcp://127\\.0\\.0\\.1:${zmqPort} \\(workers, --port\\): ` +
-            "address already in use",
-        ),
-      );
-      await fails(
-        ["hub", "--http", String(httpPort), "--port", "0"],
-        1,
-        new RegExp(
-          `cannot listen on http://127\\.0\\.0\\.1:${httpPort} \\(the HTTP gateway, --http\\): ` +
-            "address already in use",
-        ),
-      );
-      await fails(
-        ["demo", "--port", String(zmqPort)],
-        1,
-        /cannot listen on tcp:\/\/127\.0\.0\.1:\d+ \(the demo's hub, --port\): address already in use/,
-      );
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "ports in use: one line naming the address and the flag, exit 1",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const router = new Router();
+        c.add(() => router.close());
+        const zmqPort = portOf(await router.bind("tcp://127.0.0.1:0"));
+        const server = createServer();
+        c.add(() => new Promise((resolve) => server.close(resolve)));
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        const httpPort = (server.address() as { port: number }).port;
+        await fails(
+          ["hub", "--http", "0", "--host", "127.0.0.1", "--port", String(zmqPort)],
+          1,
+          new RegExp(
+            `cannot listen on tcp://127\\.0\\.0\\.1:${zmqPort} \\(workers, --port\\): ` +
+              "address already in use",
+          ),
+        );
+        await fails(
+          ["hub", "--http", String(httpPort), "--port", "0"],
+          1,
+          new RegExp(
+            `cannot listen on http://127\\.0\\.0\\.1:${httpPort} \\(the HTTP gateway, --http\\): ` +
+              "address already in use",
+          ),
+        );
+        await fails(
+          ["demo", "--port", String(zmqPort)],
+          1,
+          /cannot listen on tcp:\/\/127\.0\.0\.1:\d+ \(the demo's hub, --port\): address already in use/,
+        );
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("new Worker refuses resetAfterNMiss below 1 (the CLI's --reset-after 0)", () => {
+  test("new Worker refuses resetAfterNMiss below 1 (the CLI's --reset-after 0)", {
+    timeout: 60_000,
+  }, () => {
     for (const n of [0, -1, 1.5]) {
       assert.throws(
         () => new Worker((x: unknown) => x, { resetAfterNMiss: n }),
@@ -142,18 +152,22 @@ describe("CLI errors", () => {
     }
   });
 
-  test("--log-level debug adds the stack trace after the one line", async () => {
-    const p = cli(["worker", MODELS_PATH, "--export", "CtorFail", "--log-level", "debug"]);
-    try {
-      const exit = await withTimeout(p.exited, 30_000, "CtorFail with debug");
-      assert.equal(exit.code, 1, p.stderr);
-      const lines = stderrLines(p);
-      const at = lines.findIndex((l) => l.startsWith("gibbs: "));
-      assert.ok(at >= 0, p.stderr);
-      assert.match(lines[at], /failed to start/);
-      assert.ok(lines.slice(at + 1).some((l) => /^\s+at .*models\.(ts|js)/.test(l)), p.stderr);
-    } finally {
-      await p.dispose();
-    }
-  });
+  test(
+    "--log-level debug adds the stack trace after the one line",
+    { timeout: 60_000 },
+    async () => {
+      const p = cli(["worker", MODELS_PATH, "--export", "CtorFail", "--log-level", "debug"]);
+      try {
+        const exit = await withTimeout(p.exited, 30_000, "CtorFail with debug");
+        assert.equal(exit.code, 1, p.stderr);
+        const lines = stderrLines(p);
+        const at = lines.findIndex((l) => l.startsWith("gibbs: "));
+        assert.ok(at >= 0, p.stderr);
+        assert.match(lines[at], /failed to start/);
+        assert.ok(lines.slice(at + 1).some((l) => /^\s+at .*models\.(ts|js)/.test(l)), p.stderr);
+      } finally {
+        await p.dispose();
+      }
+    },
+  );
 });

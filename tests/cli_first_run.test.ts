@@ -7,16 +7,16 @@
  * runs from an installed package already.
  */
 
-import { describe, test } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { isDeno, MOD_PATH, ROOT } from "./_helpers.ts";
+import { MOD_PATH, ROOT, testDeno } from "./_helpers.ts";
 
-const skip = isDeno ? false : "builds and downloads with Deno: run by deno test";
+// These build and download with Deno: run by deno test, not registered under Node.
 
 /** Runs a command to its end (bounded); returns its exit code and output. */
 function run(
@@ -40,7 +40,9 @@ function run(
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 describe("first run", () => {
-  test("Deno with an empty DENO_DIR: downloads, and not one warning", { skip }, () => {
+  testDeno("Deno with an empty DENO_DIR: downloads, and not one warning", {
+    timeout: 300_000,
+  }, () => {
     const denoDir = mkdtempSync(join(tmpdir(), "gibbs_deno_dir_"));
     try {
       const r = run(process.execPath, ["run", "-A", MOD_PATH, "--help"], {
@@ -56,8 +58,8 @@ describe("first run", () => {
     }
   });
 
-  test("npm install of the built folder into a new project: import, require, npx gibbs", {
-    skip,
+  testDeno("npm install of the built folder into a new project: import, require, npx gibbs", {
+    timeout: 300_000,
   }, () => {
     const work = mkdtempSync(join(tmpdir(), "gibbs_folder_install_"));
     try {

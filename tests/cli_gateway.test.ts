@@ -36,7 +36,9 @@ async function cliHub(extra: string[] = []): Promise<{ hub: Proc; port: string; 
 }
 
 describe("gibbs CLI", () => {
-  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", async () => {
+  test("gibbs --help, gibbs worker --help, gibbs hub --help print usage and exit 0", {
+    timeout: 60_000,
+  }, async () => {
     const cases: [string[], RegExp[]][] = [
       [["--help"], [
         /Usage:/,
@@ -78,7 +80,9 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", async () => {
+  test("gibbs hub --http drives a gibbs worker command; SIGTERM stops both with 0", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub: hubProc, port, base } = await cliHub();
@@ -127,43 +131,49 @@ describe("gibbs CLI", () => {
     }
   });
 
-  test("--log-format json: one object per line; --quiet: warnings only", async () => {
-    const c = new Cleanup();
-    try {
-      const hubProc = cli(["hub", "--http", "0", "--port", "0", "--log-format", "json"]);
-      c.add(() => hubProc.dispose());
-      const line = await waitStderr(hubProc, /hub\.listening/, 20_000, "the listening record");
-      const record = JSON.parse(line);
-      assert.equal(record.level, "info");
-      assert.equal(record.source, "hub");
-      assert.equal(record.event, "hub.listening");
-      assert.match(record.http, /^http:\/\/127\.0\.0\.1:\d+$/);
-      assert.match(record.endpoint, /^tcp:\/\/0\.0\.0\.0:(\d+)$/);
-      assert.ok(!Number.isNaN(Date.parse(record.time)));
-      const port = /:(\d+)$/.exec(record.endpoint)![1];
-      const worker = cli(["worker", MODELS_PATH, "--host", "127.0.0.1", "--port", port, "-q"]);
-      c.add(() => worker.dispose());
-      await withTimeout(
-        (async () => {
-          while ((await json(await fetch(`${record.http}/health`))).workers < 1) await sleep(50);
-        })(),
-        20_000,
-        "the quiet worker joins",
-      );
-      worker.kill("SIGTERM");
-      assert.equal((await withTimeout(worker.exited, 5000, "worker exit")).code, 0);
-      assert.equal(worker.stderr, "", "a quiet worker says nothing when all is well");
-      hubProc.kill("SIGTERM");
-      await withTimeout(hubProc.exited, 5000, "hub exit");
-      for (const l of hubProc.stderr.split("\n").filter((l) => l !== "")) {
-        assert.doesNotThrow(() => JSON.parse(l), `a JSON line: ${l}`);
+  test(
+    "--log-format json: one object per line; --quiet: warnings only",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const hubProc = cli(["hub", "--http", "0", "--port", "0", "--log-format", "json"]);
+        c.add(() => hubProc.dispose());
+        const line = await waitStderr(hubProc, /hub\.listening/, 20_000, "the listening record");
+        const record = JSON.parse(line);
+        assert.equal(record.level, "info");
+        assert.equal(record.source, "hub");
+        assert.equal(record.event, "hub.listening");
+        assert.match(record.http, /^http:\/\/127\.0\.0\.1:\d+$/);
+        assert.match(record.endpoint, /^tcp:\/\/0\.0\.0\.0:(\d+)$/);
+        assert.ok(!Number.isNaN(Date.parse(record.time)));
+        const port = /:(\d+)$/.exec(record.endpoint)![1];
+        const worker = cli(["worker", MODELS_PATH, "--host", "127.0.0.1", "--port", port, "-q"]);
+        c.add(() => worker.dispose());
+        await withTimeout(
+          (async () => {
+            while ((await json(await fetch(`${record.http}/health`))).workers < 1) await sleep(50);
+          })(),
+          20_000,
+          "the quiet worker joins",
+        );
+        worker.kill("SIGTERM");
+        assert.equal((await withTimeout(worker.exited, 5000, "worker exit")).code, 0);
+        assert.equal(worker.stderr, "", "a quiet worker says nothing when all is well");
+        hubProc.kill("SIGTERM");
+        await withTimeout(hubProc.exited, 5000, "hub exit");
+        for (const l of hubProc.stderr.split("\n").filter((l) => l !== "")) {
+          assert.doesNotThrow(() => JSON.parse(l), `a JSON line: ${l}`);
+        }
+      } finally {
+        await c.run();
       }
-    } finally {
-      await c.run();
-    }
-  });
+    },
+  );
 
-  test("through the hub's HTTP server: 413 over --max-body, big integers exact", async () => {
+  test("through the hub's HTTP server: 413 over --max-body, big integers exact", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub: hubProc, port, base } = await cliHub(["--max-body", "1KiB"]);
@@ -217,7 +227,9 @@ function post(body: unknown, path = "/request"): Request {
 }
 
 describe("HTTP gateway handler", () => {
-  test("POST /request: 200 with the result; kwargs, bytes and big ints as JSON", async () => {
+  test("POST /request: 200 with the result; kwargs, bytes and big ints as JSON", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -257,30 +269,34 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 500 with the traceback when the worker's code throws", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub();
-      c.add(() => hub.close());
-      const w = startWorker((x: number) => {
-        throw new TypeError(`bad input ${x}`);
-      }, endpoint);
-      c.add(() => w.stop());
-      const res = await withTimeout(
-        Promise.resolve(gatewayHandler(hub)(post({ args: [3] }))),
-        5000,
-        "failing request",
-      );
-      assert.equal(res.status, 500);
-      const body = await json(res);
-      assert.match(body.error, /TypeError: bad input 3/);
-      assert.match(body.traceback, /^TypeError: bad input 3\n\s+at /);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "POST /request: 500 with the traceback when the worker's code throws",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub();
+        c.add(() => hub.close());
+        const w = startWorker((x: number) => {
+          throw new TypeError(`bad input ${x}`);
+        }, endpoint);
+        c.add(() => w.stop());
+        const res = await withTimeout(
+          Promise.resolve(gatewayHandler(hub)(post({ args: [3] }))),
+          5000,
+          "failing request",
+        );
+        assert.equal(res.status, 500);
+        const body = await json(res);
+        assert.match(body.error, /TypeError: bad input 3/);
+        assert.match(body.traceback, /^TypeError: bad input 3\n\s+at /);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("POST /request: 504 on timeout", async () => {
+  test("POST /request: 504 on timeout", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -304,7 +320,7 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 400 on a malformed body or bad arguments", async () => {
+  test("POST /request: 400 on a malformed body or bad arguments", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub();
@@ -336,7 +352,9 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 503 when the queue is full (and when the hub is closed)", async () => {
+  test("POST /request: 503 when the queue is full (and when the hub is closed)", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub({ respBufferSize: 1, overflow: "reject-new" });
@@ -359,57 +377,61 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("GET /health counts the workers alive; 404 and 405 otherwise", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub();
-      c.add(() => hub.close());
-      const handle = gatewayHandler(hub);
-      const health = async () => {
-        const res = await handle(new Request("http://gateway.test/health"));
-        assert.equal(res.status, 200);
-        return await json(res);
-      };
-      assert.deepEqual(await health(), {
-        workers: 0,
-        busy: 0,
-        queued: 0,
-        pending: 0,
-        completed: 0,
-        redispatched: 0,
-        services: {},
-      });
-      const a = startWorker((x: number) => x, endpoint);
-      const b = startWorker((x: number) => x, endpoint);
-      c.add(() => a.stop());
-      c.add(() => b.stop());
-      await waitFor(() => hub.workers === 2, 5000, "2 workers");
-      assert.equal((await health()).workers, 2);
-      assert.equal(await withTimeout(hub.request(1), 5000), 1);
-      assert.equal((await health()).completed, 1);
-      await a.stop();
-      await withTimeout(
-        (async () => {
-          while ((await health()).workers !== 1) await sleep(20);
-        })(),
-        5000,
-        "health counts 1 worker after one stops",
-      );
-      const notFound = await handle(new Request("http://gateway.test/nope"));
-      assert.equal(notFound.status, 404);
-      const root = await handle(new Request("http://gateway.test/"));
-      assert.equal(root.status, 200); // the dashboard (tests/dashboard.test.ts)
-      assert.match(root.headers.get("content-type") ?? "", /^text\/html/);
-      const getRequest = await handle(new Request("http://gateway.test/request"));
-      assert.equal(getRequest.status, 405);
-      const postHealth = await handle(post({}, "/health"));
-      assert.equal(postHealth.status, 405);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "GET /health counts the workers alive; 404 and 405 otherwise",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub();
+        c.add(() => hub.close());
+        const handle = gatewayHandler(hub);
+        const health = async () => {
+          const res = await handle(new Request("http://gateway.test/health"));
+          assert.equal(res.status, 200);
+          return await json(res);
+        };
+        assert.deepEqual(await health(), {
+          workers: 0,
+          busy: 0,
+          queued: 0,
+          pending: 0,
+          completed: 0,
+          redispatched: 0,
+          services: {},
+        });
+        const a = startWorker((x: number) => x, endpoint);
+        const b = startWorker((x: number) => x, endpoint);
+        c.add(() => a.stop());
+        c.add(() => b.stop());
+        await waitFor(() => hub.workers === 2, 5000, "2 workers");
+        assert.equal((await health()).workers, 2);
+        assert.equal(await withTimeout(hub.request(1), 5000), 1);
+        assert.equal((await health()).completed, 1);
+        await a.stop();
+        await withTimeout(
+          (async () => {
+            while ((await health()).workers !== 1) await sleep(20);
+          })(),
+          5000,
+          "health counts 1 worker after one stops",
+        );
+        const notFound = await handle(new Request("http://gateway.test/nope"));
+        assert.equal(notFound.status, 404);
+        const root = await handle(new Request("http://gateway.test/"));
+        assert.equal(root.status, 200); // the dashboard (tests/dashboard.test.ts)
+        assert.match(root.headers.get("content-type") ?? "", /^text\/html/);
+        const getRequest = await handle(new Request("http://gateway.test/request"));
+        assert.equal(getRequest.status, 405);
+        const postHealth = await handle(post({}, "/health"));
+        assert.equal(postHealth.status, 405);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("a client that goes away aborts its request", async () => {
+  test("a client that goes away aborts its request", { timeout: 60_000 }, async () => {
     const c = new Cleanup();
     try {
       const { hub } = await startHub();
@@ -430,7 +452,9 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: 413 past maxBodyBytes, by Content-Length or as the body streams", async () => {
+  test("POST /request: 413 past maxBodyBytes, by Content-Length or as the body streams", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -494,7 +518,9 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("POST /request: integers past 2^53 arrive exactly; past 64 bits they are refused", async () => {
+  test("POST /request: integers past 2^53 arrive exactly; past 64 bits they are refused", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -547,12 +573,16 @@ describe("HTTP gateway handler", () => {
     }
   });
 
-  test("toJson: bytes as {$bytes: base64}, big ints as decimal strings", () => {
-    assert.equal(
-      toJson({ b: new Uint8Array([0, 1, 255]), n: 2n ** 62n, s: 5n, l: [1.5, null] }),
-      '{"b":{"$bytes":"AAH/"},"n":"4611686018427387904","s":5,"l":[1.5,null]}',
-    );
-    const big = new Uint8Array(100_000).fill(7);
-    assert.equal(JSON.parse(toJson(big)).$bytes.length, Math.ceil(100_000 / 3) * 4);
-  });
+  test(
+    "toJson: bytes as {$bytes: base64}, big ints as decimal strings",
+    { timeout: 60_000 },
+    () => {
+      assert.equal(
+        toJson({ b: new Uint8Array([0, 1, 255]), n: 2n ** 62n, s: 5n, l: [1.5, null] }),
+        '{"b":{"$bytes":"AAH/"},"n":"4611686018427387904","s":5,"l":[1.5,null]}',
+      );
+      const big = new Uint8Array(100_000).fill(7);
+      assert.equal(JSON.parse(toJson(big)).$bytes.length, Math.ceil(100_000 / 3) * 4);
+    },
+  );
 });

@@ -36,7 +36,9 @@ function dispatcher() {
 const payload = new Uint8Array([0x93]);
 
 describe("hub warnings", () => {
-  test("requests waiting with no worker: a warning every 10 s, none once a worker is there", () => {
+  test("requests waiting with no worker: a warning every 10 s, none once a worker is there", {
+    timeout: 60_000,
+  }, () => {
     const { d, logged } = dispatcher();
     assert.equal(NO_WORKER_WARNING_MS, 10_000);
     d.submit("a".repeat(32), payload, null, 0);
@@ -62,17 +64,21 @@ describe("hub warnings", () => {
     assert.equal(logged.filter((l) => l.event === "requests.waiting").length, 2);
   });
 
-  test("a request re-sent because its worker was lost is a warning naming it", () => {
-    const { d, logged } = dispatcher();
-    d.join("w1", new Uint8Array([1]), 0);
-    d.ping("w1", 0);
-    const reqId = "c".repeat(32);
-    const request = d.submit(reqId, payload, null, 1);
-    assert.equal(request?.state, "sent");
-    d.leave("w1", "connection reset", 2);
-    const warned = logged.find((l) => l.event === "request.redispatched");
-    assert.ok(warned, JSON.stringify(logged));
-    assert.equal(warned.level, "warn");
-    assert.match(warned.message, new RegExp(`re-sending request ${reqId}: .*connection reset`));
-  });
+  test(
+    "a request re-sent because its worker was lost is a warning naming it",
+    { timeout: 60_000 },
+    () => {
+      const { d, logged } = dispatcher();
+      d.join("w1", new Uint8Array([1]), 0);
+      d.ping("w1", 0);
+      const reqId = "c".repeat(32);
+      const request = d.submit(reqId, payload, null, 1);
+      assert.equal(request?.state, "sent");
+      d.leave("w1", "connection reset", 2);
+      const warned = logged.find((l) => l.event === "request.redispatched");
+      assert.ok(warned, JSON.stringify(logged));
+      assert.equal(warned.level, "warn");
+      assert.match(warned.message, new RegExp(`re-sending request ${reqId}: .*connection reset`));
+    },
+  );
 });

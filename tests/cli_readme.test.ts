@@ -15,11 +15,11 @@ import { Router } from "../mod.ts";
 import {
   Cleanup,
   cli,
-  isDeno,
   portOf,
   Proc,
   ROOT,
   stderrLines,
+  testDeno,
   waitStderr,
   withTimeout,
 } from "./_helpers.ts";
@@ -60,7 +60,7 @@ async function freePort(): Promise<number> {
 }
 
 describe("README", () => {
-  test("the demo prints what the README's sample shows", async () => {
+  test("the demo prints what the README's sample shows", { timeout: 120_000 }, async () => {
     const sampleAt = README.indexOf("The demo prints something like:");
     assert.ok(sampleAt >= 0);
     const sample = /```\n([\s\S]*?)```/.exec(README.slice(sampleAt))![1].trimEnd().split("\n");
@@ -76,9 +76,10 @@ describe("README", () => {
     }
   });
 
-  test(
+  // The Quick start runs mod.ts with Deno (npx -y deno@2): not registered under Node.
+  testDeno(
     "the Quick start, command by command, in a fresh copy of the repository",
-    { skip: isDeno ? false : "the Quick start runs mod.ts with Deno (npx -y deno@2)" },
+    { timeout: 120_000 },
     async () => {
       const c = new Cleanup();
       const dir = mkdtempSync(join(tmpdir(), "gibbs_readme_"));

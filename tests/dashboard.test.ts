@@ -12,7 +12,7 @@ import { runtime } from "../src/transport/runtime.ts";
 import { browserSkip, launchBrowser } from "./_browser.ts";
 import { Cleanup, startHub, startWorker, waitFor, withTimeout } from "./_helpers.ts";
 
-test("the page has no reference to anything outside the hub", () => {
+test("the page has no reference to anything outside the hub", { timeout: 120_000 }, () => {
   // The only URL in it is the SVG namespace, a name rather than something fetched.
   const urls = DASHBOARD_HTML.match(/\b(?:https?:)?\/\/[^\s"')]+/g) ?? [];
   assert.deepEqual([...new Set(urls)], ["http://www.w3.org/2000/svg"]);
@@ -22,6 +22,7 @@ test("the page has no reference to anything outside the hub", () => {
 
 test("dashboard in Chromium: workers join and leave, a burst of requests is counted", {
   skip: browserSkip,
+  timeout: 120_000,
 }, async () => {
   const c = new Cleanup();
   try {

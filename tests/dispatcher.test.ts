@@ -108,31 +108,39 @@ function rig(options: Partial<DispatcherOptions> = {}) {
 }
 
 describe("dispatcher rules", () => {
-  test("a request goes to an available worker, its answer settles it once", () => {
-    const t = rig();
-    const r = t.submit();
-    assert.equal(t.sent.length, 0, "no worker yet: it waits");
-    t.join("a");
-    assert.deepEqual(t.sentTo("a"), [r]);
-    t.d.answer("a", r, 0, "result", 1);
-    assert.equal(t.value(r), "result");
-    t.d.answer("a", r, 0, "again", 2); // a late duplicate
-    assert.equal(t.settleCounts.get(r), 1);
-    const counts = { workers: 1, busy: 0, queued: 0, pending: 0, completed: 1, redispatched: 0 };
-    assert.deepEqual(t.d.stats(), { ...counts, services: { default: counts } });
-  });
+  test(
+    "a request goes to an available worker, its answer settles it once",
+    { timeout: 60_000 },
+    () => {
+      const t = rig();
+      const r = t.submit();
+      assert.equal(t.sent.length, 0, "no worker yet: it waits");
+      t.join("a");
+      assert.deepEqual(t.sentTo("a"), [r]);
+      t.d.answer("a", r, 0, "result", 1);
+      assert.equal(t.value(r), "result");
+      t.d.answer("a", r, 0, "again", 2); // a late duplicate
+      assert.equal(t.settleCounts.get(r), 1);
+      const counts = { workers: 1, busy: 0, queued: 0, pending: 0, completed: 1, redispatched: 0 };
+      assert.deepEqual(t.d.stats(), { ...counts, services: { default: counts } });
+    },
+  );
 
-  test("code 1 fails the request with UserCodeError carrying the traceback", () => {
-    const t = rig();
-    t.join("a");
-    const r = t.submit();
-    t.d.answer("a", r, 1, "Traceback (most recent call last):\nValueError: no", 1);
-    const error = t.error(r);
-    assert.ok(error instanceof UserCodeError);
-    assert.match((error as UserCodeError).traceback, /ValueError: no/);
-  });
+  test(
+    "code 1 fails the request with UserCodeError carrying the traceback",
+    { timeout: 60_000 },
+    () => {
+      const t = rig();
+      t.join("a");
+      const r = t.submit();
+      t.d.answer("a", r, 1, "Traceback (most recent call last):\nValueError: no", 1);
+      const error = t.error(r);
+      assert.ok(error instanceof UserCodeError);
+      assert.match((error as UserCodeError).traceback, /ValueError: no/);
+    },
+  );
 
-  test("requests leave the queue in the order they were made", () => {
+  test("requests leave the queue in the order they were made", { timeout: 60_000 }, () => {
     const t = rig();
     const ids = Array.from({ length: 5 }, () => t.submit());
     t.join("a");
@@ -140,7 +148,7 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sent.map((s) => s.reqId), ids);
   });
 
-  test("prefetch 1: no second request before the first is answered", () => {
+  test("prefetch 1: no second request before the first is answered", { timeout: 60_000 }, () => {
     const t = rig({ prefetch: 1 });
     t.join("a");
     t.submit();
@@ -150,17 +158,21 @@ describe("dispatcher rules", () => {
     assert.equal(t.sent.length, 1);
   });
 
-  test("prefetch 3 and an announced capacity of 4 bound what a worker holds", () => {
-    const t = rig({ prefetch: 3 });
-    t.join("a");
-    t.join("b", 0, 4);
-    for (let i = 0; i < 12; i++) t.submit();
-    assert.equal(t.sentTo("a").length, 3, "one serving, two waiting in its socket");
-    assert.equal(t.sentTo("b").length, 4 + 2, "four serving, two waiting");
-    assert.equal(t.d.stats().queued, 3);
-  });
+  test(
+    "prefetch 3 and an announced capacity of 4 bound what a worker holds",
+    { timeout: 60_000 },
+    () => {
+      const t = rig({ prefetch: 3 });
+      t.join("a");
+      t.join("b", 0, 4);
+      for (let i = 0; i < 12; i++) t.submit();
+      assert.equal(t.sentTo("a").length, 3, "one serving, two waiting in its socket");
+      assert.equal(t.sentTo("b").length, 4 + 2, "four serving, two waiting");
+      assert.equal(t.d.stats().queued, 3);
+    },
+  );
 
-  test("one of our workers may change its capacity; 0 pauses it", () => {
+  test("one of our workers may change its capacity; 0 pauses it", { timeout: 60_000 }, () => {
     const t = rig({ prefetch: 1 });
     t.join("a", 0, 2);
     for (let i = 0; i < 6; i++) t.submit();
@@ -176,7 +188,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.stats().redispatched, 0);
   });
 
-  test('prefetch "auto": one at a time until fast answers, then up to the 5 ms budget', () => {
+  test('prefetch "auto": one at a time until fast answers, then up to the 5 ms budget', {
+    timeout: 60_000,
+  }, () => {
     const t = rig({ prefetch: "auto" });
     t.join("a");
     for (let i = 0; i < 20; i++) t.submit();
@@ -190,7 +204,9 @@ describe("dispatcher rules", () => {
     assert.equal(slow.sent.length, 2, "a 250 ms model keeps one at a time");
   });
 
-  test("a worker not heard from within the heartbeat interval is skipped until it speaks", () => {
+  test("a worker not heard from within the heartbeat interval is skipped until it speaks", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a", 0);
     t.join("b", 0);
@@ -201,7 +217,9 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("b"), [r]);
   });
 
-  test("a worker whose connection is full is skipped, and offered again when it speaks", () => {
+  test("a worker whose connection is full is skipped, and offered again when it speaks", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     t.full.add("a");
@@ -212,26 +230,32 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("a"), [r]);
   });
 
-  test("what a lost worker held goes to another worker at once, in order", () => {
-    const t = rig({ prefetch: 2 });
-    t.join("a");
-    const r1 = t.submit();
-    const r2 = t.submit();
-    const r3 = t.submit();
-    assert.deepEqual(t.sentTo("a"), [r1, r2]);
-    t.join("b");
-    assert.deepEqual(t.sentTo("b"), [r3]);
-    t.d.answer("b", r3, 0, 3, 1);
-    t.d.leave("a", "connection reset", 2);
-    assert.deepEqual(t.sentTo("b"), [r3, r1, r2]);
-    assert.equal(t.d.stats().redispatched, 2);
-    assert.ok(t.logs.some((l) => l.event === "request.redispatched" && l.level === "warn"));
-    t.d.answer("a", r1, 0, "late", 3); // gone: ignored
-    t.d.answer("b", r1, 0, 1, 4);
-    assert.equal(t.value(r1), 1);
-  });
+  test(
+    "what a lost worker held goes to another worker at once, in order",
+    { timeout: 60_000 },
+    () => {
+      const t = rig({ prefetch: 2 });
+      t.join("a");
+      const r1 = t.submit();
+      const r2 = t.submit();
+      const r3 = t.submit();
+      assert.deepEqual(t.sentTo("a"), [r1, r2]);
+      t.join("b");
+      assert.deepEqual(t.sentTo("b"), [r3]);
+      t.d.answer("b", r3, 0, 3, 1);
+      t.d.leave("a", "connection reset", 2);
+      assert.deepEqual(t.sentTo("b"), [r3, r1, r2]);
+      assert.equal(t.d.stats().redispatched, 2);
+      assert.ok(t.logs.some((l) => l.event === "request.redispatched" && l.level === "warn"));
+      t.d.answer("a", r1, 0, "late", 3); // gone: ignored
+      t.d.answer("b", r1, 0, 1, 4);
+      assert.equal(t.value(r1), 1);
+    },
+  );
 
-  test("a lost request prefers another worker, but takes the one that lost it when alone", () => {
+  test("a lost request prefers another worker, but takes the one that lost it when alone", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const r = t.submit();
@@ -244,7 +268,9 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("b"), [r], "b is there: it gets it");
   });
 
-  test("a lost request waits for another worker that is busy; the ones behind it go on", () => {
+  test("a lost request waits for another worker that is busy; the ones behind it go on", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     t.join("b");
@@ -260,7 +286,9 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("a"), [first, lost], "the lost one went to a once a was free");
   });
 
-  test(`a request lost more than ${MAX_REDISPATCH} times is given up with a GibbsError`, () => {
+  test(`a request lost more than ${MAX_REDISPATCH} times is given up with a GibbsError`, {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     const r = t.submit();
     for (let i = 0; i <= MAX_REDISPATCH; i++) {
@@ -272,7 +300,9 @@ describe("dispatcher rules", () => {
     assert.match(error.message, /lost 5 times/);
   });
 
-  test("with redispatch off, a lost request waits for its caller's timeout and retries", () => {
+  test("with redispatch off, a lost request waits for its caller's timeout and retries", {
+    timeout: 60_000,
+  }, () => {
     const t = rig({ redispatch: false });
     t.join("a");
     const r = t.submit(0, 500, 1);
@@ -285,7 +315,9 @@ describe("dispatcher rules", () => {
     assert.ok(t.error(r) instanceof RequestTimeoutError);
   });
 
-  test("timeout and retries: each attempt gets its own deadline, then RequestTimeoutError", () => {
+  test("timeout and retries: each attempt gets its own deadline, then RequestTimeoutError", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const r = t.submit(0, 100, 2);
@@ -303,7 +335,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.nextDeadline(), Infinity, "nothing left to time");
   });
 
-  test("an answer from the first worker after a retry still settles the request once", () => {
+  test("an answer from the first worker after a retry still settles the request once", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     t.join("b");
@@ -317,7 +351,7 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.stats().busy, 0, "both workers are free again");
   });
 
-  test("only a worker a request was sent to may answer it", () => {
+  test("only a worker a request was sent to may answer it", { timeout: 60_000 }, () => {
     const t = rig();
     t.join("a");
     t.join("b");
@@ -328,7 +362,9 @@ describe("dispatcher rules", () => {
     assert.ok(t.logs.some((l) => l.event === "response.unexpected"));
   });
 
-  test("past respBufferSize: evict-oldest fails the oldest, reject-new the new one", () => {
+  test("past respBufferSize: evict-oldest fails the oldest, reject-new the new one", {
+    timeout: 60_000,
+  }, () => {
     const evict = rig({ respBufferSize: 2 });
     const [a, b, c] = [evict.submit(), evict.submit(), evict.submit()];
     assert.ok(evict.error(a) instanceof RequestEvictedError);
@@ -339,7 +375,9 @@ describe("dispatcher rules", () => {
     assert.equal(reject.settled.has(x) || reject.settled.has(y), false);
   });
 
-  test("cancel ends a queued or a held request; the worker's late answer is dropped", () => {
+  test("cancel ends a queued or a held request; the worker's late answer is dropped", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const held = t.submit();
@@ -354,7 +392,9 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sentTo("a"), [held, next], "the worker took the next one after answering");
   });
 
-  test("a malformed answer quarantines the worker; its requests go to a sound one", () => {
+  test("a malformed answer quarantines the worker; its requests go to a sound one", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const r = t.submit();
@@ -368,7 +408,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.sentTo("a").length, 1, "a quarantined worker gets nothing more");
   });
 
-  test("a malformed answer with no sound worker left fails with WorkerProtocolError", () => {
+  test("a malformed answer with no sound worker left fails with WorkerProtocolError", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const r = t.submit();
@@ -376,7 +418,7 @@ describe("dispatcher rules", () => {
     assert.ok(t.error(r) instanceof WorkerProtocolError);
   });
 
-  test("messages from a worker that is not there are ignored", () => {
+  test("messages from a worker that is not there are ignored", { timeout: 60_000 }, () => {
     const t = rig();
     assert.equal(t.d.ping("ghost", 0), false);
     t.d.answer("ghost", "r0", 0, 1, 0);
@@ -384,7 +426,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.workerCount, 0);
   });
 
-  test("a worker joining again under its id replaces the old one and takes back its requests", () => {
+  test("a worker joining again under its id replaces the old one and takes back its requests", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("a");
     const r = t.submit();
@@ -393,7 +437,7 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.workerCount, 1);
   });
 
-  test("requests waiting with no worker are reported every 10 s", () => {
+  test("requests waiting with no worker are reported every 10 s", { timeout: 60_000 }, () => {
     const t = rig();
     t.submit(0);
     assert.equal(t.d.nextDeadline(), NO_WORKER_WARNING_MS);
@@ -408,7 +452,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.d.nextDeadline(), Infinity);
   });
 
-  test("a worker of service b never gets service a's requests; a's wait for a's workers", () => {
+  test("a worker of service b never gets service a's requests; a's wait for a's workers", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("b1", 0, 1, "b");
     const a1 = t.submit(0, 0, 0, { service: "a" });
@@ -424,38 +470,48 @@ describe("dispatcher rules", () => {
     assert.equal(stats.workers, 2);
   });
 
-  test("requests for a service nobody serves are reported, and time out", () => {
-    const t = rig();
-    t.join("d", 0);
-    const r = t.submit(0, 15_000, 0, { service: "gpu" });
-    t.d.tick(NO_WORKER_WARNING_MS);
-    assert.match(t.logs.at(-1)!.message, /no worker serves "gpu"/);
-    t.d.tick(15_000);
-    assert.ok(t.error(r) instanceof RequestTimeoutError);
-    assert.equal(t.d.stats().services.gpu, undefined, "a service nobody serves is forgotten");
-  });
+  test(
+    "requests for a service nobody serves are reported, and time out",
+    { timeout: 60_000 },
+    () => {
+      const t = rig();
+      t.join("d", 0);
+      const r = t.submit(0, 15_000, 0, { service: "gpu" });
+      t.d.tick(NO_WORKER_WARNING_MS);
+      assert.match(t.logs.at(-1)!.message, /no worker serves "gpu"/);
+      t.d.tick(15_000);
+      assert.ok(t.error(r) instanceof RequestTimeoutError);
+      assert.equal(t.d.stats().services.gpu, undefined, "a service nobody serves is forgotten");
+    },
+  );
 
-  test("cancelling a request one of our workers holds tells that worker", () => {
-    const t = rig();
-    t.join("ours", 0, 2);
-    t.join("plain", 0);
-    const a = t.submit();
-    const b = t.submit();
-    const c = t.submit();
-    const holderOf = (r: string) => t.sent.find((s) => s.reqId === r)!.worker;
-    for (const r of [a, b, c]) t.d.cancel(r, new Error("aborted"));
-    assert.deepEqual(
-      t.cancelled.map((x) => x.reqId).sort(),
-      [a, b, c].filter((r) => holderOf(r) === "ours").sort(),
-      "only our worker is told; a gibbs worker's late answer is dropped",
-    );
-    assert.equal(t.d.stats().busy, 2, "their slots stay taken until they answer");
-    for (const s of [...t.sent]) t.d.answer(s.worker, s.reqId, 1, "cancelled", 1);
-    assert.equal(t.d.stats().busy, 0);
-    assert.ok([a, b, c].every((r) => t.settleCounts.get(r) === 1));
-  });
+  test(
+    "cancelling a request one of our workers holds tells that worker",
+    { timeout: 60_000 },
+    () => {
+      const t = rig();
+      t.join("ours", 0, 2);
+      t.join("plain", 0);
+      const a = t.submit();
+      const b = t.submit();
+      const c = t.submit();
+      const holderOf = (r: string) => t.sent.find((s) => s.reqId === r)!.worker;
+      for (const r of [a, b, c]) t.d.cancel(r, new Error("aborted"));
+      assert.deepEqual(
+        t.cancelled.map((x) => x.reqId).sort(),
+        [a, b, c].filter((r) => holderOf(r) === "ours").sort(),
+        "only our worker is told; a gibbs worker's late answer is dropped",
+      );
+      assert.equal(t.d.stats().busy, 2, "their slots stay taken until they answer");
+      for (const s of [...t.sent]) t.d.answer(s.worker, s.reqId, 1, "cancelled", 1);
+      assert.equal(t.d.stats().busy, 0);
+      assert.ok([a, b, c].every((r) => t.settleCounts.get(r) === 1));
+    },
+  );
 
-  test("a stream: chunks only from its worker, no timeout after the first, loss ends it", () => {
+  test("a stream: chunks only from its worker, no timeout after the first, loss ends it", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("w", 0, 1);
     const r = t.submit(0, 100, 3, { stream: true });
@@ -471,21 +527,27 @@ describe("dispatcher rules", () => {
     assert.equal(t.sentTo("x").length, 0, "not re-sent: its chunks were delivered");
   });
 
-  test("a stream lost before its first chunk is re-sent like any request", () => {
-    const t = rig();
-    t.join("w", 0, 1);
-    t.join("x", 0, 1);
-    const r = t.submit(0, 0, 0, { stream: true });
-    const first = t.sent[0].worker;
-    t.d.leave(first, "killed", 5);
-    const second = first === "w" ? "x" : "w";
-    assert.deepEqual(t.sentTo(second), [r]);
-    t.d.chunk(second, r, 6);
-    t.d.answer(second, r, 0, null, 7);
-    assert.equal(t.value(r), null);
-  });
+  test(
+    "a stream lost before its first chunk is re-sent like any request",
+    { timeout: 60_000 },
+    () => {
+      const t = rig();
+      t.join("w", 0, 1);
+      t.join("x", 0, 1);
+      const r = t.submit(0, 0, 0, { stream: true });
+      const first = t.sent[0].worker;
+      t.d.leave(first, "killed", 5);
+      const second = first === "w" ? "x" : "w";
+      assert.deepEqual(t.sentTo(second), [r]);
+      t.d.chunk(second, r, 6);
+      t.d.answer(second, r, 0, null, 7);
+      assert.equal(t.value(r), null);
+    },
+  );
 
-  test("a declined request goes to another worker at once; it is no loss, no re-dispatch", () => {
+  test("a declined request goes to another worker at once; it is no loss, no re-dispatch", {
+    timeout: 60_000,
+  }, () => {
     const t = rig({ prefetch: 1 });
     t.join("a", 0, 2);
     t.join("b", 0, 2);
@@ -525,21 +587,27 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.passes, [first, first, first]);
   });
 
-  test("a request declined more often than any loss allows still completes", () => {
-    const t = rig({ prefetch: 1 });
-    t.join("a", 0, 1);
-    const r = t.submit(0);
-    for (let i = 1; i <= 3 * MAX_REDISPATCH; i++) {
-      t.d.decline("a", r, i);
-      assert.equal(t.d.request(r)?.state, "queued", "waits: its only worker is full");
-      t.d.setCapacity("a", 1, i);
-    }
-    assert.equal(t.sentTo("a").length, 3 * MAX_REDISPATCH + 1);
-    t.d.answer("a", r, 0, "done", 100);
-    assert.equal(t.value(r), "done");
-  });
+  test(
+    "a request declined more often than any loss allows still completes",
+    { timeout: 60_000 },
+    () => {
+      const t = rig({ prefetch: 1 });
+      t.join("a", 0, 1);
+      const r = t.submit(0);
+      for (let i = 1; i <= 3 * MAX_REDISPATCH; i++) {
+        t.d.decline("a", r, i);
+        assert.equal(t.d.request(r)?.state, "queued", "waits: its only worker is full");
+        t.d.setCapacity("a", 1, i);
+      }
+      assert.equal(t.sentTo("a").length, 3 * MAX_REDISPATCH + 1);
+      t.d.answer("a", r, 0, "done", 100);
+      assert.equal(t.value(r), "done");
+    },
+  );
 
-  test("a declined copy of a retried request is not queued again while another copy is out", () => {
+  test("a declined copy of a retried request is not queued again while another copy is out", {
+    timeout: 60_000,
+  }, () => {
     const t = rig({ prefetch: 1 });
     t.join("a", 0, 1);
     t.join("b", 0, 1);
@@ -553,7 +621,9 @@ describe("dispatcher rules", () => {
     assert.equal(t.value(r), "first");
   });
 
-  test("only our workers decline; one that declines what it streamed is quarantined", () => {
+  test("only our workers decline; one that declines what it streamed is quarantined", {
+    timeout: 60_000,
+  }, () => {
     const t = rig();
     t.join("plain");
     const r = t.submit();
@@ -569,7 +639,7 @@ describe("dispatcher rules", () => {
     assert.ok(s.error(q) instanceof WorkerProtocolError);
   });
 
-  test("close fails everything pending and refuses what comes after", () => {
+  test("close fails everything pending and refuses what comes after", { timeout: 60_000 }, () => {
     const t = rig();
     t.join("a");
     const held = t.submit();
@@ -910,7 +980,9 @@ let stepsRun = 0;
 
 describe("dispatcher interleavings (fast-check)", () => {
   for (const prefetch of [1, 3]) {
-    test(`3,000 interleavings, prefetch ${prefetch}: every request ends exactly once`, () => {
+    test(`3,000 interleavings, prefetch ${prefetch}: every request ends exactly once`, {
+      timeout: 60_000,
+    }, () => {
       fc.assert(
         fc.property(
           fc.array(opArb, { minLength: 20, maxLength: 150, size: "max" }),
@@ -922,7 +994,7 @@ describe("dispatcher interleavings (fast-check)", () => {
     });
   }
 
-  test("the interleavings really ran", () => {
+  test("the interleavings really ran", { timeout: 60_000 }, () => {
     assert.ok(stepsRun > 2 * 3000 * 10, `only ${stepsRun} steps ran`);
   });
 });

@@ -11,8 +11,10 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { Dealer, GibbsError, type Hub } from "../mod.ts";
 import { pack, unpack } from "../src/gibbs/codec.ts";
+import { concat, longHeader, peerGreeting, readyFrame } from "./_wire_kit.ts";
 import {
   Cleanup,
+  observe,
   settle,
   sleep,
   startHub,
@@ -24,46 +26,9 @@ import {
 
 const enc = new TextEncoder();
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** A ZMTP 3.1 NULL greeting, as a client (as-server 0). */
-function greeting(): Uint8Array {
-  const g = new Uint8Array(64);
-  g[0] = 0xff;
-  g[9] = 0x7f;
-  g[10] = 3;
-  g[11] = 1;
-  g.set(enc.encode("NULL"), 12);
-  return g;
-}
-
-/** A short command frame READY with Socket-Type DEALER and an Identity. */
+/** A READY command frame for a DEALER with the given Identity. */
 function ready(identity: string): Uint8Array {
-  const props: Uint8Array[] = [];
-  for (const [name, value] of [["Socket-Type", "DEALER"], ["Identity", identity]]) {
-    const v = enc.encode(value);
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, v.length);
-    props.push(new Uint8Array([name.length]), enc.encode(name), len, v);
-  }
-  const body = concat([new Uint8Array([5]), enc.encode("READY"), ...props]);
-  return concat([new Uint8Array([0x04, body.length]), body]);
-}
-
-/** A message frame header with the 8-byte size form (flags LONG, no MORE). */
-function longHeader(size: bigint): Uint8Array {
-  const h = new Uint8Array(9);
-  h[0] = 0x02;
-  new DataView(h.buffer).setBigUint64(1, size);
-  return h;
+  return readyFrame([["Socket-Type", "DEALER"], ["Identity", identity]]);
 }
 
 function randomHex(): string {
@@ -131,62 +96,73 @@ async function assertServing(hub: Hub, when: string): Promise<void> {
 }
 
 describe("hostile peers against a live hub", () => {
-  test("a hundred connections that never finish the handshake are dropped", async () => {
-    const c = new Cleanup();
-    const conns: Raw[] = [];
-    c.add(() => conns.forEach((r) => r.socket.destroy()));
-    try {
-      const { hub, port } = await servingHub(c);
-      const t0 = performance.now();
-      for (let i = 0; i < 100; i++) {
-        const r = raw(port);
-        conns.push(r);
-        // A third of them send part of a greeting and stall.
-        if (i % 3 === 0) r.connected.then(() => r.socket.write(greeting().subarray(0, 10)));
-        if (i % 3 === 1) r.connected.then(() => r.socket.write(greeting().subarray(0, 63)));
+  test(
+    "a hundred connections that never finish the handshake are dropped",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      const conns: Raw[] = [];
+      c.add(() => conns.forEach((r) => r.socket.destroy()));
+      try {
+        const { hub, port } = await servingHub(c);
+        const t0 = performance.now();
+        for (let i = 0; i < 100; i++) {
+          const r = raw(port);
+          conns.push(r);
+          // A third of them send part of a greeting and stall.
+          if (i % 3 === 0) r.connected.then(() => r.socket.write(peerGreeting().subarray(0, 10)));
+          if (i % 3 === 1) r.connected.then(() => r.socket.write(peerGreeting().subarray(0, 63)));
+        }
+        await withTimeout(Promise.all(conns.map((r) => r.connected)), 5000, "100 connections");
+        await assertServing(hub, "while 100 half-open connections hang");
+        const closedAt = await withTimeout(
+          Promise.all(conns.map((r) => r.closed)),
+          4000,
+          "the hub drops every half-open connection",
+        );
+        const first = Math.min(...closedAt) - t0;
+        observe("first half-open connection dropped", first, ">= 300");
+        assert.ok(first >= 300, `dropped after ${first.toFixed(0)} ms, before the 0.5 s timeout`);
+        assert.equal(hub.workers, 1);
+        await assertServing(hub, "after the half-open connections");
+      } finally {
+        await c.run();
       }
-      await withTimeout(Promise.all(conns.map((r) => r.connected)), 5000, "100 connections");
-      await assertServing(hub, "while 100 half-open connections hang");
-      const closedAt = await withTimeout(
-        Promise.all(conns.map((r) => r.closed)),
-        4000,
-        "the hub drops every half-open connection",
-      );
-      const first = Math.min(...closedAt) - t0;
-      assert.ok(first >= 300, `dropped after ${first.toFixed(0)} ms, before the 0.5 s timeout`);
-      assert.equal(hub.workers, 1);
-      await assertServing(hub, "after the half-open connections");
-    } finally {
-      await c.run();
-    }
-  });
+    },
+  );
 
-  test("random bytes, before and after a valid greeting, get the peer dropped", async () => {
-    const c = new Cleanup();
-    const conns: Raw[] = [];
-    c.add(() => conns.forEach((r) => r.socket.destroy()));
-    try {
-      const { hub, port } = await servingHub(c);
-      for (let i = 0; i < 30; i++) {
-        const r = raw(port);
-        conns.push(r);
-        const noise = crypto.getRandomValues(new Uint8Array(1 + (i * 997) % 4096));
-        if (i % 2 === 0) noise[0] = i % 4 === 0 ? 0x00 : 0xff; // near-miss signatures too
-        const bytes = i % 3 === 2 ? concat([greeting(), noise]) : noise;
-        r.connected.then(() => r.socket.write(bytes));
+  test(
+    "random bytes, before and after a valid greeting, get the peer dropped",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      const conns: Raw[] = [];
+      c.add(() => conns.forEach((r) => r.socket.destroy()));
+      try {
+        const { hub, port } = await servingHub(c);
+        for (let i = 0; i < 30; i++) {
+          const r = raw(port);
+          conns.push(r);
+          const noise = crypto.getRandomValues(new Uint8Array(1 + (i * 997) % 4096));
+          if (i % 2 === 0) noise[0] = i % 4 === 0 ? 0x00 : 0xff; // near-miss signatures too
+          const bytes = i % 3 === 2 ? concat([peerGreeting(), noise]) : noise;
+          r.connected.then(() => r.socket.write(bytes));
+        }
+        await withTimeout(
+          Promise.all(conns.map((r) => r.closed)),
+          4000,
+          "the hub drops every noisy connection",
+        );
+        await assertServing(hub, "after random bytes");
+      } finally {
+        await c.run();
       }
-      await withTimeout(
-        Promise.all(conns.map((r) => r.closed)),
-        4000,
-        "the hub drops every noisy connection",
-      );
-      await assertServing(hub, "after random bytes");
-    } finally {
-      await c.run();
-    }
-  });
+    },
+  );
 
-  test("a frame header declaring 2^63 bytes (after greeting + READY) is refused at once", async () => {
+  test("a frame header declaring 2^63 bytes (after greeting + READY) is refused at once", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     const conns: Raw[] = [];
     c.add(() => conns.forEach((r) => r.socket.destroy()));
@@ -196,15 +172,18 @@ describe("hostile peers against a live hub", () => {
         const r = raw(port);
         conns.push(r);
         await withTimeout(r.connected, 3000, "connect");
-        r.socket.write(concat([greeting(), ready(randomHex())]));
+        r.socket.write(concat([peerGreeting(), ready(randomHex())]));
         // The hub's greeting (64 bytes) and READY arrive: the handshake is done on its side.
         await waitFor(() => r.received > 64 + 2 + 6, 3000, "the hub's greeting and READY");
         await sleep(20);
         assert.ok(!r.isClosed(), "the handshake was accepted");
         const t0 = performance.now();
-        r.socket.write(concat([longHeader(size), new Uint8Array(100)]));
-        const closedAt = await withTimeout(r.closed, 2000, `drop after a ${size}-byte header`);
-        assert.ok(closedAt - t0 < 400, `dropped after ${closedAt - t0} ms: not at once`);
+        r.socket.write(concat([longHeader(0, size), new Uint8Array(100)]));
+        const closedAt = await withTimeout(r.closed, 3000, `drop after a ${size}-byte header`);
+        // At once: not after waiting for a body that never comes (until a liveness timeout,
+        // 10 s by default); the bound leaves room for a loaded machine.
+        observe("drop after a huge frame header", closedAt - t0, "< 1500");
+        assert.ok(closedAt - t0 < 1500, `dropped after ${closedAt - t0} ms: not at once`);
         await assertServing(hub, `after a header declaring ${size} bytes`);
       }
       assert.ok(log.lines.length >= 4, `the drops are logged: ${log.lines.join("\n")}`);
@@ -275,69 +254,116 @@ describe("hostile peers against a live hub", () => {
   ];
 
   for (const [what, answer] of fakes) {
-    test(`a fake worker answering ${what}: callers get a result or a typed error`, async () => {
-      const c = new Cleanup();
-      try {
-        const { hub, endpoint } = await servingHub(c);
-        const fake = fakeWorker(c, endpoint, answer);
-        await waitFor(() => hub.workers === 2, 5000, "the fake worker joins");
-        const outcomes = await withTimeout(
-          Promise.all(Array.from({ length: 20 }, (_, i) => settle(hub.request(i)))),
-          8000,
-          "every request settles (no endless wait)",
-        );
-        assert.ok(fake.requests() >= 1, "the fake worker received no request: nothing tested");
-        outcomes.forEach((o, i) => {
-          if (o.ok) assert.equal(o.value, i * 2, `request ${i}: a forged result got through`);
-          else assert.ok(o.error instanceof GibbsError, `request ${i}: untyped ${o.error}`);
-        });
-        await fake.close();
-        await assertServing(hub, `after a fake worker answering ${what}`);
-        assert.equal(hub.stats().pending, 0);
-      } finally {
-        await c.run();
-      }
-    });
+    test(
+      `a fake worker answering ${what}, next to a good one: every caller gets the right result`,
+      { timeout: 60_000 },
+      async () => {
+        const c = new Cleanup();
+        try {
+          const { hub, endpoint } = await servingHub(c);
+          const fake = fakeWorker(c, endpoint, answer);
+          await waitFor(() => hub.workers === 2, 5000, "the fake worker joins");
+          const outcomes = await withTimeout(
+            Promise.all(Array.from({ length: 20 }, (_, i) => settle(hub.request(i)))),
+            8000,
+            "every request settles (no endless wait)",
+          );
+          assert.ok(fake.requests() >= 1, "the fake worker received no request: nothing tested");
+          // What the liar took is re-sent to the good worker: nobody sees the lie, or an error.
+          outcomes.forEach((o, i) => {
+            assert.ok(o.ok, `request ${i} failed next to a good worker: ${!o.ok && o.error}`);
+            assert.equal(o.value, i * 2, `request ${i}: a forged result got through`);
+          });
+          await fake.close();
+          await assertServing(hub, `after a fake worker answering ${what}`);
+          assert.equal(hub.stats().pending, 0);
+        } finally {
+          await c.run();
+        }
+      },
+    );
   }
 
-  test("a worker answering malformed responses is taken out of rotation", async () => {
-    // One liar next to one good worker must not fail requests the good worker could serve:
-    // today the liar is marked available again after each malformed answer, answers fastest,
-    // and wins every re-dispatch until the request is given up.
-    const cases: [string, Answer, number][] = [
-      [fakes[0][0], fakes[0][1], 200],
-      [fakes[4][0], fakes[4][1], 200],
-      ["nothing, pinging every 30 ms", () => null, 30],
-    ];
-    const problems: string[] = [];
-    for (const [what, answer, pingMs] of cases) {
+  test(
+    "a worker answering malformed responses is taken out of rotation",
+    { timeout: 60_000 },
+    async () => {
+      // One liar next to one good worker must not fail requests the good worker could serve:
+      // today the liar is marked available again after each malformed answer, answers fastest,
+      // and wins every re-dispatch until the request is given up.
+      const cases: [string, Answer, number][] = [
+        [fakes[0][0], fakes[0][1], 200],
+        [fakes[4][0], fakes[4][1], 200],
+        ["nothing, pinging every 30 ms", () => null, 30],
+      ];
+      const problems: string[] = [];
+      for (const [what, answer, pingMs] of cases) {
+        const c = new Cleanup();
+        try {
+          const { hub, endpoint } = await servingHub(c);
+          const fake = fakeWorker(c, endpoint, answer, pingMs);
+          await waitFor(() => hub.workers === 2, 5000, "the fake worker joins");
+          const outcomes = await withTimeout(
+            Promise.all(Array.from({ length: 20 }, (_, i) => settle(hub.request(i)))),
+            8000,
+            "every request settles",
+          );
+          assert.ok(fake.requests() >= 1, "the fake worker received no request: nothing tested");
+          const failed = outcomes.filter((o) => !o.ok);
+          if (failed.length > 0) {
+            problems.push(
+              `${failed.length} of 20 requests failed because of a worker answering ${what} ` +
+                `next to a good worker; first: ${!failed[0].ok && failed[0].error}`,
+            );
+          }
+          outcomes.forEach((o, i) => assert.ok(!o.ok || o.value === i * 2, `request ${i}`));
+        } finally {
+          await c.run();
+        }
+      }
+      assert.deepEqual(problems, []);
+    },
+  );
+
+  test(
+    "a worker that pings while it holds a request does not use up that request's re-dispatches " +
+      "while the good worker is busy",
+    { timeout: 60_000 },
+    async () => {
+      // Seen once under Node in "a peer that never reads": each time the liar pinged twice the
+      // request came back, and with the good worker busy went to the liar again, five times in
+      // a few milliseconds, then failed with "Request lost 5 times".
       const c = new Cleanup();
       try {
-        const { hub, endpoint } = await servingHub(c);
-        const fake = fakeWorker(c, endpoint, answer, pingMs);
-        await waitFor(() => hub.workers === 2, 5000, "the fake worker joins");
-        const outcomes = await withTimeout(
-          Promise.all(Array.from({ length: 20 }, (_, i) => settle(hub.request(i)))),
-          8000,
-          "every request settles",
-        );
-        assert.ok(fake.requests() >= 1, "the fake worker received no request: nothing tested");
-        const failed = outcomes.filter((o) => !o.ok);
-        if (failed.length > 0) {
-          problems.push(
-            `${failed.length} of 20 requests failed because of a worker answering ${what} ` +
-              `next to a good worker; first: ${!failed[0].ok && failed[0].error}`,
-          );
-        }
-        outcomes.forEach((o, i) => assert.ok(!o.ok || o.value === i * 2, `request ${i}`));
+        const { hub, endpoint } = await startHub({ handshakeTimeout: 0.5 });
+        c.add(() => hub.close());
+        const good = startWorker(async (ms: number) => {
+          await sleep(ms);
+          return `good after ${ms} ms`;
+        }, endpoint);
+        c.add(() => good.stop());
+        const liar = fakeWorker(c, endpoint, () => null, 10);
+        await waitFor(() => hub.workers === 2, 5000, "both workers");
+        // The good worker computes for 600 ms (wherever it was sent first, the liar gives it
+        // back within 20 ms); meanwhile the second request can only go to the liar.
+        const busy = settle(hub.request(600));
+        await waitFor(() => good.worker.served === 0 && hub.stats().busy >= 1, 3000, "busy");
+        await sleep(100);
+        const second = await withTimeout(settle(hub.request(1)), 5000, "the second request");
+        assert.ok(second.ok, `the second request failed: ${!second.ok && second.error}`);
+        assert.equal(second.value, "good after 1 ms");
+        const first = await withTimeout(busy, 5000, "the first request");
+        assert.ok(first.ok && first.value === "good after 600 ms", JSON.stringify(first));
+        assert.ok(liar.requests() >= 1, "the liar was never sent the request: nothing tested");
       } finally {
         await c.run();
       }
-    }
-    assert.deepEqual(problems, []);
-  });
+    },
+  );
 
-  test("a fake worker alone, answering garbage: the caller gets a typed error, no endless wait", async () => {
+  test("a fake worker alone, answering garbage: the caller gets a typed error, no endless wait", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const h = await startHub({ handshakeTimeout: 0.5 });
@@ -353,7 +379,9 @@ describe("hostile peers against a live hub", () => {
     }
   });
 
-  test("a peer that never reads: the hub keeps serving and does not wait on it", async () => {
+  test("a peer that never reads: the hub keeps serving and does not wait on it", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     const conns: Raw[] = [];
     c.add(() => conns.forEach((r) => r.socket.destroy()));
@@ -364,7 +392,7 @@ describe("hostile peers against a live hub", () => {
       const r = raw(port);
       conns.push(r);
       await withTimeout(r.connected, 3000, "connect");
-      r.socket.write(concat([greeting(), ready(randomHex())]));
+      r.socket.write(concat([peerGreeting(), ready(randomHex())]));
       await waitFor(() => r.received > 64, 3000, "the hub's greeting");
       r.socket.pause(); // never read again: the hub's pongs back up
       // 200,000 pings (one empty frame each); the hub answers each with a 3-frame pong.
@@ -377,7 +405,11 @@ describe("hostile peers against a live hub", () => {
       for (let i = 0; i < 20; i++) {
         assert.equal(await withTimeout(hub.request(i), 3000, `request ${i}`), i * 2);
       }
-      assert.ok(performance.now() - t0 < 5000);
+      // Each request it steals costs one liveness window (1 s); measured: 1.3 to 3 s in all on
+      // a loaded machine.
+      const took = performance.now() - t0;
+      observe("20 requests beside a non-reading peer", took, "< 8000");
+      assert.ok(took < 8000, `20 requests took ${took.toFixed(0)} ms beside a non-reading peer`);
       // (A paused socket does not see its end: the hub's log tells.)
       await waitFor(() => log.has("heartbeat"), 5000, "the non-reading peer is dropped");
       await assertServing(hub, "after the non-reading peer");

@@ -20,7 +20,7 @@ import {
   Worker,
 } from "../mod.ts";
 import { pack } from "../src/gibbs/codec.ts";
-import { concat, longHeader, messageBytes, peerGreeting, readyFrame } from "./_fuzz_cases.ts";
+import { concat, longHeader, messageBytes, peerGreeting, readyFrame } from "./_wire_kit.ts";
 import { Cleanup, portOf, sleep, startHub, startWorker, waitFor, withTimeout } from "./_helpers.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -57,7 +57,9 @@ class ProbedRouter extends Router {
 }
 
 describe("hardening (issue 8)", () => {
-  test("10,000 peers sending a valid ping then bad bytes leave the worker table as it was", async () => {
+  test("10,000 peers sending a valid ping then bad bytes leave the worker table as it was", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const h = await startHub({ handshakeTimeout: 2 });
@@ -88,36 +90,42 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("a Router's queues of waiting sends do not outlive their backpressure", async () => {
-    const c = new Cleanup();
-    try {
-      const router = new ProbedRouter({ sendHighWaterMark: 1 });
-      c.add(() => router.close());
-      const endpoint = await router.bind("tcp://127.0.0.1:0");
-      const dealer = new Dealer({ routingId: "d" });
-      c.add(() => dealer.close());
-      dealer.connect(endpoint);
-      await dealer.send("hello");
-      const [id] = await withTimeout(router.receive(), 5000, "hello");
-      const received = (async () => {
-        for (let i = 0; i < 1000; i++) await dealer.receive();
-      })();
-      for (let i = 0; i < 500; i++) {
-        // The second send finds the first one in flight: it waits in a queue of its own.
-        await withTimeout(
-          Promise.all([router.send([id, "a"]), router.send([id, "b"])]),
-          5000,
-          `episode ${i}`,
-        );
+  test(
+    "a Router's queues of waiting sends do not outlive their backpressure",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const router = new ProbedRouter({ sendHighWaterMark: 1 });
+        c.add(() => router.close());
+        const endpoint = await router.bind("tcp://127.0.0.1:0");
+        const dealer = new Dealer({ routingId: "d" });
+        c.add(() => dealer.close());
+        dealer.connect(endpoint);
+        await dealer.send("hello");
+        const [id] = await withTimeout(router.receive(), 5000, "hello");
+        const received = (async () => {
+          for (let i = 0; i < 1000; i++) await dealer.receive();
+        })();
+        for (let i = 0; i < 500; i++) {
+          // The second send finds the first one in flight: it waits in a queue of its own.
+          await withTimeout(
+            Promise.all([router.send([id, "a"]), router.send([id, "b"])]),
+            5000,
+            `episode ${i}`,
+          );
+        }
+        await withTimeout(received, 5000, "1000 messages");
+        assert.equal(router.queues(), 1, "only the socket's own queue is left");
+      } finally {
+        await c.run();
       }
-      await withTimeout(received, 5000, "1000 messages");
-      assert.equal(router.queues(), 1, "only the socket's own queue is left");
-    } finally {
-      await c.run();
-    }
-  });
+    },
+  );
 
-  test("a closed socket's lingering peer still gets heartbeats: a dead peer is dropped", async () => {
+  test("a closed socket's lingering peer still gets heartbeats: a dead peer is dropped", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       // A peer that completes the handshake and then neither reads nor writes.
@@ -157,7 +165,9 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("an onEvent callback that throws breaks neither the connection nor the process", async () => {
+  test("an onEvent callback that throws breaks neither the connection nor the process", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       let calls = 0;
@@ -188,7 +198,9 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("trySend: a large frame changed right after the call leaves as it was given", async () => {
+  test("trySend: a large frame changed right after the call leaves as it was given", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const router = new Router();
@@ -213,7 +225,9 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("a refused peer receives our ERROR command before the connection closes", async () => {
+  test("a refused peer receives our ERROR command before the connection closes", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const router = new Router();
@@ -234,7 +248,9 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("a worker stopped while answering a malformed request ends run() normally", async () => {
+  test("a worker stopped while answering a malformed request ends run() normally", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const router = new Router();
@@ -255,7 +271,9 @@ describe("hardening (issue 8)", () => {
     }
   });
 
-  test("a hub that cannot bind fails its requests with a typed error and closes", async () => {
+  test("a hub that cannot bind fails its requests with a typed error and closes", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const first = new Hub({ endpoint: "tcp://127.0.0.1:0", logger: () => {} });
@@ -278,7 +296,9 @@ describe("hardening (issue 8)", () => {
 });
 
 describe("typed runtime errors", () => {
-  test("bind to a port in use: SocketError EADDRINUSE, also reported as bind:error", async () => {
+  test("bind to a port in use: SocketError EADDRINUSE, also reported as bind:error", {
+    timeout: 60_000,
+  }, async () => {
     const events: SocketEvent[] = [];
     const a = new Router();
     const b = new Router({ onEvent: (e) => events.push(e) });
@@ -294,45 +314,55 @@ describe("typed runtime errors", () => {
     }
   });
 
-  test("a refused connection is retried and reported with ECONNREFUSED", async () => {
-    const probe = new Router();
-    const endpoint = await probe.bind("tcp://127.0.0.1:0");
-    probe.close();
-    await probe.whenClosed();
-    const events: SocketEvent[] = [];
-    const dealer = new Dealer({ onEvent: (e) => events.push(e) });
-    try {
-      dealer.connect(endpoint);
-      await waitFor(
-        () => events.filter((e) => e.type === "connect:retry").length >= 2,
-        5000,
-        "two retries",
-      );
-      const retry = events.find((e) => e.type === "connect:retry")!;
-      assert.equal(retry.code, "ECONNREFUSED");
-      assert.equal(typeof retry.interval, "number");
-    } finally {
-      dealer.close();
-    }
-  });
-
-  test("a malformed endpoint is an EndpointError, a SocketError with EINVAL", () => {
-    const dealer = new Dealer();
-    try {
-      for (const bad of ["tcp://nohost", "udp://1.2.3.4:5", "tcp://h:99999", "nonsense"]) {
-        assert.throws(() => dealer.connect(bad), (e: unknown) => {
-          assert.ok(e instanceof EndpointError, `${bad}: ${e}`);
-          assert.ok(e instanceof SocketError);
-          assert.equal((e as SocketError).code, "EINVAL");
-          return true;
-        });
+  test(
+    "a refused connection is retried and reported with ECONNREFUSED",
+    { timeout: 60_000 },
+    async () => {
+      const probe = new Router();
+      const endpoint = await probe.bind("tcp://127.0.0.1:0");
+      probe.close();
+      await probe.whenClosed();
+      const events: SocketEvent[] = [];
+      const dealer = new Dealer({ onEvent: (e) => events.push(e) });
+      try {
+        dealer.connect(endpoint);
+        await waitFor(
+          () => events.filter((e) => e.type === "connect:retry").length >= 2,
+          5000,
+          "two retries",
+        );
+        const retry = events.find((e) => e.type === "connect:retry")!;
+        assert.equal(retry.code, "ECONNREFUSED");
+        assert.equal(typeof retry.interval, "number");
+      } finally {
+        dealer.close();
       }
-    } finally {
-      dealer.close();
-    }
-  });
+    },
+  );
 
-  test("operations on a closed socket reject with EBADF, as zeromq.js reports them", async () => {
+  test(
+    "a malformed endpoint is an EndpointError, a SocketError with EINVAL",
+    { timeout: 60_000 },
+    () => {
+      const dealer = new Dealer();
+      try {
+        for (const bad of ["tcp://nohost", "udp://1.2.3.4:5", "tcp://h:99999", "nonsense"]) {
+          assert.throws(() => dealer.connect(bad), (e: unknown) => {
+            assert.ok(e instanceof EndpointError, `${bad}: ${e}`);
+            assert.ok(e instanceof SocketError);
+            assert.equal((e as SocketError).code, "EINVAL");
+            return true;
+          });
+        }
+      } finally {
+        dealer.close();
+      }
+    },
+  );
+
+  test("operations on a closed socket reject with EBADF, as zeromq.js reports them", {
+    timeout: 60_000,
+  }, async () => {
     const dealer = new Dealer();
     dealer.close();
     const error = await dealer.send("x").then(() => null, (e) => e);

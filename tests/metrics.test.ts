@@ -30,7 +30,9 @@ import { Dealer, Router } from "../mod.ts";
 import { waitFor, withTimeout } from "./_helpers.ts";
 
 describe("histogram", () => {
-  test("counts each observation once, in the first bucket whose bound it does not exceed", () => {
+  test("counts each observation once, in the first bucket whose bound it does not exceed", {
+    timeout: 60_000,
+  }, () => {
     const h = new Histogram([1, 10, 100]);
     for (const ms of [0, 1, 1.0001, 10, 99, 100, 100.5, 1e9]) h.observe(ms);
     assert.deepEqual(Array.from(h.counts), [2, 2, 2, 2]);
@@ -39,23 +41,29 @@ describe("histogram", () => {
     assert.equal(h.sum, 0 + 1 + 1.0001 + 10 + 99 + 100 + 100.5 + 1e9);
   });
 
-  test("quantiles interpolate within the bucket, as histogram_quantile does", () => {
-    const h = new Histogram([10, 20]);
-    for (let i = 0; i < 10; i++) h.observe(5); // (0, 10]
-    for (let i = 0; i < 10; i++) h.observe(15); // (10, 20]
-    assert.equal(h.quantile(0.25), 5);
-    assert.equal(h.quantile(0.5), 10);
-    assert.equal(h.quantile(0.75), 15);
-    h.observe(1000); // +Inf: the largest finite bound
-    assert.equal(h.quantile(1), 20);
-    assert.ok(Number.isNaN(new Histogram([1]).quantile(0.5)));
-    assert.throws(() => new Histogram([2, 1]), /ascend/);
-    assert.equal(quantileOf([1], [0, 0], 0, 0.5), NaN);
-  });
+  test(
+    "quantiles interpolate within the bucket, as histogram_quantile does",
+    { timeout: 60_000 },
+    () => {
+      const h = new Histogram([10, 20]);
+      for (let i = 0; i < 10; i++) h.observe(5); // (0, 10]
+      for (let i = 0; i < 10; i++) h.observe(15); // (10, 20]
+      assert.equal(h.quantile(0.25), 5);
+      assert.equal(h.quantile(0.5), 10);
+      assert.equal(h.quantile(0.75), 15);
+      h.observe(1000); // +Inf: the largest finite bound
+      assert.equal(h.quantile(1), 20);
+      assert.ok(Number.isNaN(new Histogram([1]).quantile(0.5)));
+      assert.throws(() => new Histogram([2, 1]), /ascend/);
+      assert.equal(quantileOf([1], [0, 0], 0, 0.5), NaN);
+    },
+  );
 });
 
 describe("history", () => {
-  test("per-second requests, errors and latency, oldest first, the current second last", () => {
+  test("per-second requests, errors and latency, oldest first, the current second last", {
+    timeout: 60_000,
+  }, () => {
     const h = new History(5, [1, 10, 100]);
     h.record(1000, false, 0);
     h.record(1500, true, 2);
@@ -73,7 +81,9 @@ describe("history", () => {
     assert.equal(s.window.requests, 3);
   });
 
-  test("a slot is reset when its second comes round again; old seconds fall out", () => {
+  test("a slot is reset when its second comes round again; old seconds fall out", {
+    timeout: 60_000,
+  }, () => {
     const h = new History(3, [1]);
     h.record(0, true, 0);
     h.record(3000, false, 1); // the same slot as second 0, three seconds later
@@ -83,24 +93,30 @@ describe("history", () => {
     assert.deepEqual(h.series(10_000).requests, [0, 0, 0]);
   });
 
-  test("recordRequest times queue wait (sent requests), service (answered ones) and end to end (all)", () => {
-    const svc = new ServiceMetrics("default");
-    const history = new History();
-    const sent = { createdAt: 100, sentAt: 103, sentTo: [{}] };
-    recordRequest(svc, history, sent, 0, 110); // ok: wait 3, service 7, total 10
-    recordRequest(svc, history, { createdAt: 0, sentAt: 0, sentTo: [] }, 2, 50); // timeout
-    assert.equal(svc.requests[0], 1);
-    assert.equal(svc.requests[OUTCOMES.indexOf("timeout")], 1);
-    assert.equal(svc.queueWait.count, 1);
-    assert.equal(svc.queueWait.sum, 3);
-    assert.equal(svc.service.count, 1);
-    assert.equal(svc.service.sum, 7);
-    assert.equal(svc.latency.count, 2);
-    assert.equal(svc.latency.sum, 60);
-  });
+  test(
+    "recordRequest times queue wait (sent requests), service (answered ones) and end to end (all)",
+    { timeout: 60_000 },
+    () => {
+      const svc = new ServiceMetrics("default");
+      const history = new History();
+      const sent = { createdAt: 100, sentAt: 103, sentTo: [{}] };
+      recordRequest(svc, history, sent, 0, 110); // ok: wait 3, service 7, total 10
+      recordRequest(svc, history, { createdAt: 0, sentAt: 0, sentTo: [] }, 2, 50); // timeout
+      assert.equal(svc.requests[0], 1);
+      assert.equal(svc.requests[OUTCOMES.indexOf("timeout")], 1);
+      assert.equal(svc.queueWait.count, 1);
+      assert.equal(svc.queueWait.sum, 3);
+      assert.equal(svc.service.count, 1);
+      assert.equal(svc.service.sum, 7);
+      assert.equal(svc.latency.count, 2);
+      assert.equal(svc.latency.sum, 60);
+    },
+  );
 });
 
-test("outcomes: each typed error has its label; anything else is the signal's reason", () => {
+test("outcomes: each typed error has its label; anything else is the signal's reason", {
+  timeout: 60_000,
+}, () => {
   const label = (e: unknown) => OUTCOMES[outcomeOf(e)];
   assert.equal(label(new UserCodeError("Traceback\nValueError: x")), "user_error");
   assert.equal(label(new RequestTimeoutError(1, 1)), "timeout");
@@ -145,7 +161,9 @@ describe("Prometheus text format", () => {
     };
   };
 
-  test("families with HELP and TYPE, seconds for durations, escaped label values", () => {
+  test("families with HELP and TYPE, seconds for durations, escaped label values", {
+    timeout: 60_000,
+  }, () => {
     const text = formatPrometheus(snapshot());
     assert.ok(text.endsWith("\n"));
     const lines = text.split("\n");
@@ -171,33 +189,37 @@ describe("Prometheus text format", () => {
   });
 });
 
-test("sockets count the bytes they read and write, ZMTP framing included", async () => {
-  const router = new Router({ linger: 0 });
-  const dealer = new Dealer({ linger: 0, routingId: "counted" });
-  try {
-    const endpoint = await router.bind("tcp://127.0.0.1:0");
-    dealer.connect(endpoint);
-    await dealer.send("hi");
-    await withTimeout(router.receive(), 5000, "first message");
-    await waitFor(() => dealer.bytesReceived === router.bytesSent, 5000, "handshake bytes");
-    const [inBefore, outBefore] = [router.bytesReceived, dealer.bytesSent];
-    assert.equal(inBefore, outBefore, "what one side wrote, the other read");
-    await dealer.send(new Uint8Array(1000)); // one long frame: 9-byte header + body
-    await withTimeout(router.receive(), 5000, "1000-byte message");
-    assert.equal(router.bytesReceived - inBefore, 1009);
-    assert.equal(dealer.bytesSent - outBefore, 1009);
-    const sentBefore = router.bytesSent;
-    await router.send(["counted", new Uint8Array(10)]); // short frame: 2 + 10
-    await withTimeout(dealer.receive(), 5000, "reply");
-    assert.equal(router.bytesSent - sentBefore, 12);
-    // The totals survive the connection.
-    const total = router.bytesReceived;
-    dealer.close();
-    await waitFor(() => router.peerCount === 0, 5000, "disconnect");
-    assert.equal(router.bytesReceived, total);
-  } finally {
-    dealer.close();
-    router.close();
-    await router.whenClosed();
-  }
-});
+test(
+  "sockets count the bytes they read and write, ZMTP framing included",
+  { timeout: 60_000 },
+  async () => {
+    const router = new Router({ linger: 0 });
+    const dealer = new Dealer({ linger: 0, routingId: "counted" });
+    try {
+      const endpoint = await router.bind("tcp://127.0.0.1:0");
+      dealer.connect(endpoint);
+      await dealer.send("hi");
+      await withTimeout(router.receive(), 5000, "first message");
+      await waitFor(() => dealer.bytesReceived === router.bytesSent, 5000, "handshake bytes");
+      const [inBefore, outBefore] = [router.bytesReceived, dealer.bytesSent];
+      assert.equal(inBefore, outBefore, "what one side wrote, the other read");
+      await dealer.send(new Uint8Array(1000)); // one long frame: 9-byte header + body
+      await withTimeout(router.receive(), 5000, "1000-byte message");
+      assert.equal(router.bytesReceived - inBefore, 1009);
+      assert.equal(dealer.bytesSent - outBefore, 1009);
+      const sentBefore = router.bytesSent;
+      await router.send(["counted", new Uint8Array(10)]); // short frame: 2 + 10
+      await withTimeout(dealer.receive(), 5000, "reply");
+      assert.equal(router.bytesSent - sentBefore, 12);
+      // The totals survive the connection.
+      const total = router.bytesReceived;
+      dealer.close();
+      await waitFor(() => router.peerCount === 0, 5000, "disconnect");
+      assert.equal(router.bytesReceived, total);
+    } finally {
+      dealer.close();
+      router.close();
+      await router.whenClosed();
+    }
+  },
+);

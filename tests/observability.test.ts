@@ -8,7 +8,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import net from "node:net";
 import {
   Dealer,
@@ -24,6 +24,7 @@ import { runtime } from "../src/transport/runtime.ts";
 import {
   Cleanup,
   cli,
+  prometheusMissing,
   PYTHON,
   settle,
   startHub,
@@ -33,14 +34,7 @@ import {
 } from "./_helpers.ts";
 
 /** Why the Prometheus parser tests are skipped, or false. */
-const prometheusSkip: string | false = (() => {
-  const r = spawnSync(PYTHON, ["-c", "import prometheus_client.parser"], {
-    stdio: "ignore",
-    timeout: 10_000,
-  });
-  return r.status === 0 ? false : `${PYTHON} cannot import prometheus_client ` +
-    "(install it with: apt-get install -y python3-prometheus-client)";
-})();
+const prometheusSkip: string | false = prometheusMissing();
 
 /**
  * Python reads `url` with urllib and parses it with prometheus_client's text parser; prints
@@ -152,8 +146,11 @@ const double = (x: number) => {
   return x * 2;
 };
 
-describe("/metrics read by prometheus_client", { skip: prometheusSkip }, () => {
-  test("the request counter equals the requests made; the worker gauge the workers connected", async () => {
+describe("/metrics read by prometheus_client", () => {
+  test("the request counter equals the requests made; the worker gauge the workers connected", {
+    skip: prometheusSkip,
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -214,136 +211,146 @@ describe("/metrics read by prometheus_client", { skip: prometheusSkip }, () => {
     }
   });
 
-  test("refusals, handshake failures and queue-full rejections, by reason", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, port } = await startHub({ respBufferSize: 1, overflow: "reject-new" });
-      c.add(() => hub.close());
-      const base = await serve(c, hub);
-      const events = collect(hub, ["peer.refused", "queue.full"]);
-      // Not a ZMTP peer at all.
-      const bad = net.connect(port, "127.0.0.1", () => bad.write("GET / HTTP/1.1\r\n\r\n"));
-      bad.on("error", () => {});
-      c.add(() => bad.destroy());
-      await waitFor(() => events.some((e) => e.type === "peer.refused"), 10_000, "refusal");
-      // No worker: the first request waits, the second finds the queue full.
-      const first = settle(hub.request(1));
-      const second = await settle(hub.request(2));
-      assert.equal(second.ok, false);
-      const p = await parseWithPython(`${base}/metrics`);
-      assert.equal(value(p, "gibbs_handshake_failures_total", { reason: "bad-signature" }), 1);
-      assert.equal(value(p, "gibbs_requests_total", { outcome: "rejected" }), 1);
-      assert.equal(value(p, "gibbs_queue_depth"), 1);
-      assert.equal(value(p, "gibbs_workers"), 0);
-      const refused = events.find((e) => e.type === "peer.refused") as HubEvent<"peer.refused">;
-      assert.equal(refused.detail.code, "bad-signature");
-      assert.match(refused.detail.reason, /0x47/);
-      const full = events.find((e) => e.type === "queue.full") as HubEvent<"queue.full">;
-      assert.equal(full.detail.policy, "reject-new");
-      assert.match(full.detail.message, /1 requests are already pending/);
-      await hub.close();
-      assert.equal((await first).ok, false);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "refusals, handshake failures and queue-full rejections, by reason",
+    { skip: prometheusSkip, timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, port } = await startHub({ respBufferSize: 1, overflow: "reject-new" });
+        c.add(() => hub.close());
+        const base = await serve(c, hub);
+        const events = collect(hub, ["peer.refused", "queue.full"]);
+        // Not a ZMTP peer at all.
+        const bad = net.connect(port, "127.0.0.1", () => bad.write("GET / HTTP/1.1\r\n\r\n"));
+        bad.on("error", () => {});
+        c.add(() => bad.destroy());
+        await waitFor(() => events.some((e) => e.type === "peer.refused"), 10_000, "refusal");
+        // No worker: the first request waits, the second finds the queue full.
+        const first = settle(hub.request(1));
+        const second = await settle(hub.request(2));
+        assert.equal(second.ok, false);
+        const p = await parseWithPython(`${base}/metrics`);
+        assert.equal(value(p, "gibbs_handshake_failures_total", { reason: "bad-signature" }), 1);
+        assert.equal(value(p, "gibbs_requests_total", { outcome: "rejected" }), 1);
+        assert.equal(value(p, "gibbs_queue_depth"), 1);
+        assert.equal(value(p, "gibbs_workers"), 0);
+        const refused = events.find((e) => e.type === "peer.refused") as HubEvent<"peer.refused">;
+        assert.equal(refused.detail.code, "bad-signature");
+        assert.match(refused.detail.reason, /0x47/);
+        const full = events.find((e) => e.type === "queue.full") as HubEvent<"queue.full">;
+        assert.equal(full.detail.policy, "reject-new");
+        assert.match(full.detail.message, /1 requests are already pending/);
+        await hub.close();
+        assert.equal((await first).ok, false);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 });
 
 describe("hub events", () => {
-  test("joined (ours and gibbs 0.3, with capacity), left with the reason, re-dispatched, quarantined", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub({ maxMessageSize: 1000 });
-      c.add(() => hub.close());
-      const events = collect(hub, [
-        "worker.joined",
-        "worker.left",
-        "request.redispatched",
-        "worker.quarantined",
-      ]);
-      const ours = startWorker(double, endpoint, { concurrency: 3 });
-      c.add(() => ours.stop());
-      await waitFor(() => hub.workers === 1, 10_000, "our worker");
-      let joined = events.find((e) => e.type === "worker.joined") as HubEvent<"worker.joined">;
-      assert.deepEqual(
-        { ...joined.detail, remote: typeof joined.detail.remote },
-        { worker: ours.worker.id, remote: "string", runtime: "gibbs-ts", capacity: 3 },
-      );
-      assert.ok(Math.abs(joined.time - Date.now()) < 60_000);
-      await ours.stop();
-      await waitFor(() => hub.workers === 0, 10_000, "our worker gone");
+  test(
+    "joined (ours and gibbs 0.3, with capacity), left with the reason, re-dispatched, quarantined",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub({ maxMessageSize: 1000 });
+        c.add(() => hub.close());
+        const events = collect(hub, [
+          "worker.joined",
+          "worker.left",
+          "request.redispatched",
+          "worker.quarantined",
+        ]);
+        const ours = startWorker(double, endpoint, { concurrency: 3 });
+        c.add(() => ours.stop());
+        await waitFor(() => hub.workers === 1, 10_000, "our worker");
+        let joined = events.find((e) => e.type === "worker.joined") as HubEvent<"worker.joined">;
+        assert.deepEqual(
+          { ...joined.detail, remote: typeof joined.detail.remote },
+          { worker: ours.worker.id, remote: "string", runtime: "gibbs-ts", capacity: 3 },
+        );
+        assert.ok(Math.abs(joined.time - Date.now()) < 60_000);
+        await ours.stop();
+        await waitFor(() => hub.workers === 0, 10_000, "our worker gone");
 
-      // A gibbs 0.3 worker that keeps a request and vanishes: the request goes elsewhere.
-      const keeper = fakeWorker(c, endpoint, () => null);
-      await waitFor(() => hub.workers === 1, 10_000, "keeper");
-      const pending = hub.request(21);
-      await waitFor(() => keeper.requests() === 1, 10_000, "keeper holds the request");
-      const other = startWorker(double, endpoint);
-      c.add(() => other.stop());
-      await waitFor(() => hub.workers === 2, 10_000, "second worker");
-      await keeper.close();
-      assert.equal(await withTimeout(pending, 10_000, "re-dispatched request"), 42);
-      joined = events.find((e) =>
-        e.type === "worker.joined" && (e as HubEvent<"worker.joined">).detail.worker === keeper.id
-      ) as HubEvent<"worker.joined">;
-      assert.equal(joined.detail.runtime, "gibbs 0.3");
-      assert.equal(joined.detail.capacity, 1);
-      const redispatched = events.find((e) => e.type === "request.redispatched") as HubEvent<
-        "request.redispatched"
-      >;
-      assert.equal(redispatched.detail.worker, keeper.id);
-      assert.match(redispatched.detail.reason, /disconnected/);
-      const left = events.filter((e) => e.type === "worker.left") as HubEvent<"worker.left">[];
-      assert.deepEqual(left.map((e) => [e.detail.worker, e.detail.code]), [
-        [ours.worker.id, "closed"],
-        [keeper.id, "closed"],
-      ]);
+        // A gibbs 0.3 worker that keeps a request and vanishes: the request goes elsewhere.
+        const keeper = fakeWorker(c, endpoint, () => null);
+        await waitFor(() => hub.workers === 1, 10_000, "keeper");
+        const pending = hub.request(21);
+        await waitFor(() => keeper.requests() === 1, 10_000, "keeper holds the request");
+        const other = startWorker(double, endpoint);
+        c.add(() => other.stop());
+        await waitFor(() => hub.workers === 2, 10_000, "second worker");
+        await keeper.close();
+        assert.equal(await withTimeout(pending, 10_000, "re-dispatched request"), 42);
+        joined = events.find((e) =>
+          e.type === "worker.joined" && (e as HubEvent<"worker.joined">).detail.worker === keeper.id
+        ) as HubEvent<"worker.joined">;
+        assert.equal(joined.detail.runtime, "gibbs 0.3");
+        assert.equal(joined.detail.capacity, 1);
+        const redispatched = events.find((e) => e.type === "request.redispatched") as HubEvent<
+          "request.redispatched"
+        >;
+        assert.equal(redispatched.detail.worker, keeper.id);
+        assert.match(redispatched.detail.reason, /disconnected/);
+        const left = events.filter((e) => e.type === "worker.left") as HubEvent<"worker.left">[];
+        assert.deepEqual(left.map((e) => [e.detail.worker, e.detail.code]), [
+          [ours.worker.id, "closed"],
+          [keeper.id, "closed"],
+        ]);
 
-      // Garbage for an answer: quarantined. Too large a message: dropped, with the ZMTP code.
-      const liar = fakeWorker(c, endpoint, () => [new Uint8Array(0), pack("not a response")]);
-      await waitFor(() => hub.workers === 2, 10_000, "liar");
-      await other.stop();
-      await waitFor(() => hub.workers === 1, 10_000, "only the liar");
-      await settle(withTimeout(hub.request(1), 10_000, "request to the liar"));
-      await waitFor(
-        () => events.some((e) => e.type === "worker.quarantined"),
-        10_000,
-        "quarantine",
-      );
-      const q = events.find((e) => e.type === "worker.quarantined") as HubEvent<
-        "worker.quarantined"
-      >;
-      assert.equal(q.detail.worker, liar.id);
-      assert.match(q.detail.reason, /malformed response/);
-      assert.equal(hub.metrics().quarantines, 1);
-      assert.equal(hub.metrics().quarantined, 1);
-      const bigId = randomHex();
-      const big = new Dealer({ routingId: bigId, linger: 0 });
-      c.add(() => big.close());
-      big.connect(endpoint);
-      await big.send(["", new Uint8Array(5000)]);
-      await waitFor(
-        () =>
-          events.some((e) =>
-            e.type === "worker.left" &&
-            (e as HubEvent<"worker.left">).detail.code === "message-too-large"
-          ),
-        10_000,
-        "the big message's sender dropped",
-      );
-      const dropped = events.find((e) =>
-        (e as HubEvent<"worker.left">).detail.code === "message-too-large"
-      ) as HubEvent<"worker.left">;
-      assert.equal(dropped.detail.worker, bigId);
-      assert.match(dropped.detail.reason, /1000/);
-      const recent = hub.status().events.map((e) => e.type);
-      assert.ok(recent.includes("worker.quarantined") && recent.includes("request.redispatched"));
-    } finally {
-      await c.run();
-    }
-  });
+        // Garbage for an answer: quarantined. Too large a message: dropped, with the ZMTP code.
+        const liar = fakeWorker(c, endpoint, () => [new Uint8Array(0), pack("not a response")]);
+        await waitFor(() => hub.workers === 2, 10_000, "liar");
+        await other.stop();
+        await waitFor(() => hub.workers === 1, 10_000, "only the liar");
+        await settle(withTimeout(hub.request(1), 10_000, "request to the liar"));
+        await waitFor(
+          () => events.some((e) => e.type === "worker.quarantined"),
+          10_000,
+          "quarantine",
+        );
+        const q = events.find((e) => e.type === "worker.quarantined") as HubEvent<
+          "worker.quarantined"
+        >;
+        assert.equal(q.detail.worker, liar.id);
+        assert.match(q.detail.reason, /malformed response/);
+        assert.equal(hub.metrics().quarantines, 1);
+        assert.equal(hub.metrics().quarantined, 1);
+        const bigId = randomHex();
+        const big = new Dealer({ routingId: bigId, linger: 0 });
+        c.add(() => big.close());
+        big.connect(endpoint);
+        await big.send(["", new Uint8Array(5000)]);
+        await waitFor(
+          () =>
+            events.some((e) =>
+              e.type === "worker.left" &&
+              (e as HubEvent<"worker.left">).detail.code === "message-too-large"
+            ),
+          10_000,
+          "the big message's sender dropped",
+        );
+        const dropped = events.find((e) =>
+          (e as HubEvent<"worker.left">).detail.code === "message-too-large"
+        ) as HubEvent<"worker.left">;
+        assert.equal(dropped.detail.worker, bigId);
+        assert.match(dropped.detail.reason, /1000/);
+        const recent = hub.status().events.map((e) => e.type);
+        assert.ok(recent.includes("worker.quarantined") && recent.includes("request.redispatched"));
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("a listener that throws is logged and the hub goes on; remove and once work", async () => {
+  test("a listener that throws is logged and the hub goes on; remove and once work", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint, log } = await startHub();
@@ -373,33 +380,39 @@ describe("hub events", () => {
     }
   });
 
-  test("metrics: false stops counting requests, gauges and events stay; metricsEnabled switches it", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub, endpoint } = await startHub({ metrics: false });
-      c.add(() => hub.close());
-      const joined = collect(hub, ["worker.joined"]);
-      const w = startWorker(double, endpoint);
-      c.add(() => w.stop());
-      await waitFor(() => hub.workers === 1, 10_000, "worker");
-      for (let i = 0; i < 5; i++) assert.equal(await hub.request(i), 2 * i);
-      const m = hub.metrics();
-      assert.equal(m.services[0].requests.ok, 0);
-      assert.equal(m.services[0].latency.count, 0);
-      assert.equal(m.workers, 1);
-      assert.equal(joined.length, 1);
-      assert.equal(hub.metricsEnabled, false);
-      hub.metricsEnabled = true; // switched at run time
-      assert.equal(await hub.request(5), 10);
-      assert.equal(hub.metrics().services[0].requests.ok, 1);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "metrics: false stops counting requests, gauges and events stay; metricsEnabled switches it",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub, endpoint } = await startHub({ metrics: false });
+        c.add(() => hub.close());
+        const joined = collect(hub, ["worker.joined"]);
+        const w = startWorker(double, endpoint);
+        c.add(() => w.stop());
+        await waitFor(() => hub.workers === 1, 10_000, "worker");
+        for (let i = 0; i < 5; i++) assert.equal(await hub.request(i), 2 * i);
+        const m = hub.metrics();
+        assert.equal(m.services[0].requests.ok, 0);
+        assert.equal(m.services[0].latency.count, 0);
+        assert.equal(m.workers, 1);
+        assert.equal(joined.length, 1);
+        assert.equal(hub.metricsEnabled, false);
+        hub.metricsEnabled = true; // switched at run time
+        assert.equal(await hub.request(5), 10);
+        assert.equal(hub.metrics().services[0].requests.ok, 1);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 });
 
 describe("GET /status and gibbs status", () => {
-  test("/status: workers with runtime, capacity, held, served; history; recent events", async () => {
+  test("/status: workers with runtime, capacity, held, served; history; recent events", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();
@@ -448,7 +461,9 @@ describe("GET /status and gibbs status", () => {
     }
   });
 
-  test("gibbs status URL prints the table; --watch refreshes until SIGTERM; no hub: exit 1", async () => {
+  test("gibbs status URL prints the table; --watch refreshes until SIGTERM; no hub: exit 1", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, endpoint } = await startHub();

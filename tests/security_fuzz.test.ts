@@ -15,7 +15,7 @@ const CASES = 25;
 
 describe("CURVE fuzz slice", () => {
   for (const [name, make] of Object.entries(CURVE_PROPERTIES)) {
-    test(name, () => {
+    test(name, { timeout: 120_000 }, () => {
       const details = fc.check(make(), { numRuns: CASES });
       if (details.failed) {
         throw new Error(

@@ -26,7 +26,7 @@ import {
   utf8,
   welcomeFrom,
 } from "./_security_cases.ts";
-import { drain, pump, readyFrame, throwsZmtp } from "./_fuzz_cases.ts";
+import { drain, pump, readyFrame, throwsZmtp } from "./_wire_kit.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const keys = freshKeys();
@@ -51,7 +51,9 @@ function serverAwaitingInitiate(
 }
 
 describe("CURVE handshake", () => {
-  test("client and server finish it and carry messages both ways, metadata inside the boxes", () => {
+  test("client and server finish it and carry messages both ways, metadata inside the boxes", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = readyPair();
     const [peer] = server.peers;
     assert.equal(peer.mechanism, "CURVE");
@@ -68,7 +70,9 @@ describe("CURVE handshake", () => {
     assert.equal(text(client.messages[0][0]), "back");
   });
 
-  test("HELLO is 200 bytes: version 1.0, 72 zero bytes, C', nonce 1, signature box", () => {
+  test("HELLO is 200 bytes: version 1.0, 72 zero bytes, C', nonce 1, signature box", {
+    timeout: 60_000,
+  }, () => {
     const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
     assert.equal(hello.length, HELLO_SIZE);
     assert.equal(commandName(hello), "HELLO");
@@ -77,7 +81,9 @@ describe("CURVE handshake", () => {
     assert.deepEqual([...hello.subarray(112, 120)], [0, 0, 0, 0, 0, 0, 0, 1]);
   });
 
-  test("after the handshake only MESSAGE boxes go out; heartbeats are sealed and answered", () => {
+  test("after the handshake only MESSAGE boxes go out; heartbeats are sealed and answered", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = readyPair({ heartbeat: 10 });
     client.conn.tick(20); // a PING, sealed
     const wire = sent(client.conn);
@@ -94,7 +100,9 @@ describe("CURVE handshake", () => {
     assert.equal(server.messages.length, 0, "a sealed command is not delivered as a message");
   });
 
-  test("a MESSAGE box sent as a command frame is accepted as well (libzmq sends it as data)", () => {
+  test("a MESSAGE box sent as a command frame is accepted as well (libzmq sends it as data)", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = readyPair();
     client.conn.send([utf8("as command")]);
     const bytes = drain(client.conn.out);
@@ -106,7 +114,7 @@ describe("CURVE handshake", () => {
 });
 
 describe("CURVE server refuses bad input", () => {
-  test("a NULL client: mechanism-mismatch", () => {
+  test("a NULL client: mechanism-mismatch", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     throwsZmtp(
       () => server.conn.receive(peerGreeting({ mechanism: "NULL" }), 0),
@@ -114,7 +122,7 @@ describe("CURVE server refuses bad input", () => {
     );
   });
 
-  test("a PLAIN client: mechanism-mismatch", () => {
+  test("a PLAIN client: mechanism-mismatch", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     throwsZmtp(
       () => server.conn.receive(peerGreeting({ mechanism: "PLAIN" }), 0),
@@ -122,7 +130,7 @@ describe("CURVE server refuses bad input", () => {
     );
   });
 
-  test("another CURVE server (as-server 1): handshake-failed", () => {
+  test("another CURVE server (as-server 1): handshake-failed", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     const error = throwsZmtp(
       () => server.conn.receive(peerGreeting({ mechanism: "CURVE", asServer: true }), 0),
@@ -131,7 +139,7 @@ describe("CURVE server refuses bad input", () => {
     assert.match(error.message, /both sides are CURVE servers/);
   });
 
-  test("a short HELLO (libzmq's 6-byte one): malformed-command", () => {
+  test("a short HELLO (libzmq's 6-byte one): malformed-command", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     server.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0);
     const error = throwsZmtp(
@@ -141,7 +149,7 @@ describe("CURVE server refuses bad input", () => {
     assert.match(error.message, /HELLO of 6 bytes, it must be exactly 200/);
   });
 
-  test("a long HELLO (201 bytes): malformed-command", () => {
+  test("a long HELLO (201 bytes): malformed-command", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
     server.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0);
@@ -151,7 +159,7 @@ describe("CURVE server refuses bad input", () => {
     );
   });
 
-  test("a HELLO of another version: malformed-command", () => {
+  test("a HELLO of another version: malformed-command", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
     hello[6] = 2;
@@ -159,7 +167,9 @@ describe("CURVE server refuses bad input", () => {
     throwsZmtp(() => server.conn.receive(frame(COMMAND, hello), 0), "malformed-command");
   });
 
-  test("a HELLO made for another server key: decryption-failed, and no WELCOME goes out", () => {
+  test("a HELLO made for another server key: decryption-failed, and no WELCOME goes out", {
+    timeout: 60_000,
+  }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     const other = generateKeyPair();
     const hello = new HandClient({ ...keys.client, serverKey: other.publicKey }).hello();
@@ -173,7 +183,9 @@ describe("CURVE server refuses bad input", () => {
     assert.equal(drain(server.conn.out).length, 0, "a HELLO that does not open draws no answer");
   });
 
-  test("a HELLO whose transient key is a low-order point (a garbage key): key-exchange-failed", () => {
+  test("a HELLO whose transient key is a low-order point (a garbage key): key-exchange-failed", {
+    timeout: 60_000,
+  }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
     hello.fill(0, 80, 112); // C' = 0
@@ -181,7 +193,7 @@ describe("CURVE server refuses bad input", () => {
     throwsZmtp(() => server.conn.receive(frame(COMMAND, hello), 0), "key-exchange-failed");
   });
 
-  test("an INITIATE shorter than 257 bytes: malformed-command", () => {
+  test("an INITIATE shorter than 257 bytes: malformed-command", { timeout: 60_000 }, () => {
     const { server } = serverAwaitingInitiate();
     throwsZmtp(
       () => server.conn.receive(frame(COMMAND, utf8("\x08INITIATE")), 0),
@@ -189,13 +201,13 @@ describe("CURVE server refuses bad input", () => {
     );
   });
 
-  test("an INITIATE under another command name: handshake-failed", () => {
+  test("an INITIATE under another command name: handshake-failed", { timeout: 60_000 }, () => {
     const { server, initiate } = serverAwaitingInitiate();
     initiate[5] = "X".charCodeAt(0);
     throwsZmtp(() => server.conn.receive(frame(COMMAND, initiate), 0), "handshake-failed");
   });
 
-  test("an INITIATE with a tampered cookie: decryption-failed", () => {
+  test("an INITIATE with a tampered cookie: decryption-failed", { timeout: 60_000 }, () => {
     const { server, initiate } = serverAwaitingInitiate();
     initiate[30] ^= 1;
     const error = throwsZmtp(
@@ -205,7 +217,7 @@ describe("CURVE server refuses bad input", () => {
     assert.match(error.message, /cookie/);
   });
 
-  test("an INITIATE with tampered content: decryption-failed", () => {
+  test("an INITIATE with tampered content: decryption-failed", { timeout: 60_000 }, () => {
     const { server, initiate } = serverAwaitingInitiate();
     initiate[150] ^= 1;
     const error = throwsZmtp(
@@ -215,13 +227,17 @@ describe("CURVE server refuses bad input", () => {
     assert.match(error.message, /INITIATE box/);
   });
 
-  test("an INITIATE whose short nonce is not above HELLO's (a replay): bad-nonce", () => {
+  test("an INITIATE whose short nonce is not above HELLO's (a replay): bad-nonce", {
+    timeout: 60_000,
+  }, () => {
     const { server, initiate } = serverAwaitingInitiate();
     initiate.set([0, 0, 0, 0, 0, 0, 0, 1], 105); // HELLO's nonce again
     throwsZmtp(() => server.conn.receive(frame(COMMAND, initiate), 0), "bad-nonce");
   });
 
-  test("a client whose public key is all zeros (a null key): key-exchange-failed", () => {
+  test("a client whose public key is all zeros (a null key): key-exchange-failed", {
+    timeout: 60_000,
+  }, () => {
     const { server, initiate } = serverAwaitingInitiate({
       publicKey: new Uint8Array(32),
       secretKey: keys.client.secretKey,
@@ -230,7 +246,9 @@ describe("CURVE server refuses bad input", () => {
     throwsZmtp(() => server.conn.receive(frame(COMMAND, initiate), 0), "key-exchange-failed");
   });
 
-  test("a client whose public key is not its secret key's: the vouch does not open", () => {
+  test("a client whose public key is not its secret key's: the vouch does not open", {
+    timeout: 60_000,
+  }, () => {
     const { server, initiate } = serverAwaitingInitiate({
       publicKey: generateKeyPair().publicKey,
       secretKey: keys.client.secretKey,
@@ -243,14 +261,16 @@ describe("CURVE server refuses bad input", () => {
     assert.match(error.message, /vouch/);
   });
 
-  test("a message before the handshake (libzmq's 'sneaky' one): refused, nothing delivered", () => {
+  test("a message before the handshake (libzmq's 'sneaky' one): refused, nothing delivered", {
+    timeout: 60_000,
+  }, () => {
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     server.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0);
     throwsZmtp(() => server.conn.receive(frame(0, utf8("sneaky")), 0), "unexpected-frame");
     assert.equal(server.messages.length, 0);
   });
 
-  test("a tampered MESSAGE box: decryption-failed, nothing delivered", () => {
+  test("a tampered MESSAGE box: decryption-failed, nothing delivered", { timeout: 60_000 }, () => {
     const { client, server } = readyPair();
     client.conn.send([utf8("pay 10 to alice")]);
     const bytes = drain(client.conn.out);
@@ -259,7 +279,7 @@ describe("CURVE server refuses bad input", () => {
     assert.equal(server.messages.length, 0);
   });
 
-  test("a replayed MESSAGE: bad-nonce", () => {
+  test("a replayed MESSAGE: bad-nonce", { timeout: 60_000 }, () => {
     const { client, server } = readyPair();
     client.conn.send([utf8("once")]);
     const bytes = drain(client.conn.out);
@@ -270,7 +290,9 @@ describe("CURVE server refuses bad input", () => {
     assert.equal(server.messages.length, 1);
   });
 
-  test("an older MESSAGE after a newer one (a non-increasing nonce): bad-nonce", () => {
+  test("an older MESSAGE after a newer one (a non-increasing nonce): bad-nonce", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = readyPair();
     client.conn.send([utf8("first")]);
     const first = drain(client.conn.out);
@@ -281,36 +303,46 @@ describe("CURVE server refuses bad input", () => {
     assert.deepEqual(server.messages.map((m) => text(m[0])), ["second"]);
   });
 
-  test("an unsealed message or command after the handshake: malformed-command", () => {
-    const { server } = readyPair();
-    throwsZmtp(() => server.conn.receive(frame(0, utf8("plaintext")), 1), "malformed-command");
-    const again = readyPair();
-    throwsZmtp(
-      () => again.server.conn.receive(readyFrame([["Socket-Type", "DEALER"]]), 1),
-      "malformed-command",
-    );
-  });
+  test(
+    "an unsealed message or command after the handshake: malformed-command",
+    { timeout: 60_000 },
+    () => {
+      const { server } = readyPair();
+      throwsZmtp(() => server.conn.receive(frame(0, utf8("plaintext")), 1), "malformed-command");
+      const again = readyPair();
+      throwsZmtp(
+        () => again.server.conn.receive(readyFrame([["Socket-Type", "DEALER"]]), 1),
+        "malformed-command",
+      );
+    },
+  );
 });
 
 describe("CURVE client refuses bad input", () => {
-  test("another CURVE client answering HELLO with HELLO: handshake-failed", () => {
-    const { client } = curvePair(keys);
-    const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
-    client.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0);
-    const error = throwsZmtp(
-      () => client.conn.receive(frame(COMMAND, hello), 0),
-      "handshake-failed",
-    );
-    assert.match(error.message, /CURVE client too/);
-  });
+  test(
+    "another CURVE client answering HELLO with HELLO: handshake-failed",
+    { timeout: 60_000 },
+    () => {
+      const { client } = curvePair(keys);
+      const hello = new HandClient({ ...keys.client, serverKey: keys.server.publicKey }).hello();
+      client.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0);
+      const error = throwsZmtp(
+        () => client.conn.receive(frame(COMMAND, hello), 0),
+        "handshake-failed",
+      );
+      assert.match(error.message, /CURVE client too/);
+    },
+  );
 
-  test("a server that closes after our HELLO: the reason points at curveServerKey", () => {
+  test("a server that closes after our HELLO: the reason points at curveServerKey", {
+    timeout: 60_000,
+  }, () => {
     const { client } = curvePair(keys);
     client.conn.receive(peerGreeting({ mechanism: "CURVE", asServer: true }), 0);
     assert.match(client.conn.closedReason()!.message, /curveServerKey/);
   });
 
-  test("a WELCOME from a server with another key: decryption-failed", () => {
+  test("a WELCOME from a server with another key: decryption-failed", { timeout: 60_000 }, () => {
     const { client } = curvePair({ ...keys, server: generateKeyPair() });
     const server = secured("ROUTER", curveServer({ ...keys.server, authenticate: false }));
     // The client boxed its HELLO for another key: let our server answer a good HELLO instead.
@@ -322,7 +354,7 @@ describe("CURVE client refuses bad input", () => {
     throwsZmtp(() => client.conn.receive(frame(COMMAND, welcome), 0), "decryption-failed");
   });
 
-  test("an ERROR 400 from the server: auth-failed, spelled out", () => {
+  test("an ERROR 400 from the server: auth-failed, spelled out", { timeout: 60_000 }, () => {
     const { client } = curvePair(keys);
     client.conn.receive(peerGreeting({ mechanism: "CURVE", asServer: true }), 0);
     const error = throwsZmtp(
@@ -334,22 +366,28 @@ describe("CURVE client refuses bad input", () => {
 });
 
 describe("CURVE server with an authenticator", () => {
-  test("asks with the client's key and routing id, admits with a user id", () => {
-    const { client, server } = curvePair(keys, { authenticate: true });
-    pump(client.conn, server.conn, 0);
-    assert.equal(server.requests.length, 1);
-    const [request] = server.requests;
-    assert.equal(request.mechanism, "CURVE");
-    assert.equal(request.publicKeyZ85, z85Encode(keys.client.publicKey));
-    assert.equal(text(request.routingId), "client-1");
-    assert.equal(server.conn.state, "handshake", "READY waits for the decision");
-    answer(server.conn, { allow: true, userId: "worker-7" });
-    pump(client.conn, server.conn, 0);
-    assert.equal(client.conn.state, "ready");
-    assert.equal(server.peers[0].userId, "worker-7");
-  });
+  test(
+    "asks with the client's key and routing id, admits with a user id",
+    { timeout: 60_000 },
+    () => {
+      const { client, server } = curvePair(keys, { authenticate: true });
+      pump(client.conn, server.conn, 0);
+      assert.equal(server.requests.length, 1);
+      const [request] = server.requests;
+      assert.equal(request.mechanism, "CURVE");
+      assert.equal(request.publicKeyZ85, z85Encode(keys.client.publicKey));
+      assert.equal(text(request.routingId), "client-1");
+      assert.equal(server.conn.state, "handshake", "READY waits for the decision");
+      answer(server.conn, { allow: true, userId: "worker-7" });
+      pump(client.conn, server.conn, 0);
+      assert.equal(client.conn.state, "ready");
+      assert.equal(server.peers[0].userId, "worker-7");
+    },
+  );
 
-  test("a refused client gets ERROR 400 in clear, the server's reason names its key", () => {
+  test("a refused client gets ERROR 400 in clear, the server's reason names its key", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = curvePair(keys, { authenticate: true });
     pump(client.conn, server.conn, 0);
     const error = throwsZmtp(
@@ -370,7 +408,7 @@ describe("CURVE server with an authenticator", () => {
     assert.equal(client.conn.state, "closed");
   });
 
-  test("an authenticator that throws: refused with status 500", () => {
+  test("an authenticator that throws: refused with status 500", { timeout: 60_000 }, () => {
     const { client, server } = curvePair(keys, { authenticate: true });
     pump(client.conn, server.conn, 0);
     const outcome = toAuthOutcome(undefined, new Error("database down"));
@@ -379,13 +417,13 @@ describe("CURVE server with an authenticator", () => {
     assert.equal(text(sent(server.conn).commands[0]), "\x05ERROR\x03500");
   });
 
-  test("an authenticator answering nonsense: refused with status 500", () => {
+  test("an authenticator answering nonsense: refused with status 500", { timeout: 60_000 }, () => {
     assert.deepEqual(toAuthOutcome("yes" as never).status, 500);
     assert.deepEqual(toAuthOutcome({ allow: false, status: 300 }).status, 300);
     assert.equal(toAuthOutcome(true).allow, true);
   });
 
-  test("a command while the authenticator decides: handshake-failed", () => {
+  test("a command while the authenticator decides: handshake-failed", { timeout: 60_000 }, () => {
     const { client, server } = curvePair(keys, { authenticate: true });
     pump(client.conn, server.conn, 0);
     throwsZmtp(
@@ -402,7 +440,9 @@ describe("PLAIN", () => {
     return { client, server };
   }
 
-  test("with an authenticator: user name, password and routing id asked about; user id kept", () => {
+  test("with an authenticator: user name, password and routing id asked about; user id kept", {
+    timeout: 60_000,
+  }, () => {
     const { client, server } = plainPair("secret");
     pump(client.conn, server.conn, 0);
     assert.deepEqual(
@@ -423,7 +463,7 @@ describe("PLAIN", () => {
     assert.equal(server.peers[0].mechanism, "PLAIN");
   });
 
-  test("a wrong password: ERROR 400, auth-failed on both sides", () => {
+  test("a wrong password: ERROR 400, auth-failed on both sides", { timeout: 60_000 }, () => {
     const { client, server } = plainPair("wrong");
     pump(client.conn, server.conn, 0);
     throwsZmtp(
@@ -437,7 +477,7 @@ describe("PLAIN", () => {
     assert.match(error.message, /ZAP status 400/);
   });
 
-  test("a server without an authenticator refuses everyone, as libzmq", () => {
+  test("a server without an authenticator refuses everyone, as libzmq", { timeout: 60_000 }, () => {
     const { client, server } = plainPair("secret", false);
     let error: unknown;
     try {
@@ -449,7 +489,7 @@ describe("PLAIN", () => {
     assert.equal(server.requests.length, 0);
   });
 
-  test("a malformed HELLO: malformed-command", () => {
+  test("a malformed HELLO: malformed-command", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", plainServer({ authenticate: true }));
     server.conn.receive(peerGreeting({ mechanism: "PLAIN" }), 0);
     throwsZmtp(
@@ -458,7 +498,7 @@ describe("PLAIN", () => {
     );
   });
 
-  test("another PLAIN server: handshake-failed", () => {
+  test("another PLAIN server: handshake-failed", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", plainServer({ authenticate: true }));
     throwsZmtp(
       () => server.conn.receive(peerGreeting({ mechanism: "PLAIN", asServer: true }), 0),
@@ -466,7 +506,7 @@ describe("PLAIN", () => {
     );
   });
 
-  test("a CURVE client to a PLAIN server: mechanism-mismatch", () => {
+  test("a CURVE client to a PLAIN server: mechanism-mismatch", { timeout: 60_000 }, () => {
     const server = secured("ROUTER", plainServer({ authenticate: true }));
     throwsZmtp(
       () => server.conn.receive(peerGreeting({ mechanism: "CURVE" }), 0),

@@ -44,13 +44,13 @@ function einval(fn: () => unknown, pattern: RegExp): void {
 }
 
 describe("Z85", () => {
-  test("RFC 32's test vector", () => {
+  test("RFC 32's test vector", { timeout: 60_000 }, () => {
     const bytes = fromHex("864fd26fb559f75b");
     assert.equal(z85Encode(bytes), "HelloWorld");
     assert.deepEqual(z85Decode("HelloWorld"), bytes);
   });
 
-  test("libzmq's test key pair decodes and encodes back", () => {
+  test("libzmq's test key pair decodes and encodes back", { timeout: 60_000 }, () => {
     // From libzmq's tests (testutil_security.cpp): a server key pair.
     const pub = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
     const sec = "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
@@ -62,17 +62,21 @@ describe("Z85", () => {
     );
   });
 
-  test("wrong lengths, foreign characters and groups past 32 bits are refused", () => {
-    assert.throws(() => z85Encode(new Uint8Array(5)), /groups of 4 bytes/);
-    assert.equal(z85Decode("Hello").length, 4);
-    assert.throws(() => z85Decode("Hell"), /groups of 5/);
-    assert.throws(() => z85Decode("Hell~"), /not in the Z85 alphabet/);
-    assert.throws(() => z85Decode("#####"), /larger than 32 bits/);
-  });
+  test(
+    "wrong lengths, foreign characters and groups past 32 bits are refused",
+    { timeout: 60_000 },
+    () => {
+      assert.throws(() => z85Encode(new Uint8Array(5)), /groups of 4 bytes/);
+      assert.equal(z85Decode("Hello").length, 4);
+      assert.throws(() => z85Decode("Hell"), /groups of 5/);
+      assert.throws(() => z85Decode("Hell~"), /not in the Z85 alphabet/);
+      assert.throws(() => z85Decode("#####"), /larger than 32 bits/);
+    },
+  );
 });
 
 describe("crypto_box from audited primitives", () => {
-  test("crypto_box_beforenm matches NaCl's test vector", () => {
+  test("crypto_box_beforenm matches NaCl's test vector", { timeout: 60_000 }, () => {
     const aliceSecret = fromHex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
     const bobPublic = fromHex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
     assert.equal(
@@ -81,7 +85,9 @@ describe("crypto_box from audited primitives", () => {
     );
   });
 
-  test("a low-order public key gives no shared key; a flipped bit makes a box not open", () => {
+  test("a low-order public key gives no shared key; a flipped bit makes a box not open", {
+    timeout: 60_000,
+  }, () => {
     assert.equal(boxKey(new Uint8Array(32), fromHex("77".repeat(32))), null);
     const key = new Uint8Array(32).fill(9);
     const nonce = new Uint8Array(24);
@@ -93,7 +99,9 @@ describe("crypto_box from audited primitives", () => {
 });
 
 describe("the two box engines", () => {
-  test("libsodium loads, and it and @noble/ciphers make the same boxes and open each other's", async () => {
+  test("libsodium loads, and it and @noble/ciphers make the same boxes and open each other's", {
+    timeout: 60_000,
+  }, async () => {
     const fast = await loadFastBoxes();
     assert.ok(fast !== null, "libsodium-wrappers did not load");
     assert.equal(frameBoxes().name, "libsodium");
@@ -123,7 +131,7 @@ describe("the two box engines", () => {
 });
 
 describe("keys and key files", () => {
-  test("curveKeyPair gives 40-character Z85 keys that belong together", () => {
+  test("curveKeyPair gives 40-character Z85 keys that belong together", { timeout: 60_000 }, () => {
     const pair = curveKeyPair();
     assert.equal(pair.publicKey.length, 40);
     assert.equal(curvePublicKey(pair.secretKey), pair.publicKey);
@@ -132,6 +140,7 @@ describe("keys and key files", () => {
 
   test("zmq.curve_public agrees with ours on a key pair we made", {
     skip: !pyzmq && "pyzmq missing",
+    timeout: 60_000,
   }, () => {
     const pair = curveKeyPair();
     const py = spawnSync(PYTHON, [
@@ -142,16 +151,22 @@ describe("keys and key files", () => {
     assert.equal(py.stdout.trim(), pair.publicKey);
   });
 
-  test("the secret key file round-trips, in the certificate format or bare", () => {
-    const pair = curveKeyPair();
-    const file = formatSecretKeyFile(pair);
-    assert.match(file, /secret-key = "/);
-    assert.deepEqual(parseSecretKeyFile(file), pair);
-    assert.deepEqual(parseSecretKeyFile(`# a comment\n${pair.secretKey}\n`), pair);
-    assert.throws(() => parseSecretKeyFile("nothing here"), /no CURVE secret key found/);
-  });
+  test(
+    "the secret key file round-trips, in the certificate format or bare",
+    { timeout: 60_000 },
+    () => {
+      const pair = curveKeyPair();
+      const file = formatSecretKeyFile(pair);
+      assert.match(file, /secret-key = "/);
+      assert.deepEqual(parseSecretKeyFile(file), pair);
+      assert.deepEqual(parseSecretKeyFile(`# a comment\n${pair.secretKey}\n`), pair);
+      assert.throws(() => parseSecretKeyFile("nothing here"), /no CURVE secret key found/);
+    },
+  );
 
-  test("authorized keys: keys with names, comments, blank lines; a bad line is named", () => {
+  test("authorized keys: keys with names, comments, blank lines; a bad line is named", {
+    timeout: 60_000,
+  }, () => {
     const a = curveKeyPair().publicKey;
     const b = curveKeyPair().publicKey;
     const keys = parseAuthorizedKeys(`# workers\n\n${a}  gpu-box 1\n  ${b}\n#${a}\n`);
@@ -162,7 +177,9 @@ describe("keys and key files", () => {
     );
   });
 
-  test("allowCurveKeys admits listed keys with their name, refuses others and PLAIN", () => {
+  test("allowCurveKeys admits listed keys with their name, refuses others and PLAIN", {
+    timeout: 60_000,
+  }, () => {
     const listed = curveKeyPair().publicKey;
     const other = curveKeyPair().publicKey;
     const check = allowCurveKeys([{ publicKey: listed, comment: "gpu-1" }]);
@@ -185,7 +202,9 @@ describe("security options of a socket", () => {
   const server = curveKeyPair();
   const client = curveKeyPair();
 
-  test("garbage keys are refused at construction with EINVAL, naming the option", () => {
+  test("garbage keys are refused at construction with EINVAL, naming the option", {
+    timeout: 60_000,
+  }, () => {
     einval(
       () => new Dealer({ curveServerKey: "short", curveSecretKey: client.secretKey }),
       /curveServerKey must be 40 Z85 characters/,
@@ -217,7 +236,7 @@ describe("security options of a socket", () => {
     );
   });
 
-  test("missing or contradictory options are refused with EINVAL", () => {
+  test("missing or contradictory options are refused with EINVAL", { timeout: 60_000 }, () => {
     einval(() => new Router({ curveServer: true }), /needs curveSecretKey/);
     einval(() => new Dealer({ curveServerKey: server.publicKey }), /needs curveSecretKey/);
     einval(
@@ -236,7 +255,7 @@ describe("security options of a socket", () => {
     einval(() => new Dealer({ plainUsername: "x".repeat(256) }), /at most 255 bytes/);
   });
 
-  test("valid options make sockets; keys may be bytes", () => {
+  test("valid options make sockets; keys may be bytes", { timeout: 60_000 }, () => {
     new Router({ curveServer: true, curveSecretKey: z85Decode(server.secretKey) }).close();
     new Dealer({
       curveServerKey: z85Decode(server.publicKey),

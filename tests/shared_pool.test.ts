@@ -18,8 +18,7 @@ import {
   EXT,
   MODELS_PATH,
   type Proc,
-  python,
-  pythonSkip,
+  pyzmqMissing,
   script,
   sleep,
   startHub,
@@ -28,6 +27,9 @@ import {
   waitFor,
   withTimeout,
 } from "./_helpers.ts";
+import { startPyHub } from "./_gibbs_py.ts";
+
+const pythonSkip = pyzmqMissing();
 
 const LOAD_HUB = fileURLToPath(new URL(`./fixtures/load_hub${EXT}`, import.meta.url));
 const TALLY = fileURLToPath(new URL(`./fixtures/tally_model${EXT}`, import.meta.url));
@@ -76,36 +78,42 @@ async function hubs(c: Cleanup, n: number): Promise<TestHub[]> {
 }
 
 describe("one worker, several hubs (in process)", () => {
-  test("requests of three hubs share a worker's capacity of 2 exactly", async () => {
-    const c = new Cleanup();
-    try {
-      const hs = await hubs(c, 3);
-      const gates = new Gates();
-      const w = startSharedWorker(gates.handler, hs.map((h) => h.endpoint), { concurrency: 2 });
-      c.add(() => (gates.open(), w.stop()));
-      await waitFor(() => hs.every((h) => h.hub.workers === 1), 5000, "the worker at each hub");
-      const requests = hs.flatMap((h, k) =>
-        [0, 1, 2].map((i) => h.hub.request(`h${k}`, i) as Promise<[string, number]>)
-      );
-      await waitFor(() => gates.running === 2, 5000, "two running");
-      await sleep(300);
-      assert.equal(gates.running, 2, "no more than the capacity, across the hubs");
-      assert.ok(w.worker.declined >= 1, "a hub that found it full was declined");
-      while (gates.running > 0 || hs.some((h) => h.hub.stats().pending > 0)) {
-        gates.open(1);
-        await sleep(20);
+  test(
+    "requests of three hubs share a worker's capacity of 2 exactly",
+    { timeout: 120_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const hs = await hubs(c, 3);
+        const gates = new Gates();
+        const w = startSharedWorker(gates.handler, hs.map((h) => h.endpoint), { concurrency: 2 });
+        c.add(() => (gates.open(), w.stop()));
+        await waitFor(() => hs.every((h) => h.hub.workers === 1), 5000, "the worker at each hub");
+        const requests = hs.flatMap((h, k) =>
+          [0, 1, 2].map((i) => h.hub.request(`h${k}`, i) as Promise<[string, number]>)
+        );
+        await waitFor(() => gates.running === 2, 5000, "two running");
+        await sleep(300);
+        assert.equal(gates.running, 2, "no more than the capacity, across the hubs");
+        assert.ok(w.worker.declined >= 1, "a hub that found it full was declined");
+        while (gates.running > 0 || hs.some((h) => h.hub.stats().pending > 0)) {
+          gates.open(1);
+          await sleep(20);
+        }
+        const results = await withTimeout(Promise.all(requests), 5000, "all nine");
+        assert.deepEqual(results, hs.flatMap((_, k) => [0, 1, 2].map((i) => [`h${k}`, i])));
+        assert.equal(gates.peak, 2);
+        assert.equal(w.worker.peakInFlight, 2);
+        for (const h of hs) assert.equal(h.hub.stats().redispatched, 0, "a decline is no loss");
+      } finally {
+        await c.run();
       }
-      const results = await withTimeout(Promise.all(requests), 5000, "all nine");
-      assert.deepEqual(results, hs.flatMap((_, k) => [0, 1, 2].map((i) => [`h${k}`, i])));
-      assert.equal(gates.peak, 2);
-      assert.equal(w.worker.peakInFlight, 2);
-      for (const h of hs) assert.equal(h.hub.stats().redispatched, 0, "a decline is no loss");
-    } finally {
-      await c.run();
-    }
-  });
+    },
+  );
 
-  test("a declined request waits for room, no timeout; or goes to another worker at once", async () => {
+  test("a declined request waits for room, no timeout; or goes to another worker at once", {
+    timeout: 120_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const [a, b] = await hubs(c, 2);
@@ -148,7 +156,7 @@ describe("one worker, several hubs (in process)", () => {
     }
   });
 
-  test("a capacity change is announced to every hub", async () => {
+  test("a capacity change is announced to every hub", { timeout: 120_000 }, async () => {
     const c = new Cleanup();
     try {
       const [a, b] = await hubs(c, 2);
@@ -170,7 +178,9 @@ describe("one worker, several hubs (in process)", () => {
     }
   });
 
-  test("addHub and removeHub at run time; a removed hub's requests in hand are answered", async () => {
+  test("addHub and removeHub at run time; a removed hub's requests in hand are answered", {
+    timeout: 120_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const [a, b] = await hubs(c, 2);
@@ -208,7 +218,9 @@ describe("one worker, several hubs (in process)", () => {
     }
   });
 
-  test("a hub that goes away costs only its requests; the worker rejoins when it is back", async () => {
+  test("a hub that goes away costs only its requests; the worker rejoins when it is back", {
+    timeout: 120_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const [a, b] = await hubs(c, 2);
@@ -253,7 +265,9 @@ describe("one worker, several hubs (in process)", () => {
     }
   });
 
-  test("endpoints are checked: not with endpoint, host or port; no duplicates; [] is fine", async () => {
+  test("endpoints are checked: not with endpoint, host or port; no duplicates; [] is fine", {
+    timeout: 120_000,
+  }, async () => {
     const f = (x: number) => x;
     assert.throws(() => new Worker(f, { endpoints: [], port: 1 }), /endpoints replaces/);
     assert.throws(
@@ -430,22 +444,22 @@ describe("application replicas in front of one pool (processes)", () => {
   );
 });
 
-describe("a Python gibbs hub and our hub sharing our workers", { skip: pythonSkip }, () => {
+describe("a Python gibbs hub and our hub sharing our workers", () => {
   test("both are served, the Python hub sees gibbs 0.3 only, no worker exceeds its capacity", {
+    skip: pythonSkip,
     timeout: 120_000,
   }, async () => {
     const c = new Cleanup();
     try {
-      const py = python(["hub", "--port", "0"]);
-      c.add(() => py.dispose());
-      const ready = await py.waitJson((v) => v.ready === true, 15_000, "python hub ready");
+      // gibbs's default heartbeat (1 s), as our workers have it.
+      const py = await startPyHub(c, { heartbeat: 1 });
       const ours = await startHub();
       c.add(() => ours.hub.close());
       const model = async (tag: string, i: number) => {
         await sleep(2);
         return [tag, i];
       };
-      const endpoints = [ours.endpoint, `tcp://127.0.0.1:${ready.port}`];
+      const endpoints = [ours.endpoint, `tcp://127.0.0.1:${py.port}`];
       const ws = [0, 1].map(() => startSharedWorker(model, endpoints, { concurrency: 2 }));
       c.add(() => Promise.all(ws.map((w) => w.stop())));
       await waitFor(() => ours.hub.workers === 2, 10_000, "both workers at our hub");
@@ -454,9 +468,10 @@ describe("a Python gibbs hub and our hub sharing our workers", { skip: pythonSki
       const pyResults: unknown[] = [];
       const pySide = (async () => {
         for (let i = 0; i < 150; i++) {
-          const from = py.lines.length;
-          py.send({ id: i, args: ["py", i], kwargs: {}, timeout: null, retries: 0 });
-          const answer = await py.waitJson((v) => v.id === i, 15_000, `python answer ${i}`, from);
+          const answer = await py.request(
+            { args: ["py", i], kwargs: {}, timeout: null, retries: 0 },
+            15_000,
+          );
           assert.equal(answer.ok, true, JSON.stringify(answer));
           pyResults.push(answer.result);
         }
@@ -473,8 +488,7 @@ describe("a Python gibbs hub and our hub sharing our workers", { skip: pythonSki
       assert.deepEqual(pyResults, Array.from({ length: 150 }, (_, i) => ["py", i]));
       assert.deepEqual(ourResults, Array.from({ length: 600 }, (_, i) => ["ts", i]));
       for (const w of ws) assert.ok(w.worker.peakInFlight <= 2, `${w.worker.peakInFlight} held`);
-      const events = py.lines.filter((l) => l.includes('"event"'));
-      assert.deepEqual(events, [], "the python hub saw a message it does not know");
+      await py.assertReceiving();
       assert.equal(ours.hub.stats().redispatched, 0);
     } finally {
       await c.run();
@@ -482,24 +496,22 @@ describe("a Python gibbs hub and our hub sharing our workers", { skip: pythonSki
   });
 });
 
-describe("a Python gibbs hub beside two of ours that keep the workers full", {
-  skip: pythonSkip,
-}, () => {
+describe("a Python gibbs hub beside two of ours that keep the workers full", () => {
   test("its requests after a long idle spell are still served, at once", {
+    skip: pythonSkip,
     timeout: 120_000,
   }, async () => {
     const c = new Cleanup();
     try {
-      const py = python(["hub", "--port", "0"]);
-      c.add(() => py.dispose());
-      const ready = await py.waitJson((v) => v.ready === true, 15_000, "python hub ready");
+      // gibbs's default heartbeat (1 s), as our workers have it.
+      const py = await startPyHub(c, { heartbeat: 1 });
       const ours = [await startHub(), await startHub()];
       for (const h of ours) c.add(() => h.hub.close());
       const model = async (tag: string, i: number) => {
         await sleep(2);
         return [tag, i];
       };
-      const endpoints = [...ours.map((h) => h.endpoint), `tcp://127.0.0.1:${ready.port}`];
+      const endpoints = [...ours.map((h) => h.endpoint), `tcp://127.0.0.1:${py.port}`];
       // gibbs's default heartbeat, as the Python hub has it.
       const ws = [0, 1].map(() =>
         startSharedWorker(model, endpoints, { concurrency: 2, heartbeatInterval: 1 })
@@ -517,10 +529,11 @@ describe("a Python gibbs hub beside two of ours that keep the workers full", {
       // the workers are full of our hubs' requests when it asks.
       for (let i = 0; i < 3; i++) {
         await sleep(1300);
-        const from = py.lines.length;
         const t0 = performance.now();
-        py.send({ id: i, args: ["py", i], kwargs: {}, timeout: null, retries: 0 });
-        const answer = await py.waitJson((v) => v.id === i, 15_000, `python answer ${i}`, from);
+        const answer = await py.request(
+          { args: ["py", i], kwargs: {}, timeout: null, retries: 0 },
+          15_000,
+        );
         const ms = performance.now() - t0;
         assert.deepEqual([answer.ok, answer.result], [true, ["py", i]]);
         assert.ok(ms < 2000, `the Python hub waited ${Math.round(ms)} ms for a worker`);
@@ -528,6 +541,7 @@ describe("a Python gibbs hub beside two of ours that keep the workers full", {
       for (const w of ws) assert.ok(w.worker.peakInFlight <= 2, `${w.worker.peakInFlight} held`);
       stop = true;
       await withTimeout(Promise.all(load), 10_000, "our hubs' load");
+      await py.assertReceiving();
     } finally {
       await c.run();
     }
@@ -535,7 +549,7 @@ describe("a Python gibbs hub beside two of ours that keep the workers full", {
 });
 
 describe("the CLI with several hubs", () => {
-  test("--endpoint twice for the same hub is a usage error", async () => {
+  test("--endpoint twice for the same hub is a usage error", { timeout: 120_000 }, async () => {
     const p = cli([
       "worker",
       MODELS_PATH,

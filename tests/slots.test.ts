@@ -14,30 +14,40 @@ const jobs = (list: { job: string }[]) => list.map((x) => x.job);
 const none = { start: [], decline: [], offer: [], resume: [] };
 
 describe("slots shared by hubs", () => {
-  test("a free slot is taken at once; none is ever held beyond the capacity", () => {
-    const s = new SlotLedger<string, string>(2);
-    assert.deepEqual(jobs(s.arrive("A", "a1", true).start), ["a1"]);
-    assert.deepEqual(jobs(s.arrive("B", "b1", true).start), ["b1"]);
-    assert.equal(s.free, 0);
-    assert.deepEqual(s.arrive("C", "c1", true), { ...none, decline: [{ link: "C", job: "c1" }] });
-    assert.equal(s.held, 2);
-    assert.equal(s.peak, 2);
-  });
+  test(
+    "a free slot is taken at once; none is ever held beyond the capacity",
+    { timeout: 60_000 },
+    () => {
+      const s = new SlotLedger<string, string>(2);
+      assert.deepEqual(jobs(s.arrive("A", "a1", true).start), ["a1"]);
+      assert.deepEqual(jobs(s.arrive("B", "b1", true).start), ["b1"]);
+      assert.equal(s.free, 0);
+      assert.deepEqual(s.arrive("C", "c1", true), { ...none, decline: [{ link: "C", job: "c1" }] });
+      assert.equal(s.held, 2);
+      assert.equal(s.peak, 2);
+    },
+  );
 
-  test("full: a request waits behind its own hub's, another hub's is declined", () => {
-    const s = new SlotLedger<string, string>(1);
-    s.arrive("A", "a1", true);
-    assert.deepEqual(s.arrive("A", "a2", true), none, "a2 waits: A holds the slot");
-    assert.equal(s.waitingFor("A"), 1);
-    assert.deepEqual(jobs(s.arrive("B", "b1", true).decline), ["b1"]);
-    assert.equal(s.inLine("B"), true);
-    assert.deepEqual(jobs(s.release("A").start), ["a2"], "A's own prefetch takes its slot");
-    assert.deepEqual(s.release("A"), { ...none, resume: ["B"] }, "B alone in line: resumes");
-    assert.equal(s.inLine("B"), false);
-    assert.throws(() => s.release("A"), /not held/);
-  });
+  test(
+    "full: a request waits behind its own hub's, another hub's is declined",
+    { timeout: 60_000 },
+    () => {
+      const s = new SlotLedger<string, string>(1);
+      s.arrive("A", "a1", true);
+      assert.deepEqual(s.arrive("A", "a2", true), none, "a2 waits: A holds the slot");
+      assert.equal(s.waitingFor("A"), 1);
+      assert.deepEqual(jobs(s.arrive("B", "b1", true).decline), ["b1"]);
+      assert.equal(s.inLine("B"), true);
+      assert.deepEqual(jobs(s.release("A").start), ["a2"], "A's own prefetch takes its slot");
+      assert.deepEqual(s.release("A"), { ...none, resume: ["B"] }, "B alone in line: resumes");
+      assert.equal(s.inLine("B"), false);
+      assert.throws(() => s.release("A"), /not held/);
+    },
+  );
 
-  test("hubs in line take turns: a slot kept for each, first come first served", () => {
+  test("hubs in line take turns: a slot kept for each, first come first served", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("B", "b1", true); // declined: B in line
@@ -65,7 +75,9 @@ describe("slots shared by hubs", () => {
     assert.equal(s.free, 1);
   });
 
-  test("a gibbs hub cannot be declined: its request waits, and takes the next free slot", () => {
+  test("a gibbs hub cannot be declined: its request waits, and takes the next free slot", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("A", "a2", true);
@@ -77,7 +89,9 @@ describe("slots shared by hubs", () => {
     assert.equal(s.inLine("A"), true);
   });
 
-  test("a freed slot goes to the freeing hub's next request, else to the oldest waiting", () => {
+  test("a freed slot goes to the freeing hub's next request, else to the oldest waiting", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(2);
     s.arrive("A", "a1", true);
     s.arrive("A", "a2", true);
@@ -97,7 +111,9 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(jobs(s.release("A").start), ["b3"], "A has none waiting: the oldest");
   });
 
-  test("a request its hub meant to run at once is declined, not queued, when slots are taken", () => {
+  test("a request its hub meant to run at once is declined, not queued, when slots are taken", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(4);
     s.arrive("A", "a1", true);
     s.arrive("B", "b1", true);
@@ -108,7 +124,9 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(jobs(s.arrive("B", "b4", true).decline), ["b4"], "so did B (3 of 4)");
   });
 
-  test("capacity down: a hub left without a slot has its waiting requests declined", () => {
+  test("capacity down: a hub left without a slot has its waiting requests declined", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(3);
     s.arrive("A", "a1", true);
     s.arrive("A", "a2", true);
@@ -126,21 +144,25 @@ describe("slots shared by hubs", () => {
     assert.equal(s.free, 1);
   });
 
-  test("capacity down takes back a kept slot: its hub is first in line again", () => {
-    const s = new SlotLedger<string, string>(2);
-    s.arrive("A", "a1", true);
-    s.arrive("A", "a2", true);
-    s.arrive("B", "b1", true); // declined
-    s.arrive("C", "c1", true); // declined
-    assert.deepEqual(s.release("A").offer, ["B"]);
-    s.setCapacity(1);
-    assert.equal(s.keptFor("B"), 0);
-    assert.equal(s.inLine("B"), true);
-    assert.equal(s.hasTurn("B"), false);
-    assert.deepEqual(s.release("A").offer, ["B"], "B before C");
-  });
+  test(
+    "capacity down takes back a kept slot: its hub is first in line again",
+    { timeout: 60_000 },
+    () => {
+      const s = new SlotLedger<string, string>(2);
+      s.arrive("A", "a1", true);
+      s.arrive("A", "a2", true);
+      s.arrive("B", "b1", true); // declined
+      s.arrive("C", "c1", true); // declined
+      assert.deepEqual(s.release("A").offer, ["B"]);
+      s.setCapacity(1);
+      assert.equal(s.keptFor("B"), 0);
+      assert.equal(s.inLine("B"), true);
+      assert.equal(s.hasTurn("B"), false);
+      assert.deepEqual(s.release("A").offer, ["B"], "B before C");
+    },
+  );
 
-  test("capacity up starts what waits", () => {
+  test("capacity up starts what waits", { timeout: 60_000 }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("A", "a2", true);
@@ -148,7 +170,9 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(jobs(s.setCapacity(3).start), ["a2", "a3"]);
   });
 
-  test("withdraw, forget and drain take waiting requests out without touching slots", () => {
+  test("withdraw, forget and drain take waiting requests out without touching slots", {
+    timeout: 60_000,
+  }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("A", "a2", true);
@@ -165,7 +189,7 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(s.release("A"), none);
   });
 
-  test("a hub that leaves with a slot kept for it hands the slot on", () => {
+  test("a hub that leaves with a slot kept for it hands the slot on", { timeout: 60_000 }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("B", "b1", true);
@@ -174,7 +198,7 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(s.forget("B").actions, { ...none, resume: ["C"] });
   });
 
-  test("an announcement for another reason takes a hub out of line", () => {
+  test("an announcement for another reason takes a hub out of line", { timeout: 60_000 }, () => {
     const s = new SlotLedger<string, string>(1);
     s.arrive("A", "a1", true);
     s.arrive("B", "b1", true);
@@ -182,7 +206,7 @@ describe("slots shared by hubs", () => {
     assert.deepEqual(s.release("A"), none);
   });
 
-  test("capacity must be an integer >= 1", () => {
+  test("capacity must be an integer >= 1", { timeout: 60_000 }, () => {
     assert.throws(() => new SlotLedger(0), /capacity must be an integer >= 1, got 0/);
     assert.throws(() => new SlotLedger(1).setCapacity(1.5), RangeError);
   });
@@ -424,7 +448,7 @@ function runSequence(initial: number, ops: Op[]): void {
 }
 
 describe("slots shared by hubs (fast-check)", () => {
-  test("5,000 generated sequences keep every rule", () => {
+  test("5,000 generated sequences keep every rule", { timeout: 60_000 }, () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }),
@@ -435,7 +459,7 @@ describe("slots shared by hubs (fast-check)", () => {
     );
   });
 
-  test("the sequences really ran", () => {
+  test("the sequences really ran", { timeout: 60_000 }, () => {
     assert.ok(steps > 5000 * 20, `only ${steps} steps ran`);
   });
 });

@@ -16,8 +16,7 @@ import { fileURLToPath } from "node:url";
 import {
   Cleanup,
   cli,
-  python,
-  pythonSkip,
+  pyzmqMissing,
   type RunningWorker,
   sleep,
   startWorker,
@@ -25,6 +24,9 @@ import {
   waitStderr,
   withTimeout,
 } from "./_helpers.ts";
+import { python } from "./_gibbs_py.ts";
+
+const pythonSkip = pyzmqMissing();
 
 const CHROMIUM = "/usr/bin/chromium";
 const PEER = fileURLToPath(new URL("./peers/browser_peer.mjs", import.meta.url));
@@ -154,163 +156,168 @@ function tcpWorker(endpoint: string): RunningWorker {
   }, endpoint);
 }
 
-describe("browser workers (headless Chromium)", { skip }, () => {
-  test("gibbs hub --ws: a page, a tcp worker and a Python worker in one pool; a tab closed mid-request has its request completed over tcp; the example pages", async () => {
-    const c = new Cleanup();
-    try {
-      const hub = cli(["hub", "--http", "0", "--port", "0", "--ws", "0", "--heartbeat", "0.5"]);
-      c.add(() => hub.dispose());
-      const tcpLine = await waitStderr(hub, /HTTP gateway on/, 20_000, "the address line");
-      const wsLine = await waitStderr(hub, /browser workers connect to/, 5000, "the ws line");
-      const [, tcpPort, base] = /tcp:\/\/[^:]+:(\d+); HTTP gateway on (http:\/\/\S+)/.exec(
-        tcpLine,
-      )!;
-      const [, wsPort] = /ws:\/\/[^:]+:(\d+)/.exec(wsLine)!;
-      assert.match(wsLine, new RegExp(`import ${base}/gibbs.js`));
-      const ws = `ws://127.0.0.1:${wsPort}`;
-      const tcp = `tcp://127.0.0.1:${tcpPort}`;
+describe("browser workers (headless Chromium)", () => {
+  test(
+    "gibbs hub --ws: a page, a tcp worker and a Python worker in one pool; a tab closed mid-request has its request completed over tcp; the example pages",
+    { skip: skip, timeout: 120_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const hub = cli(["hub", "--http", "0", "--port", "0", "--ws", "0", "--heartbeat", "0.5"]);
+        c.add(() => hub.dispose());
+        const tcpLine = await waitStderr(hub, /HTTP gateway on/, 20_000, "the address line");
+        const wsLine = await waitStderr(hub, /browser workers connect to/, 5000, "the ws line");
+        const [, tcpPort, base] = /tcp:\/\/[^:]+:(\d+); HTTP gateway on (http:\/\/\S+)/.exec(
+          tcpLine,
+        )!;
+        const [, wsPort] = /ws:\/\/[^:]+:(\d+)/.exec(wsLine)!;
+        assert.match(wsLine, new RegExp(`import ${base}/gibbs.js`));
+        const ws = `ws://127.0.0.1:${wsPort}`;
+        const tcp = `tcp://127.0.0.1:${tcpPort}`;
 
-      const pages = await pageServer(base, {
-        "/test/worker.html": "tests/fixtures/browser_worker.html",
-        "/": "examples/browser/worker.html",
-        "/client.html": "examples/browser/client.html",
-      });
-      c.add(() => new Promise((resolve) => pages.server.close(resolve)));
-      const browser = await startBrowser();
-      c.add(() => browser.close());
-      // /gibbs.js comes from the gateway; the WebSocket goes to the page's own host name, which
-      // the hub's default origin rule lets in.
-      await browser.op({
-        op: "open",
-        page: "p1",
-        url: `${pages.base}/test/worker.html?ws=${ws}&heartbeat=0.2`,
-      });
-      await waitFor(
-        () => browser.events.some((e) => e.page === "p1" && /^worker [0-9a-f]{32}$/.test(e.text!)),
-        20_000,
-        "the page's worker to start",
-      );
-      let tcpW = tcpWorker(tcp);
-      c.add(() => tcpW.stop());
-      let py = null;
-      if (!pythonSkip) {
-        py = python(["worker", "--port", tcpPort, "--heartbeat", "0.2", "--model", "sleep"]);
-        c.add(() => py!.dispose());
-        await py.waitJson((o) => o.ready === true, 20_000, "the Python worker");
-      }
-      const expected = py ? 3 : 2;
-      await withTimeout(
-        (async () => {
-          while ((await health(base)).workers < expected) await sleep(50);
-        })(),
-        20_000,
-        `${expected} workers in the pool`,
-      );
+        const pages = await pageServer(base, {
+          "/test/worker.html": "tests/fixtures/browser_worker.html",
+          "/": "examples/browser/worker.html",
+          "/client.html": "examples/browser/client.html",
+        });
+        c.add(() => new Promise((resolve) => pages.server.close(resolve)));
+        const browser = await startBrowser();
+        c.add(() => browser.close());
+        // /gibbs.js comes from the gateway; the WebSocket goes to the page's own host name, which
+        // the hub's default origin rule lets in.
+        await browser.op({
+          op: "open",
+          page: "p1",
+          url: `${pages.base}/test/worker.html?ws=${ws}&heartbeat=0.2`,
+        });
+        await waitFor(
+          () =>
+            browser.events.some((e) => e.page === "p1" && /^worker [0-9a-f]{32}$/.test(e.text!)),
+          20_000,
+          "the page's worker to start",
+        );
+        let tcpW = tcpWorker(tcp);
+        c.add(() => tcpW.stop());
+        let py = null;
+        if (!pythonSkip) {
+          py = python(["worker", "--port", tcpPort, "--heartbeat", "0.2", "--model", "sleep"]);
+          c.add(() => py!.dispose());
+          await py.waitJson((o) => o.ready === true, 20_000, "the Python worker");
+        }
+        const expected = py ? 3 : 2;
+        await withTimeout(
+          (async () => {
+            while ((await health(base)).workers < expected) await sleep(50);
+          })(),
+          20_000,
+          `${expected} workers in the pool`,
+        );
 
-      // One queue: 30 requests at once go to all of them.
-      const answers = await withTimeout(
-        Promise.all(Array.from({ length: 30 }, () => request(base, { args: [0.02] }))),
-        30_000,
-        "30 requests",
-      );
-      const by = new Map<string, number>();
-      for (const { status, body } of answers) {
-        assert.equal(status, 200, JSON.stringify(body));
-        const who = typeof body.result === "number" ? "python" : body.result.by;
-        if (who !== "python") assert.equal(body.result.x, 0.02);
-        else assert.equal(body.result, 0.02);
-        by.set(who, (by.get(who) ?? 0) + 1);
-      }
-      assert.ok((by.get("browser") ?? 0) >= 1, `the page served some: ${[...by]}`);
-      assert.ok((by.get("tcp") ?? 0) >= 1, `the tcp worker served some: ${[...by]}`);
-      if (py) assert.ok((by.get("python") ?? 0) >= 1, `Python served some: ${[...by]}`);
+        // One queue: 30 requests at once go to all of them.
+        const answers = await withTimeout(
+          Promise.all(Array.from({ length: 30 }, () => request(base, { args: [0.02] }))),
+          30_000,
+          "30 requests",
+        );
+        const by = new Map<string, number>();
+        for (const { status, body } of answers) {
+          assert.equal(status, 200, JSON.stringify(body));
+          const who = typeof body.result === "number" ? "python" : body.result.by;
+          if (who !== "python") assert.equal(body.result.x, 0.02);
+          else assert.equal(body.result, 0.02);
+          by.set(who, (by.get(who) ?? 0) + 1);
+        }
+        assert.ok((by.get("browser") ?? 0) >= 1, `the page served some: ${[...by]}`);
+        assert.ok((by.get("tcp") ?? 0) >= 1, `the tcp worker served some: ${[...by]}`);
+        if (py) assert.ok((by.get("python") ?? 0) >= 1, `Python served some: ${[...by]}`);
 
-      // Only the page left: it takes a request and holds it...
-      await tcpW.stop();
-      if (py) {
-        py.kill("SIGTERM");
-        await withTimeout(py.exited, 10_000, "the Python worker to stop");
-      }
-      await withTimeout(
-        (async () => {
-          while ((await health(base)).workers !== 1) await sleep(50);
-        })(),
-        20_000,
-        "only the page's worker left",
-      );
-      const held = request(base, { args: [99], kwargs: { hold: true }, timeout: 60 });
-      held.catch(() => {});
-      await waitFor(
-        () => browser.events.some((e) => e.page === "p1" && e.text === "holding 99"),
-        20_000,
-        "the page to hold the request",
-      );
-      // ...a tcp worker joins, and the tab is closed with the request in hand.
-      tcpW = tcpWorker(tcp);
-      await withTimeout(
-        (async () => {
-          while ((await health(base)).workers !== 2) await sleep(50);
-        })(),
-        20_000,
-        "the tcp worker to join",
-      );
-      await browser.op({ op: "close_page", page: "p1" });
-      const completed = await withTimeout(held, 20_000, "the held request");
-      assert.equal(completed.status, 200, JSON.stringify(completed.body));
-      assert.deepEqual(completed.body, { result: { by: "tcp", x: 99 } });
-      const after = await health(base);
-      assert.ok(after.redispatched >= 1, JSON.stringify(after));
-      assert.equal(after.workers, 1);
+        // Only the page left: it takes a request and holds it...
+        await tcpW.stop();
+        if (py) {
+          py.kill("SIGTERM");
+          await withTimeout(py.exited, 10_000, "the Python worker to stop");
+        }
+        await withTimeout(
+          (async () => {
+            while ((await health(base)).workers !== 1) await sleep(50);
+          })(),
+          20_000,
+          "only the page's worker left",
+        );
+        const held = request(base, { args: [99], kwargs: { hold: true }, timeout: 60 });
+        held.catch(() => {});
+        await waitFor(
+          () => browser.events.some((e) => e.page === "p1" && e.text === "holding 99"),
+          20_000,
+          "the page to hold the request",
+        );
+        // ...a tcp worker joins, and the tab is closed with the request in hand.
+        tcpW = tcpWorker(tcp);
+        await withTimeout(
+          (async () => {
+            while ((await health(base)).workers !== 2) await sleep(50);
+          })(),
+          20_000,
+          "the tcp worker to join",
+        );
+        await browser.op({ op: "close_page", page: "p1" });
+        const completed = await withTimeout(held, 20_000, "the held request");
+        assert.equal(completed.status, 200, JSON.stringify(completed.body));
+        assert.deepEqual(completed.body, { result: { by: "tcp", x: 99 } });
+        const after = await health(base);
+        assert.ok(after.redispatched >= 1, JSON.stringify(after));
+        assert.equal(after.workers, 1);
 
-      // The example pages: a worker tab, and a page calling the hub through the gateway.
-      await browser.op({ op: "open", page: "example-worker", url: `${pages.base}/?ws=${ws}` });
-      await browser.op({ op: "open", page: "client", url: `${pages.base}/client.html` });
-      await withTimeout(
-        (async () => {
-          while ((await health(base)).workers !== 2) await sleep(50);
-        })(),
-        20_000,
-        "the example worker to join",
-      );
-      await tcpW.stop();
-      await withTimeout(
-        (async () => {
-          while ((await health(base)).workers !== 1) await sleep(50);
-        })(),
-        20_000,
-        "only the example worker left",
-      );
-      const asked = await browser.op({
-        op: "eval",
-        page: "client",
-        expr: `ask(["hello world"])`,
-      });
-      assert.deepEqual(asked.value, {
-        status: 200,
-        body: {
-          result: {
-            words: 2,
-            sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
-            by: "browser",
+        // The example pages: a worker tab, and a page calling the hub through the gateway.
+        await browser.op({ op: "open", page: "example-worker", url: `${pages.base}/?ws=${ws}` });
+        await browser.op({ op: "open", page: "client", url: `${pages.base}/client.html` });
+        await withTimeout(
+          (async () => {
+            while ((await health(base)).workers !== 2) await sleep(50);
+          })(),
+          20_000,
+          "the example worker to join",
+        );
+        await tcpW.stop();
+        await withTimeout(
+          (async () => {
+            while ((await health(base)).workers !== 1) await sleep(50);
+          })(),
+          20_000,
+          "only the example worker left",
+        );
+        const asked = await browser.op({
+          op: "eval",
+          page: "client",
+          expr: `ask(["hello world"])`,
+        });
+        assert.deepEqual(asked.value, {
+          status: 200,
+          body: {
+            result: {
+              words: 2,
+              sha256: "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+              by: "browser",
+            },
           },
-        },
-      });
-      // The example page counts what it served (refreshed every 250 ms).
-      await withTimeout(
-        (async () => {
-          const count = { op: "eval", page: "example-worker", expr: `served.textContent` };
-          while ((await browser.op(count)).value !== "1") await sleep(100);
-        })(),
-        5000,
-        "the example page to show 1 served",
-      );
-      assert.deepEqual(
-        browser.events.filter((e) => e.event === "pageerror"),
-        [],
-        "no uncaught errors in the pages",
-      );
-    } finally {
-      await c.run();
-    }
-  });
+        });
+        // The example page counts what it served (refreshed every 250 ms).
+        await withTimeout(
+          (async () => {
+            const count = { op: "eval", page: "example-worker", expr: `served.textContent` };
+            while ((await browser.op(count)).value !== "1") await sleep(100);
+          })(),
+          5000,
+          "the example page to show 1 served",
+        );
+        assert.deepEqual(
+          browser.events.filter((e) => e.event === "pageerror"),
+          [],
+          "no uncaught errors in the pages",
+        );
+      } finally {
+        await c.run();
+      }
+    },
+  );
 });

@@ -20,7 +20,7 @@ import {
   HEAD_MAX,
   HttpHeadReader,
 } from "../src/transport/ws_http.ts";
-import { bytewise, concat, pattern, prng, randomSplit, utf8 } from "./_fuzz_cases.ts";
+import { bytewise, concat, pattern, prng, randomSplit, utf8 } from "./_wire_kit.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const latin1 = (b: Uint8Array) => new TextDecoder("latin1").decode(b);
@@ -82,24 +82,30 @@ function throwsWs(fn: () => unknown, code: string): WebSocketError {
 }
 
 describe("WebSocket frames", () => {
-  test("server frames (unmasked), byte for byte, at every length boundary", () => {
-    for (const size of [0, 1, 125, 126, 65_535, 65_536, 70_000]) {
+  test(
+    "server frames (unmasked), byte for byte, at every length boundary",
+    { timeout: 60_000 },
+    () => {
+      for (const size of [0, 1, 125, 126, 65_535, 65_536, 70_000]) {
+        const out = new WsOutBuffer({ mask: false });
+        const payload = pattern(size, size);
+        out.message(payload);
+        assert.deepEqual(concat(out.take()!), frame(Opcode.binary, payload), `${size} bytes`);
+      }
       const out = new WsOutBuffer({ mask: false });
-      const payload = pattern(size, size);
-      out.message(payload);
-      assert.deepEqual(concat(out.take()!), frame(Opcode.binary, payload), `${size} bytes`);
-    }
-    const out = new WsOutBuffer({ mask: false });
-    out.control(Opcode.pong, utf8("ctx"));
-    out.control(Opcode.close, Uint8Array.of(0x03, 0xe8));
-    assert.deepEqual(
-      concat(out.take()!),
-      concat([frame(Opcode.pong, utf8("ctx")), frame(Opcode.close, Uint8Array.of(3, 0xe8))]),
-    );
-    assert.throws(() => out.control(Opcode.ping, new Uint8Array(126)), /125/);
-  });
+      out.control(Opcode.pong, utf8("ctx"));
+      out.control(Opcode.close, Uint8Array.of(0x03, 0xe8));
+      assert.deepEqual(
+        concat(out.take()!),
+        concat([frame(Opcode.pong, utf8("ctx")), frame(Opcode.close, Uint8Array.of(3, 0xe8))]),
+      );
+      assert.throws(() => out.control(Opcode.ping, new Uint8Array(126)), /125/);
+    },
+  );
 
-  test("client frames are masked with fresh keys and decode back, in any split", () => {
+  test("client frames are masked with fresh keys and decode back, in any split", {
+    timeout: 60_000,
+  }, () => {
     const random = prng(7);
     const sizes = [0, 1, 3, 4, 5, 125, 126, 1000, 65_535, 65_536, 200_000];
     const out = new WsOutBuffer({ mask: true });
@@ -128,19 +134,23 @@ describe("WebSocket frames", () => {
     assert.ok(keys.size >= 99, `only ${keys.size} distinct keys in 100 frames`);
   });
 
-  test("fragments make one message; control frames may come between them", () => {
-    const { d, messages, controls } = decoder(false);
-    d.feed(frame(Opcode.binary, utf8("ab"), { fin: false }));
-    d.feed(frame(Opcode.ping, utf8("hi")));
-    d.feed(frame(Opcode.continuation, utf8("cd"), { fin: false }));
-    assert.equal(messages.length, 0);
-    assert.ok(!d.idle);
-    d.feed(frame(Opcode.continuation, utf8("ef")));
-    assert.deepEqual(messages.map(text), ["abcdef"]);
-    assert.deepEqual(controls.map(([op, p]) => [op, text(p)]), [[Opcode.ping, "hi"]]);
-  });
+  test(
+    "fragments make one message; control frames may come between them",
+    { timeout: 60_000 },
+    () => {
+      const { d, messages, controls } = decoder(false);
+      d.feed(frame(Opcode.binary, utf8("ab"), { fin: false }));
+      d.feed(frame(Opcode.ping, utf8("hi")));
+      d.feed(frame(Opcode.continuation, utf8("cd"), { fin: false }));
+      assert.equal(messages.length, 0);
+      assert.ok(!d.idle);
+      d.feed(frame(Opcode.continuation, utf8("ef")));
+      assert.deepEqual(messages.map(text), ["abcdef"]);
+      assert.deepEqual(controls.map(([op, p]) => [op, text(p)]), [[Opcode.ping, "hi"]]);
+    },
+  );
 
-  test("framing errors", () => {
+  test("framing errors", { timeout: 60_000 }, () => {
     const server = () => decoder(true).d;
     const client = () => decoder(false).d;
     const mask = [1, 2, 3, 4];
@@ -166,7 +176,9 @@ describe("WebSocket frames", () => {
     );
   });
 
-  test("a message over the limit is refused from its header, before any allocation", () => {
+  test("a message over the limit is refused from its header, before any allocation", {
+    timeout: 60_000,
+  }, () => {
     const d = decoder(false, 1000).d;
     // Declares 2^40 bytes: refused at once, nothing allocated for it.
     throwsWs(() => d.feed(Uint8Array.of(0x82, 127, 0, 0, 1, 0, 0, 0, 0, 0)), "message-too-large");
@@ -181,32 +193,38 @@ describe("WebSocket frames", () => {
     assert.equal(exact.messages[0].length, 1000);
   });
 
-  test("a large payload can be read straight into the decoder's buffer", () => {
-    const { d, messages } = decoder(true);
-    const payload = pattern(300_000, 3);
-    const wire = frame(Opcode.binary, payload, { mask: [9, 8, 7, 6] });
-    d.feed(wire.subarray(0, 1000));
-    let at = 1000;
-    let inPlace = 0;
-    while (at < wire.length) {
-      const target = d.readTarget();
-      if (target === null) {
-        const n = Math.min(1000, wire.length - at);
-        d.feed(wire.subarray(at, at + n));
+  test(
+    "a large payload can be read straight into the decoder's buffer",
+    { timeout: 60_000 },
+    () => {
+      const { d, messages } = decoder(true);
+      const payload = pattern(300_000, 3);
+      const wire = frame(Opcode.binary, payload, { mask: [9, 8, 7, 6] });
+      d.feed(wire.subarray(0, 1000));
+      let at = 1000;
+      let inPlace = 0;
+      while (at < wire.length) {
+        const target = d.readTarget();
+        if (target === null) {
+          const n = Math.min(1000, wire.length - at);
+          d.feed(wire.subarray(at, at + n));
+          at += n;
+          continue;
+        }
+        const n = Math.min(target.length, wire.length - at, 50_000);
+        target.set(wire.subarray(at, at + n));
+        d.feed(target.subarray(0, n));
         at += n;
-        continue;
+        inPlace += n;
       }
-      const n = Math.min(target.length, wire.length - at, 50_000);
-      target.set(wire.subarray(at, at + n));
-      d.feed(target.subarray(0, n));
-      at += n;
-      inPlace += n;
-    }
-    assert.ok(inPlace > 200_000, `only ${inPlace} bytes read in place`);
-    assert.deepEqual(messages[0], payload);
-  });
+      assert.ok(inPlace > 200_000, `only ${inPlace} bytes read in place`);
+      assert.deepEqual(messages[0], payload);
+    },
+  );
 
-  test("unmask matches the byte-by-byte definition at every alignment and offset", () => {
+  test("unmask matches the byte-by-byte definition at every alignment and offset", {
+    timeout: 60_000,
+  }, () => {
     const mask = Uint8Array.of(0x12, 0x34, 0x56, 0x78);
     const buffer = new ArrayBuffer(2048);
     for (const start of [0, 1, 2, 3, 5]) {
@@ -229,11 +247,11 @@ const REQUEST = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: webs
   "Sec-WebSocket-Version: 13\r\n\r\n";
 
 describe("the HTTP upgrade", () => {
-  test("RFC 6455's example key gives its example accept value", async () => {
+  test("RFC 6455's example key gives its example accept value", { timeout: 60_000 }, async () => {
     assert.equal(await acceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   });
 
-  test("a head arrives in any split; the bytes after it are kept", () => {
+  test("a head arrives in any split; the bytes after it are kept", { timeout: 60_000 }, () => {
     const reader = new HttpHeadReader();
     let got = null;
     for (const byte of bytewise(concat([utf8(REQUEST), Uint8Array.of(0x82, 0)]))) {
@@ -250,7 +268,7 @@ describe("the HTTP upgrade", () => {
     });
   });
 
-  test("a head over the limit, or malformed, is refused", () => {
+  test("a head over the limit, or malformed, is refused", { timeout: 60_000 }, () => {
     const reader = new HttpHeadReader();
     throwsWs(() => reader.feed(new Uint8Array(HEAD_MAX + 10).fill(0x41)), "bad-request");
     throwsWs(() => new HttpHeadReader().feed(utf8("GET\r\n\r\n")), "bad-request");
@@ -260,7 +278,7 @@ describe("the HTTP upgrade", () => {
     );
   });
 
-  test("refusals: the status each bad request gets", () => {
+  test("refusals: the status each bad request gets", { timeout: 60_000 }, () => {
     const refusal = (request: string) => {
       const got = new HttpHeadReader().feed(utf8(request))!;
       try {
@@ -282,34 +300,38 @@ describe("the HTTP upgrade", () => {
     assert.equal(refusal(edit("Host: server.example.com\r\n", "")), 400);
   });
 
-  test("the client checks the answer: status, accept value, subprotocol", async () => {
-    const key = "dGhlIHNhbXBsZSBub25jZQ==";
-    const answer = (status: string, accept: string, protocol: string) =>
-      new HttpHeadReader().feed(
-        utf8(
-          `HTTP/1.1 ${status}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-            `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
-        ),
-      )!.head;
-    const good = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-    const offered = ["ZWS2.0", "ZWS2.0+NULL"];
-    assert.equal(
-      await checkUpgradeResponse(answer("101 Switching", good, "ZWS2.0"), key, offered),
-      "ZWS2.0",
-    );
-    await assert.rejects(
-      checkUpgradeResponse(answer("403 Forbidden", good, "ZWS2.0"), key, offered),
-      /answered 403/,
-    );
-    await assert.rejects(
-      checkUpgradeResponse(answer("101 Switching", "AAAA", "ZWS2.0"), key, offered),
-      /wrong Sec-WebSocket-Accept/,
-    );
-    await assert.rejects(
-      checkUpgradeResponse(answer("101 Switching", good, "chat"), key, offered),
-      /chose subprotocol "chat"/,
-    );
-  });
+  test(
+    "the client checks the answer: status, accept value, subprotocol",
+    { timeout: 60_000 },
+    async () => {
+      const key = "dGhlIHNhbXBsZSBub25jZQ==";
+      const answer = (status: string, accept: string, protocol: string) =>
+        new HttpHeadReader().feed(
+          utf8(
+            `HTTP/1.1 ${status}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+              `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
+          ),
+        )!.head;
+      const good = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+      const offered = ["ZWS2.0", "ZWS2.0+NULL"];
+      assert.equal(
+        await checkUpgradeResponse(answer("101 Switching", good, "ZWS2.0"), key, offered),
+        "ZWS2.0",
+      );
+      await assert.rejects(
+        checkUpgradeResponse(answer("403 Forbidden", good, "ZWS2.0"), key, offered),
+        /answered 403/,
+      );
+      await assert.rejects(
+        checkUpgradeResponse(answer("101 Switching", "AAAA", "ZWS2.0"), key, offered),
+        /wrong Sec-WebSocket-Accept/,
+      );
+      await assert.rejects(
+        checkUpgradeResponse(answer("101 Switching", good, "chat"), key, offered),
+        /chose subprotocol "chat"/,
+      );
+    },
+  );
 });
 
 /** A byte stream driven by the test: what was written, and data or an end pushed in. */
@@ -370,7 +392,9 @@ async function eventually(fn: () => boolean, what: string): Promise<void> {
 }
 
 describe("handshake drivers", () => {
-  test("server: a frame sent right behind the request is not lost while the answer is made", async () => {
+  test("server: a frame sent right behind the request is not lost while the answer is made", {
+    timeout: 60_000,
+  }, async () => {
     const bytes = new ScriptedStream();
     let stream: MessageStream | undefined;
     acceptWebSocket(bytes, acceptOptions, (s) => (stream = s));
@@ -389,7 +413,9 @@ describe("handshake drivers", () => {
     assert.equal(bytes.paused, false, "reading resumed once someone listens");
   });
 
-  test("client: the server's first frame, read while the 101 is checked, is not lost", async () => {
+  test("client: the server's first frame, read while the 101 is checked, is not lost", {
+    timeout: 60_000,
+  }, async () => {
     const bytes = new ScriptedStream();
     const opened = openWebSocket(bytes, {
       host: "hub:5020",
@@ -421,7 +447,7 @@ describe("handshake drivers", () => {
     assert.deepEqual(messages.map(text), ["hi"]);
   });
 
-  test("server refusals are answered in HTTP and reported", async () => {
+  test("server refusals are answered in HTTP and reported", { timeout: 60_000 }, async () => {
     const cases: [string, number, string][] = [
       [REQUEST.replace("/chat", "/other"), 404, "unknown-path"],
       [REQUEST.replace("http://example.com", "http://evil.example"), 403, "origin-not-allowed"],
@@ -440,7 +466,9 @@ describe("handshake drivers", () => {
     }
   });
 
-  test("server: an upgrade request not complete in time gets 408 and is reported", async () => {
+  test("server: an upgrade request not complete in time gets 408 and is reported", {
+    timeout: 60_000,
+  }, async () => {
     rejected.length = 0;
     const bytes = new ScriptedStream();
     acceptWebSocket(
@@ -455,50 +483,56 @@ describe("handshake drivers", () => {
     assert.deepEqual(rejected.map(([, code]) => code), ["handshake-timeout"]);
   });
 
-  test("open: ping answered with pong; the peer's close answered in kind; errors closed with their code", async () => {
-    const open = async () => {
-      const bytes = new ScriptedStream();
-      let stream: MessageStream | undefined;
-      acceptWebSocket(bytes, acceptOptions, (s) => (stream = s));
-      bytes.push(utf8(REQUEST));
-      await eventually(() => stream !== undefined, "the upgrade");
-      let ended: { error?: Error } | undefined;
-      stream!.start(() => {}, (error) => (ended = { error }));
-      bytes.written = [];
-      return { bytes, stream: stream!, ended: () => ended };
-    };
-    const mask = [5, 6, 7, 8];
-    const a = await open();
-    a.bytes.push(frame(Opcode.ping, utf8("p1"), { mask }));
-    await eventually(() => a.bytes.written.length > 0, "a pong");
-    assert.deepEqual(a.bytes.written[0], frame(Opcode.pong, utf8("p1")));
-    a.bytes.push(frame(Opcode.close, Uint8Array.of(0x03, 0xe8), { mask }));
-    await eventually(() => a.bytes.closed, "closed");
-    assert.deepEqual(a.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xe8)));
-    assert.deepEqual(a.ended(), { error: undefined }, "an orderly close is no error");
+  test(
+    "open: ping answered with pong; the peer's close answered in kind; errors closed with their code",
+    { timeout: 60_000 },
+    async () => {
+      const open = async () => {
+        const bytes = new ScriptedStream();
+        let stream: MessageStream | undefined;
+        acceptWebSocket(bytes, acceptOptions, (s) => (stream = s));
+        bytes.push(utf8(REQUEST));
+        await eventually(() => stream !== undefined, "the upgrade");
+        let ended: { error?: Error } | undefined;
+        stream!.start(() => {}, (error) => (ended = { error }));
+        bytes.written = [];
+        return { bytes, stream: stream!, ended: () => ended };
+      };
+      const mask = [5, 6, 7, 8];
+      const a = await open();
+      a.bytes.push(frame(Opcode.ping, utf8("p1"), { mask }));
+      await eventually(() => a.bytes.written.length > 0, "a pong");
+      assert.deepEqual(a.bytes.written[0], frame(Opcode.pong, utf8("p1")));
+      a.bytes.push(frame(Opcode.close, Uint8Array.of(0x03, 0xe8), { mask }));
+      await eventually(() => a.bytes.closed, "closed");
+      assert.deepEqual(a.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xe8)));
+      assert.deepEqual(a.ended(), { error: undefined }, "an orderly close is no error");
 
-    const b = await open();
-    b.bytes.push(frame(Opcode.text, utf8("{}"), { mask }));
-    await eventually(() => b.bytes.closed, "closed");
-    assert.deepEqual(b.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xeb)));
-    assert.equal((b.ended()?.error as WebSocketError).code, "text-frame");
+      const b = await open();
+      b.bytes.push(frame(Opcode.text, utf8("{}"), { mask }));
+      await eventually(() => b.bytes.closed, "closed");
+      assert.deepEqual(b.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xeb)));
+      assert.equal((b.ended()?.error as WebSocketError).code, "text-frame");
 
-    const c = await open();
-    c.bytes.push(frame(Opcode.binary, utf8("unmasked")));
-    await eventually(() => c.bytes.closed, "closed");
-    assert.deepEqual(c.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xea)));
+      const c = await open();
+      c.bytes.push(frame(Opcode.binary, utf8("unmasked")));
+      await eventually(() => c.bytes.closed, "closed");
+      assert.deepEqual(c.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xea)));
 
-    const d = await open();
-    d.stream.close();
-    assert.deepEqual(d.ended(), { error: undefined });
-    await eventually(() => d.bytes.closed, "closed after its close frame");
-    assert.deepEqual(d.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xe8)));
-    await assert.rejects(d.stream.write([utf8("late")]), /closed/);
-  });
+      const d = await open();
+      d.stream.close();
+      assert.deepEqual(d.ended(), { error: undefined });
+      await eventually(() => d.bytes.closed, "closed after its close frame");
+      assert.deepEqual(d.bytes.written.at(-1), frame(Opcode.close, Uint8Array.of(0x03, 0xe8)));
+      await assert.rejects(d.stream.write([utf8("late")]), /closed/);
+    },
+  );
 });
 
 describe("WebSocket decoder, generative", () => {
-  test("random input: decoded or refused with a WebSocketError, never anything else", () => {
+  test("random input: decoded or refused with a WebSocketError, never anything else", {
+    timeout: 60_000,
+  }, () => {
     fc.assert(
       fc.property(fc.boolean(), fc.uint8Array({ maxLength: 600 }), (masked, input) => {
         const { d } = decoder(masked, 4096);
@@ -512,7 +546,7 @@ describe("WebSocket decoder, generative", () => {
     );
   });
 
-  test("any messages, masked, in any split, decode to themselves", () => {
+  test("any messages, masked, in any split, decode to themselves", { timeout: 60_000 }, () => {
     fc.assert(
       fc.property(
         fc.array(fc.uint8Array({ maxLength: 70_000 }), { maxLength: 8 }),

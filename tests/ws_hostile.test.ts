@@ -101,23 +101,29 @@ async function eventWith(events: SocketEvent[], code: string, type: string): Pro
 }
 
 describe("hostile ws:// peers", () => {
-  test("a text message: dropped with text-frame (close 1003), others served", async () => {
-    const s = await setup();
-    try {
-      const bad = rawClient(s.endpoint, ["ZWS2.0"]);
-      assert.equal(await withTimeout(bad.opened, 5000, "open"), "ZWS2.0");
-      bad.ws.send(zws(0, "")); // its routing id, as it should
-      bad.ws.send("a text message");
-      const event = await eventWith(s.events, "text-frame", "disconnect");
-      assert.match(event.reason!, /text/);
-      assert.equal((await withTimeout(bad.closed, 5000, "close")).code, 1003);
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "a text message: dropped with text-frame (close 1003), others served",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup();
+      try {
+        const bad = rawClient(s.endpoint, ["ZWS2.0"]);
+        assert.equal(await withTimeout(bad.opened, 5000, "open"), "ZWS2.0");
+        bad.ws.send(zws(0, "")); // its routing id, as it should
+        bad.ws.send("a text message");
+        const event = await eventWith(s.events, "text-frame", "disconnect");
+        assert.match(event.reason!, /text/);
+        assert.equal((await withTimeout(bad.closed, 5000, "close")).code, 1003);
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("a frame over maxMessageSize: dropped with message-too-large, others served", async () => {
+  test("a frame over maxMessageSize: dropped with message-too-large, others served", {
+    timeout: 60_000,
+  }, async () => {
     const s = await setup({ maxMessageSize: 1000 });
     try {
       const bad = rawClient(s.endpoint, ["ZWS2.0"]);
@@ -136,36 +142,46 @@ describe("hostile ws:// peers", () => {
     }
   });
 
-  test("a multipart message whose frames add up past maxMessageSize: dropped", async () => {
-    const s = await setup({ maxMessageSize: 1000 });
-    try {
-      const bad = rawClient(s.endpoint, ["ZWS2.0"]);
-      await withTimeout(bad.opened, 5000, "open");
-      bad.ws.send(zws(0, ""));
-      bad.ws.send(zws(1, new Uint8Array(600)));
-      bad.ws.send(zws(0, new Uint8Array(600)));
-      const event = await eventWith(s.events, "message-too-large", "disconnect");
-      assert.match(event.reason!, /1200 bytes, limit is 1000/);
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "a multipart message whose frames add up past maxMessageSize: dropped",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup({ maxMessageSize: 1000 });
+      try {
+        const bad = rawClient(s.endpoint, ["ZWS2.0"]);
+        await withTimeout(bad.opened, 5000, "open");
+        bad.ws.send(zws(0, ""));
+        bad.ws.send(zws(1, new Uint8Array(600)));
+        bad.ws.send(zws(0, new Uint8Array(600)));
+        const event = await eventWith(s.events, "message-too-large", "disconnect");
+        assert.match(event.reason!, /1200 bytes, limit is 1000/);
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("an unknown subprotocol: refused with HTTP 400, unknown-subprotocol", async () => {
-    const s = await setup();
-    try {
-      const bad = rawClient(s.endpoint, ["chat", "ZWS1.0"]);
-      assert.equal(await withTimeout(bad.refused, 5000, "refusal"), 400);
-      const event = await eventWith(s.events, "unknown-subprotocol", "accept:error");
-      assert.match(event.reason!, /"chat, ?ZWS1\.0"/);
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "an unknown subprotocol: refused with HTTP 400, unknown-subprotocol",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup();
+      try {
+        const bad = rawClient(s.endpoint, ["chat", "ZWS1.0"]);
+        assert.equal(await withTimeout(bad.refused, 5000, "refusal"), 400);
+        const event = await eventWith(s.events, "unknown-subprotocol", "accept:error");
+        assert.match(event.reason!, /"chat, ?ZWS1\.0"/);
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("no routing id (bare ZWS2.0) within the handshake timeout: handshake-timeout", async () => {
+  test("no routing id (bare ZWS2.0) within the handshake timeout: handshake-timeout", {
+    timeout: 60_000,
+  }, async () => {
     const s = await setup({ handshakeTimeout: 300 });
     try {
       const bad = rawClient(s.endpoint, ["ZWS2.0"]);
@@ -178,7 +194,9 @@ describe("hostile ws:// peers", () => {
     }
   });
 
-  test("no READY (ZWS2.0+NULL) within the handshake timeout: handshake-timeout", async () => {
+  test("no READY (ZWS2.0+NULL) within the handshake timeout: handshake-timeout", {
+    timeout: 60_000,
+  }, async () => {
     const s = await setup({ handshakeTimeout: 300 });
     try {
       const bad = rawClient(s.endpoint, ["ZWS2.0+NULL"]);
@@ -198,6 +216,7 @@ describe("hostile ws:// peers", () => {
 
   test(
     "an HTTP upgrade request never completed: dropped at the handshake timeout",
+    { timeout: 60_000 },
     async () => {
       const s = await setup({ handshakeTimeout: 300 });
       try {
@@ -219,75 +238,91 @@ describe("hostile ws:// peers", () => {
     },
   );
 
-  test("an Origin of another host: refused with HTTP 403 by default", async () => {
-    const s = await setup();
-    try {
-      const bad = rawClient(s.endpoint, ["ZWS2.0"], "https://evil.example");
-      assert.equal(await withTimeout(bad.refused, 5000, "refusal"), 403);
-      const event = await eventWith(s.events, "origin-not-allowed", "accept:error");
-      assert.match(event.reason!, /evil\.example/);
-      // A page of the same host (any port) is let in.
-      const page = rawClient(s.endpoint, ["ZWS2.0"], "http://127.0.0.1:8080");
-      assert.equal(await withTimeout(page.opened, 5000, "same-host page"), "ZWS2.0");
-      page.ws.close();
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "an Origin of another host: refused with HTTP 403 by default",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup();
+      try {
+        const bad = rawClient(s.endpoint, ["ZWS2.0"], "https://evil.example");
+        assert.equal(await withTimeout(bad.refused, 5000, "refusal"), 403);
+        const event = await eventWith(s.events, "origin-not-allowed", "accept:error");
+        assert.match(event.reason!, /evil\.example/);
+        // A page of the same host (any port) is let in.
+        const page = rawClient(s.endpoint, ["ZWS2.0"], "http://127.0.0.1:8080");
+        assert.equal(await withTimeout(page.opened, 5000, "same-host page"), "ZWS2.0");
+        page.ws.close();
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("an Origin outside an allowlist: refused, even from the same host", async () => {
-    const s = await setup({}, { origins: ["https://app.example"] });
-    try {
-      const sameHost = rawClient(s.endpoint, ["ZWS2.0"], "http://127.0.0.1:8080");
-      assert.equal(await withTimeout(sameHost.refused, 5000, "refusal"), 403);
-      await eventWith(s.events, "origin-not-allowed", "accept:error");
-      const listed = rawClient(s.endpoint, ["ZWS2.0"], "https://app.example");
-      assert.equal(await withTimeout(listed.opened, 5000, "listed origin"), "ZWS2.0");
-      listed.ws.close();
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "an Origin outside an allowlist: refused, even from the same host",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup({}, { origins: ["https://app.example"] });
+      try {
+        const sameHost = rawClient(s.endpoint, ["ZWS2.0"], "http://127.0.0.1:8080");
+        assert.equal(await withTimeout(sameHost.refused, 5000, "refusal"), 403);
+        await eventWith(s.events, "origin-not-allowed", "accept:error");
+        const listed = rawClient(s.endpoint, ["ZWS2.0"], "https://app.example");
+        assert.equal(await withTimeout(listed.opened, 5000, "listed origin"), "ZWS2.0");
+        listed.ws.close();
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("a ZWS2.0+NULL peer that stops answering PINGs: heartbeat-timeout", async () => {
-    const s = await setup({ heartbeatInterval: 100, heartbeatTimeout: 400 });
-    try {
-      const bad = rawClient(s.endpoint, ["ZWS2.0+NULL"]);
-      await withTimeout(bad.opened, 5000, "open");
-      // A valid READY, then silence.
-      const props = new Uint8Array([
-        11,
-        ...bytes("Socket-Type"),
-        0,
-        0,
-        0,
-        6,
-        ...bytes("DEALER"),
-      ]);
-      bad.ws.send(zws(0x02, new Uint8Array([5, ...bytes("READY"), ...props])));
-      await eventWith(s.events, "heartbeat-timeout", "disconnect");
-      // It was sent PINGs before that: commands after our READY.
-      assert.ok(bad.received.slice(1).some((m) => m[0] === 0x02), "PINGs were sent");
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "a ZWS2.0+NULL peer that stops answering PINGs: heartbeat-timeout",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup({ heartbeatInterval: 100, heartbeatTimeout: 400 });
+      try {
+        const bad = rawClient(s.endpoint, ["ZWS2.0+NULL"]);
+        await withTimeout(bad.opened, 5000, "open");
+        // A valid READY, then silence.
+        const props = new Uint8Array([
+          11,
+          ...bytes("Socket-Type"),
+          0,
+          0,
+          0,
+          6,
+          ...bytes("DEALER"),
+        ]);
+        bad.ws.send(zws(0x02, new Uint8Array([5, ...bytes("READY"), ...props])));
+        await eventWith(s.events, "heartbeat-timeout", "disconnect");
+        // It was sent PINGs before that: commands after our READY.
+        assert.ok(bad.received.slice(1).some((m) => m[0] === 0x02), "PINGs were sent");
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 
-  test("a request for another path: 404, unknown-path; plain HTTP: 426", async () => {
-    const s = await setup();
-    try {
-      const wrong = rawClient(`${s.endpoint}/other`, ["ZWS2.0"]);
-      assert.equal(await withTimeout(wrong.refused, 5000, "refusal"), 404);
-      await eventWith(s.events, "unknown-path", "accept:error");
-      const response = await fetch(s.endpoint.replace("ws:", "http:"));
-      assert.equal(response.status, 426);
-      await response.body?.cancel();
-      await s.stillServed();
-    } finally {
-      s.close();
-    }
-  });
+  test(
+    "a request for another path: 404, unknown-path; plain HTTP: 426",
+    { timeout: 60_000 },
+    async () => {
+      const s = await setup();
+      try {
+        const wrong = rawClient(`${s.endpoint}/other`, ["ZWS2.0"]);
+        assert.equal(await withTimeout(wrong.refused, 5000, "refusal"), 404);
+        await eventWith(s.events, "unknown-path", "accept:error");
+        const response = await fetch(s.endpoint.replace("ws:", "http:"));
+        assert.equal(response.status, 426);
+        await response.body?.cancel();
+        await s.stillServed();
+      } finally {
+        s.close();
+      }
+    },
+  );
 });

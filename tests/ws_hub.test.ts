@@ -28,71 +28,81 @@ import {
 const SPAWN_MS = 20_000;
 
 describe("a hub on tcp and ws at once", () => {
-  test("endpoints: one queue served by workers over tcp and over ws", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub } = await startHub({ endpoints: ["ws://127.0.0.1:0"] });
-      c.add(() => hub.close());
-      assert.equal(hub.endpoints.length, 2);
-      const [tcp, ws] = hub.endpoints;
-      assert.match(tcp, /^tcp:\/\/127\.0\.0\.1:\d+$/);
-      assert.match(ws, /^ws:\/\/127\.0\.0\.1:\d+$/);
-      const slow = (name: string) => async (x: number) => {
-        await new Promise((r) => setTimeout(r, 20));
-        return [name, x * 2];
-      };
-      const overTcp = startWorker(slow("tcp"), tcp);
-      const overWs = startWorker(slow("ws"), ws);
-      c.add(() => overTcp.stop());
-      c.add(() => overWs.stop());
-      await waitFor(() => hub.workers === 2, 10_000, "both workers");
-      const results = await withTimeout(
-        Promise.all(Array.from({ length: 20 }, (_, i) => hub.request(i))),
-        20_000,
-        "20 requests",
-      ) as [string, number][];
-      assert.deepEqual(results.map(([, y]) => y), Array.from({ length: 20 }, (_, i) => i * 2));
-      const names = new Set(results.map(([name]) => name));
-      assert.deepEqual([...names].sort(), ["tcp", "ws"]);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "endpoints: one queue served by workers over tcp and over ws",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub } = await startHub({ endpoints: ["ws://127.0.0.1:0"] });
+        c.add(() => hub.close());
+        assert.equal(hub.endpoints.length, 2);
+        const [tcp, ws] = hub.endpoints;
+        assert.match(tcp, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+        assert.match(ws, /^ws:\/\/127\.0\.0\.1:\d+$/);
+        const slow = (name: string) => async (x: number) => {
+          await new Promise((r) => setTimeout(r, 20));
+          return [name, x * 2];
+        };
+        const overTcp = startWorker(slow("tcp"), tcp);
+        const overWs = startWorker(slow("ws"), ws);
+        c.add(() => overTcp.stop());
+        c.add(() => overWs.stop());
+        await waitFor(() => hub.workers === 2, 10_000, "both workers");
+        const results = await withTimeout(
+          Promise.all(Array.from({ length: 20 }, (_, i) => hub.request(i))),
+          20_000,
+          "20 requests",
+        ) as [string, number][];
+        assert.deepEqual(results.map(([, y]) => y), Array.from({ length: 20 }, (_, i) => i * 2));
+        const names = new Set(results.map(([name]) => name));
+        assert.deepEqual([...names].sort(), ["tcp", "ws"]);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("a ws worker that stops answering (SIGSTOP) is dropped after deadAfter; its request completes elsewhere", async () => {
-    const c = new Cleanup();
-    try {
-      const { hub } = await startHub({ endpoints: ["ws://127.0.0.1:0"], deadAfter: 1 });
-      c.add(() => hub.close());
-      const ws = hub.endpoints[1];
-      const stopped = spawnWorkers(MODELS_URL, {
-        count: 1,
-        endpoint: ws,
-        export: "slowDouble",
-        heartbeatInterval: 0.2,
-        inheritOutput: false,
-        quiet: true,
-      });
-      c.add(() => stopped.stop());
-      await waitFor(() => hub.workers === 1, SPAWN_MS, "the ws worker process");
-      const pid = stopped.processes[0].pid;
-      const request = settle(hub.request(21, 0.5));
-      await waitFor(() => hub.stats().busy === 1, 5000, "the request is computing");
-      signalPid(pid, "SIGSTOP");
-      c.add(() => signalPid(pid, "SIGCONT"));
-      const spare = startWorker((x: number) => [x * 2, "spare"], hub.endpoints[0]);
-      c.add(() => spare.stop());
-      // No caller timeout: the hub's PINGs inside ZWS go unanswered, deadAfter drops the peer.
-      const outcome = await withTimeout(request, 15_000, "the held request");
-      assert.ok(outcome.ok, String(!outcome.ok && outcome.error));
-      assert.deepEqual(outcome.value, [42, "spare"]);
-      assert.ok(hub.stats().redispatched >= 1);
-    } finally {
-      await c.run();
-    }
-  });
+  test(
+    "a ws worker that stops answering (SIGSTOP) is dropped after deadAfter; its request completes elsewhere",
+    { timeout: 60_000 },
+    async () => {
+      const c = new Cleanup();
+      try {
+        const { hub } = await startHub({ endpoints: ["ws://127.0.0.1:0"], deadAfter: 1 });
+        c.add(() => hub.close());
+        const ws = hub.endpoints[1];
+        const stopped = spawnWorkers(MODELS_URL, {
+          count: 1,
+          endpoint: ws,
+          export: "slowDouble",
+          heartbeatInterval: 0.2,
+          inheritOutput: false,
+          quiet: true,
+        });
+        c.add(() => stopped.stop());
+        await waitFor(() => hub.workers === 1, SPAWN_MS, "the ws worker process");
+        const pid = stopped.processes[0].pid;
+        const request = settle(hub.request(21, 0.5));
+        await waitFor(() => hub.stats().busy === 1, 5000, "the request is computing");
+        signalPid(pid, "SIGSTOP");
+        c.add(() => signalPid(pid, "SIGCONT"));
+        const spare = startWorker((x: number) => [x * 2, "spare"], hub.endpoints[0]);
+        c.add(() => spare.stop());
+        // No caller timeout: the hub's PINGs inside ZWS go unanswered, deadAfter drops the peer.
+        const outcome = await withTimeout(request, 15_000, "the held request");
+        assert.ok(outcome.ok, String(!outcome.ok && outcome.error));
+        assert.deepEqual(outcome.value, [42, "spare"]);
+        assert.ok(hub.stats().redispatched >= 1);
+      } finally {
+        await c.run();
+      }
+    },
+  );
 
-  test("a hostile ws peer is logged and dropped while a ws worker keeps serving", async () => {
+  test("a hostile ws peer is logged and dropped while a ws worker keeps serving", {
+    timeout: 60_000,
+  }, async () => {
     const c = new Cleanup();
     try {
       const { hub, log } = await startHub({ endpoints: ["ws://127.0.0.1:0"] });
@@ -116,7 +126,9 @@ describe("a hub on tcp and ws at once", () => {
     }
   });
 
-  test("an extra endpoint that cannot be bound fails ready and releases the main one", async () => {
+  test("an extra endpoint that cannot be bound fails ready and releases the main one", {
+    timeout: 60_000,
+  }, async () => {
     const listen = async (port = 0) => {
       const server = createServer();
       await new Promise<void>((resolve, reject) => {
@@ -149,7 +161,9 @@ describe("a hub on tcp and ws at once", () => {
 });
 
 describe("gibbs hub --ws", () => {
-  test("usage: --ws options without --ws, or a certificate without its key, exit 2", async () => {
+  test("usage: --ws options without --ws, or a certificate without its key, exit 2", {
+    timeout: 60_000,
+  }, async () => {
     const cases: [string[], RegExp][] = [
       [["hub", "--http", "0", "--ws-origin", "https://a.example"], /need --ws PORT/],
       [["hub", "--http", "0", "--ws", "0", "--ws-cert", "c.pem"], /go together/],
@@ -167,7 +181,7 @@ describe("gibbs hub --ws", () => {
     }
   });
 
-  test("--help documents --ws and /gibbs.js", async () => {
+  test("--help documents --ws and /gibbs.js", { timeout: 60_000 }, async () => {
     const p = cli(["hub", "--help"]);
     try {
       assert.equal((await withTimeout(p.exited, 20_000, "gibbs hub --help")).code, 0);

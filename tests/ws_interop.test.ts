@@ -9,7 +9,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Dealer, Router, type SocketEvent } from "../mod.ts";
-import { b64, type Peer, type PeerKind, peerUnavailable, startPeer, within } from "./_peer.ts";
+import { b64, type Peer, type PeerKind, peerMissing, startPeer } from "./_peer.ts";
+import { withTimeout } from "./_helpers.ts";
 
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 125, 126, 65_535, 65_536, MiB, 10 * MiB];
@@ -38,10 +39,13 @@ function portOf(endpoint: string): number {
 }
 
 for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
-  const skip = peerUnavailable(kind);
+  const skip = peerMissing(kind);
   const name = kind === "jszmq" ? "jszmq" : "libzmq ws_engine (zeromq.js)";
-  describe(`${name} over ws://`, { skip }, () => {
-    test(`${kind} DEALER connects to our ROUTER; frames 0 B to 10 MiB both ways; multipart`, async () => {
+  describe(`${name} over ws://`, () => {
+    test(`${kind} DEALER connects to our ROUTER; frames 0 B to 10 MiB both ways; multipart`, {
+      skip: skip,
+      timeout: 120_000,
+    }, async () => {
       const events: SocketEvent[] = [];
       const router = new Router({ onEvent: (e) => events.push(e) });
       const endpoint = await router.bind("ws://127.0.0.1:0");
@@ -55,7 +59,7 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
           assert.deepEqual(await peer.op({ op: "send_fill", frames: [{ size, byte: i + 1 }] }), {
             ok: true,
           });
-          const [id, frame] = await within(router.receive(), 15_000, `receive ${size} B`);
+          const [id, frame] = await withTimeout(router.receive(), 15_000, `receive ${size} B`);
           assert.equal(text(id), "peer-1");
           assert.equal(frame.length, size);
           assert.ok(allEqual(frame, i + 1), `content of the ${size}-byte frame`);
@@ -68,7 +72,7 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
           op: "send_fill",
           frames: SIZES.slice(0, 6).map((size, i) => ({ size, byte: i })),
         });
-        const [, ...frames] = await within(router.receive(), 10_000, "multipart");
+        const [, ...frames] = await withTimeout(router.receive(), 10_000, "multipart");
         assert.deepEqual(frames.map((f) => f.length), SIZES.slice(0, 6));
         await router.send([bytes("peer-1"), "a", "", "ccc"]);
         const back = await peer.op({ op: "recv_summary", timeout: 5000 });
@@ -82,7 +86,10 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
       }
     });
 
-    test(`our DEALER connects to a ${kind} ROUTER; frames 0 B to 10 MiB; 500-frame messages`, async () => {
+    test(`our DEALER connects to a ${kind} ROUTER; frames 0 B to 10 MiB; 500-frame messages`, {
+      skip: skip,
+      timeout: 120_000,
+    }, async () => {
       const peer = await startPeer(kind, ["--type=router", "--bind=ws://127.0.0.1:0", "--echo"]);
       const events: SocketEvent[] = [];
       const dealer = new Dealer({ routingId: "ours", onEvent: (e) => events.push(e) });
@@ -90,14 +97,14 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
         dealer.connect(peer.endpoint);
         for (const [i, size] of SIZES.entries()) {
           await dealer.send(["", fill(size, i + 1)]);
-          const [empty, back] = await within(dealer.receive(), 15_000, `echo of ${size} B`);
+          const [empty, back] = await withTimeout(dealer.receive(), 15_000, `echo of ${size} B`);
           assert.equal(empty.length, 0);
           assert.equal(back.length, size);
           assert.ok(allEqual(back, i + 1));
         }
         const many = Array.from({ length: 500 }, (_, i) => bytes(`f${i}`));
         await dealer.send(many);
-        const echoed = await within(dealer.receive(), 10_000, "500-frame echo");
+        const echoed = await withTimeout(dealer.receive(), 10_000, "500-frame echo");
         assert.deepEqual(echoed.map(text), many.map(text));
         const connected = events.find((e) => e.type === "connect");
         assert.equal(connected?.protocol, PROTOCOL[kind].theirsBound);
@@ -107,80 +114,88 @@ for (const kind of ["jszmq", "zeromq.js"] as PeerKind[]) {
       }
     });
 
-    test(`a ${kind} DEALER reconnects after our ROUTER restarts on the same port`, async () => {
-      let router = new Router();
-      const endpoint = await router.bind("ws://127.0.0.1:0");
-      const peer = await startPeer(kind, ["--type=dealer", `--connect=${endpoint}`, "--monitor"]);
-      try {
-        await peer.op({ op: "send", frames: [b64(bytes("before"))] });
-        const [, before] = await within(router.receive(), 5000, "before the restart");
-        assert.equal(text(before), "before");
-        router.close();
-        await router.whenClosed();
-        // A message sent before the peer saw the connection go would be lost with it.
-        await within(
-          (async () => {
-            while (!peer.events.some((e) => e.event === "disconnect")) await sleep(20);
-          })(),
-          5000,
-          "the peer sees our ROUTER go",
-        );
-        // Sent while it retries: both peers queue it until they are connected again.
-        await peer.op({ op: "send", frames: [b64(bytes("after"))] });
-        router = new Router();
-        assert.equal(await router.bind(endpoint), endpoint);
-        const [id, after] = await within(router.receive(), 10_000, "after the restart");
-        assert.equal(text(after), "after");
-        await router.send([id, "welcome back"]);
-        const got = await peer.op({ op: "recv_summary", timeout: 5000 });
-        assert.deepEqual(got.sizes, [12]);
-      } finally {
-        await peer.close();
-        router.close();
-      }
-    });
+    test(
+      `a ${kind} DEALER reconnects after our ROUTER restarts on the same port`,
+      { skip: skip, timeout: 120_000 },
+      async () => {
+        let router = new Router();
+        const endpoint = await router.bind("ws://127.0.0.1:0");
+        const peer = await startPeer(kind, ["--type=dealer", `--connect=${endpoint}`, "--monitor"]);
+        try {
+          await peer.op({ op: "send", frames: [b64(bytes("before"))] });
+          const [, before] = await withTimeout(router.receive(), 5000, "before the restart");
+          assert.equal(text(before), "before");
+          router.close();
+          await router.whenClosed();
+          // A message sent before the peer saw the connection go would be lost with it.
+          await withTimeout(
+            (async () => {
+              while (!peer.events.some((e) => e.event === "disconnect")) await sleep(20);
+            })(),
+            5000,
+            "the peer sees our ROUTER go",
+          );
+          // Sent while it retries: both peers queue it until they are connected again.
+          await peer.op({ op: "send", frames: [b64(bytes("after"))] });
+          router = new Router();
+          assert.equal(await router.bind(endpoint), endpoint);
+          const [id, after] = await withTimeout(router.receive(), 10_000, "after the restart");
+          assert.equal(text(after), "after");
+          await router.send([id, "welcome back"]);
+          const got = await peer.op({ op: "recv_summary", timeout: 5000 });
+          assert.deepEqual(got.sizes, [12]);
+        } finally {
+          await peer.close();
+          router.close();
+        }
+      },
+    );
 
-    test(`our DEALER reconnects after a ${kind} ROUTER restarts on the same port`, async () => {
-      let peer: Peer = await startPeer(kind, [
-        "--type=router",
-        "--bind=ws://127.0.0.1:0",
-        "--echo",
-      ]);
-      const port = portOf(peer.endpoint);
-      const events: SocketEvent[] = [];
-      const dealer = new Dealer({ routingId: "comeback", onEvent: (e) => events.push(e) });
-      try {
-        dealer.connect(peer.endpoint);
-        await dealer.send("one");
-        assert.equal(text((await within(dealer.receive(), 5000, "first echo"))[0]), "one");
-        await peer.close();
-        await within(
-          (async () => {
-            while (!events.some((e) => e.type === "disconnect")) await sleep(20);
-          })(),
-          5000,
-          "our DEALER sees the ROUTER go",
-        );
-        peer = await startPeer(kind, [
+    test(
+      `our DEALER reconnects after a ${kind} ROUTER restarts on the same port`,
+      { skip: skip, timeout: 120_000 },
+      async () => {
+        let peer: Peer = await startPeer(kind, [
           "--type=router",
-          `--bind=ws://127.0.0.1:${port}`,
+          "--bind=ws://127.0.0.1:0",
           "--echo",
         ]);
-        await dealer.send("two");
-        assert.equal(text((await within(dealer.receive(), 10_000, "echo after"))[0]), "two");
-        assert.equal(events.filter((e) => e.type === "handshake").length, 2);
-      } finally {
-        dealer.close();
-        await peer.close();
-      }
-    });
+        const port = portOf(peer.endpoint);
+        const events: SocketEvent[] = [];
+        const dealer = new Dealer({ routingId: "comeback", onEvent: (e) => events.push(e) });
+        try {
+          dealer.connect(peer.endpoint);
+          await dealer.send("one");
+          assert.equal(text((await withTimeout(dealer.receive(), 5000, "first echo"))[0]), "one");
+          await peer.close();
+          await withTimeout(
+            (async () => {
+              while (!events.some((e) => e.type === "disconnect")) await sleep(20);
+            })(),
+            5000,
+            "our DEALER sees the ROUTER go",
+          );
+          peer = await startPeer(kind, [
+            "--type=router",
+            `--bind=ws://127.0.0.1:${port}`,
+            "--echo",
+          ]);
+          await dealer.send("two");
+          assert.equal(text((await withTimeout(dealer.receive(), 10_000, "echo after"))[0]), "two");
+          assert.equal(events.filter((e) => e.type === "handshake").length, 2);
+        } finally {
+          dealer.close();
+          await peer.close();
+        }
+      },
+    );
   });
 }
 
 describe("heartbeats over ws://", () => {
   test(
     "a libzmq DEALER with WebSocket heartbeats on stays connected to our idle ROUTER",
-    { skip: peerUnavailable("zeromq.js") },
+    { skip: peerMissing("zeromq.js"), timeout: 120_000 },
     async () => {
       const events: SocketEvent[] = [];
       // Our heartbeats on as well: toward libzmq's ws_engine they are left out (it drops
@@ -197,12 +212,12 @@ describe("heartbeats over ws://", () => {
       ]);
       try {
         await peer.op({ op: "send", frames: [b64(bytes("hello"))] });
-        await within(router.receive(), 5000, "first message");
+        await withTimeout(router.receive(), 5000, "first message");
         await sleep(2000); // several heartbeat timeouts, idle: only our answers keep it up
         assert.equal(peer.events.filter((e) => e.event === "disconnect").length, 0);
         assert.equal(events.filter((e) => e.type === "disconnect").length, 0);
         await peer.op({ op: "send", frames: [b64(bytes("still here"))] });
-        const [id, still] = await within(router.receive(), 5000, "after idle");
+        const [id, still] = await withTimeout(router.receive(), 5000, "after idle");
         assert.equal(text(id), "beating");
         assert.equal(text(still), "still here");
       } finally {
@@ -214,7 +229,7 @@ describe("heartbeats over ws://", () => {
 
   test(
     "our ROUTER with heartbeats on never sends jszmq a command (it would take it for data)",
-    { skip: peerUnavailable("jszmq") },
+    { skip: peerMissing("jszmq"), timeout: 120_000 },
     async () => {
       const events: SocketEvent[] = [];
       const router = new Router({
@@ -226,7 +241,7 @@ describe("heartbeats over ws://", () => {
       const peer = await startPeer("jszmq", ["--type=dealer", `--connect=${endpoint}`]);
       try {
         await peer.op({ op: "send", frames: [b64(bytes("hi"))] });
-        const [id] = await within(router.receive(), 5000, "hi");
+        const [id] = await withTimeout(router.receive(), 5000, "hi");
         // Many heartbeat intervals pass: no PING reaches jszmq, and its silence (it has no
         // heartbeat) does not get it dropped.
         assert.deepEqual(await peer.op({ op: "recv", timeout: 1000 }), { error: "timeout" });

@@ -1,6 +1,6 @@
 /**
  * Frame encoding (OutBuffer) and decoding (FrameDecoder) of the ZMTP core, checked against hand
- * written bytes and against the reference encoder in `_fuzz_cases.ts`.
+ * written bytes and against the reference encoder of `_wire_kit.ts`.
  */
 
 import { describe, test } from "node:test";
@@ -23,7 +23,6 @@ import {
   fromHex,
   hex,
   longHeader,
-  messageArb,
   messageBytes,
   MORE,
   pattern,
@@ -38,7 +37,8 @@ import {
   split,
   throwsZmtp,
   utf8,
-} from "./_fuzz_cases.ts";
+} from "./_wire_kit.ts";
+import { messageArb } from "./_zmtp_properties.ts";
 
 const MiB = 1024 * 1024;
 
@@ -64,7 +64,7 @@ function newDecoder(limits = ROOMY): {
 
 describe("FrameDecoder: frame sizes", () => {
   for (const size of [0, 1, 255, 256, 65_536, MiB]) {
-    test(`a ${size}-byte frame decodes, whole and split`, () => {
+    test(`a ${size}-byte frame decodes, whole and split`, { timeout: 30_000 }, () => {
       const body = pattern(size, size);
       const bytes = frame(0, body);
       assert.equal(bytes.length, size + (size <= 255 ? 2 : 9), "reference encoder form");
@@ -80,14 +80,16 @@ describe("FrameDecoder: frame sizes", () => {
     });
   }
 
-  test("the long form is accepted for a 5-byte body", () => {
+  test("the long form is accepted for a 5-byte body", { timeout: 30_000 }, () => {
     const bytes = fromHex("02 00 00 00 00 00 00 00 05 68 65 6c 6c 6f");
     const { messages, error } = decode([bytes]);
     assert.equal(error, undefined);
     assert.deepEqual(messages, [[utf8("hello")]]);
   });
 
-  test("the long form is accepted for an empty frame and inside a multipart message", () => {
+  test("the long form is accepted for an empty frame and inside a multipart message", {
+    timeout: 30_000,
+  }, () => {
     const bytes = concat([
       fromHex("03 00 00 00 00 00 00 00 00"),
       fromHex("01 01 61"),
@@ -110,28 +112,38 @@ describe("FrameDecoder: frame sizes", () => {
       ["2^64 - 1", 2n ** 64n - 1n],
     ] as const
   ) {
-    test(`a declared length of ${label} is refused on the header alone`, () => {
-      for (const flags of [0, MORE, COMMAND]) {
-        const { decoder, messages } = newDecoder({
-          maxMessageSize: 256 * MiB,
-          maxFrames: 65_536,
-        });
-        const header = longHeader(flags, size);
-        // The first 8 header bytes say nothing yet; the 9th completes the length.
-        for (let i = 0; i < 8; i++) decoder.feed(header.subarray(i, i + 1));
-        throwsZmtp(() => decoder.feed(header.subarray(8)), "message-too-large");
-        assert.equal(messages.length, 0);
-      }
-    });
+    test(
+      `a declared length of ${label} is refused on the header alone`,
+      { timeout: 30_000 },
+      () => {
+        for (const flags of [0, MORE, COMMAND]) {
+          const { decoder, messages } = newDecoder({
+            maxMessageSize: 256 * MiB,
+            maxFrames: 65_536,
+          });
+          const header = longHeader(flags, size);
+          // The first 8 header bytes say nothing yet; the 9th completes the length.
+          for (let i = 0; i < 8; i++) decoder.feed(header.subarray(i, i + 1));
+          throwsZmtp(() => decoder.feed(header.subarray(8)), "message-too-large");
+          assert.equal(messages.length, 0);
+        }
+      },
+    );
   }
 
-  test("with the default limit (Connection's 256 MiB) 2^32 + 1 is refused", () => {
-    // Same limit the Connection applies by default; a 9-byte input cannot have paid for 4 GiB.
-    const { decoder } = newDecoder({ maxMessageSize: 256 * MiB, maxFrames: 65_536 });
-    throwsZmtp(() => decoder.feed(longHeader(0, 2n ** 32n + 1n)), "message-too-large");
-  });
+  test(
+    "with the default limit (Connection's 256 MiB) 2^32 + 1 is refused",
+    { timeout: 30_000 },
+    () => {
+      // Same limit the Connection applies by default; a 9-byte input cannot have paid for 4 GiB.
+      const { decoder } = newDecoder({ maxMessageSize: 256 * MiB, maxFrames: 65_536 });
+      throwsZmtp(() => decoder.feed(longHeader(0, 2n ** 32n + 1n)), "message-too-large");
+    },
+  );
 
-  test("without a size limit, a huge declared frame costs only the bytes that arrive", () => {
+  test("without a size limit, a huge declared frame costs only the bytes that arrive", {
+    timeout: 30_000,
+  }, () => {
     for (const size of [2n ** 30n, 2n ** 62n]) {
       const { decoder, messages } = newDecoder({
         maxMessageSize: Number.POSITIVE_INFINITY,
@@ -147,7 +159,7 @@ describe("FrameDecoder: frame sizes", () => {
     }
   });
 
-  test("a frame at the limit passes, one byte more is refused", () => {
+  test("a frame at the limit passes, one byte more is refused", { timeout: 30_000 }, () => {
     const ok = decode([frame(0, pattern(100))], { maxMessageSize: 100, maxFrames: 4 });
     assert.equal(ok.error, undefined);
     assert.equal(ok.messages.length, 1);
@@ -164,7 +176,7 @@ describe("FrameDecoder: frame sizes", () => {
 });
 
 describe("FrameDecoder: messages", () => {
-  test("the message size limit adds up the frames of one message", () => {
+  test("the message size limit adds up the frames of one message", { timeout: 30_000 }, () => {
     const limits = { maxMessageSize: 10, maxFrames: 16 };
     // 6 + 4 = 10 fits.
     const fits = decode([messageBytes([pattern(6), pattern(4)])], limits);
@@ -186,7 +198,7 @@ describe("FrameDecoder: messages", () => {
     assert.equal(again.messages.length, 2);
   });
 
-  test("commands do not count towards the message being received", () => {
+  test("commands do not count towards the message being received", { timeout: 30_000 }, () => {
     const limits = { maxMessageSize: 10, maxFrames: 16 };
     const stream = concat([
       frame(MORE, pattern(6)),
@@ -199,7 +211,9 @@ describe("FrameDecoder: messages", () => {
     assert.equal(commands.length, 1);
   });
 
-  test("maxFrames: a message of maxFrames frames passes, one more frame is refused", () => {
+  test("maxFrames: a message of maxFrames frames passes, one more frame is refused", {
+    timeout: 30_000,
+  }, () => {
     const limits = { maxMessageSize: 1000, maxFrames: 3 };
     const three = decode([messageBytes([utf8("a"), utf8("b"), utf8("c")])], limits);
     assert.equal(three.error, undefined);
@@ -222,7 +236,7 @@ describe("FrameDecoder: messages", () => {
     failedWith(decode([frame(MORE, utf8("x")), frame(0, utf8("y"))], one), "too-many-frames");
   });
 
-  test("multipart: MORE on all frames but the last makes one message", () => {
+  test("multipart: MORE on all frames but the last makes one message", { timeout: 30_000 }, () => {
     const bytes = fromHex("01 01 61 01 00 00 02 62 63");
     const { messages, error } = decode([bytes]);
     assert.equal(error, undefined);
@@ -232,7 +246,7 @@ describe("FrameDecoder: messages", () => {
     assert.deepEqual(single.messages, [[utf8("a")], [new Uint8Array(0)], [utf8("bc")]]);
   });
 
-  test("a 1000-frame message arrives once, frames in order", () => {
+  test("a 1000-frame message arrives once, frames in order", { timeout: 30_000 }, () => {
     const frames = Array.from({ length: 1000 }, (_, i) => pattern(i % 300, i));
     const bytes = messageBytes(frames);
     for (const chunks of [[bytes], randomSplit(bytes, prng(7), 97)]) {
@@ -243,7 +257,7 @@ describe("FrameDecoder: messages", () => {
     }
   });
 
-  test("a command frame with MORE is refused", () => {
+  test("a command frame with MORE is refused", { timeout: 30_000 }, () => {
     const body = commandBody("PING", fromHex("00 00"));
     failedWith(decode([frame(COMMAND | MORE, body)]), "malformed-command");
     failedWith(decode([frame(COMMAND | MORE, body, true)]), "malformed-command");
@@ -253,7 +267,7 @@ describe("FrameDecoder: messages", () => {
     assert.equal(ok.messages.length, 0);
   });
 
-  test("a message is delivered only once its last frame is complete", () => {
+  test("a message is delivered only once its last frame is complete", { timeout: 30_000 }, () => {
     const frames = [utf8("first"), pattern(300), utf8("last")];
     const bytes = messageBytes(frames);
     for (let cut = 0; cut < bytes.length; cut++) {
@@ -268,13 +282,17 @@ describe("FrameDecoder: messages", () => {
     }
   });
 
-  test("delivered frames are copies: reusing the read buffer changes nothing", () => {
-    const buffer = concat([messageBytes([utf8("abc"), pattern(400)]), frame(0, utf8("xyz"))]);
-    const { decoder, messages } = newDecoder();
-    decoder.feed(buffer);
-    buffer.fill(0xee);
-    assert.deepEqual(messages, [[utf8("abc"), pattern(400)], [utf8("xyz")]]);
-  });
+  test(
+    "delivered frames are copies: reusing the read buffer changes nothing",
+    { timeout: 30_000 },
+    () => {
+      const buffer = concat([messageBytes([utf8("abc"), pattern(400)]), frame(0, utf8("xyz"))]);
+      const { decoder, messages } = newDecoder();
+      decoder.feed(buffer);
+      buffer.fill(0xee);
+      assert.deepEqual(messages, [[utf8("abc"), pattern(400)], [utf8("xyz")]]);
+    },
+  );
 });
 
 describe("FrameDecoder: any split gives the same result", () => {
@@ -288,21 +306,21 @@ describe("FrameDecoder: any split gives the same result", () => {
   ]);
   const reference = decode([stream]);
 
-  test("the reference decode is as encoded", () => {
+  test("the reference decode is as encoded", { timeout: 30_000 }, () => {
     assert.equal(reference.error, undefined);
     assert.equal(reference.messages.length, 4);
     assert.equal(reference.commands.length, 2);
     assertBytes(reference.messages[0][3], pattern(256));
   });
 
-  test("byte by byte", () => {
+  test("byte by byte", { timeout: 30_000 }, () => {
     const result = decode(bytewise(stream));
     assert.equal(result.error, undefined);
     assert.ok(sameMessages(result.messages, reference.messages));
     assert.deepEqual(result.commands, reference.commands);
   });
 
-  test("cut in two at every position", () => {
+  test("cut in two at every position", { timeout: 30_000 }, () => {
     for (
       let cut = 0;
       cut <= stream.length;
@@ -315,7 +333,7 @@ describe("FrameDecoder: any split gives the same result", () => {
     }
   });
 
-  test("random splits", () => {
+  test("random splits", { timeout: 30_000 }, () => {
     for (let seed = 1; seed <= 50; seed++) {
       const result = decode(randomSplit(stream, prng(seed), 1 + seed * 40));
       assert.equal(result.error, undefined);
@@ -326,19 +344,19 @@ describe("FrameDecoder: any split gives the same result", () => {
 });
 
 describe("OutBuffer: exact bytes", () => {
-  test("a short frame: 00 02 68 69", () => {
+  test("a short frame: 00 02 68 69", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([utf8("hi")]);
     assert.equal(hex(drain(out)), "00 02 68 69");
   });
 
-  test("an empty frame: 00 00", () => {
+  test("an empty frame: 00 00", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([new Uint8Array(0)]);
     assert.equal(hex(drain(out)), "00 00");
   });
 
-  test("255 bytes use the short form, 256 the long form", () => {
+  test("255 bytes use the short form, 256 the long form", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([pattern(255)]);
     const short = drain(out);
@@ -351,7 +369,7 @@ describe("OutBuffer: exact bytes", () => {
     assertBytes(long.subarray(9), pattern(256));
   });
 
-  test("64 KiB and 1 MiB headers", () => {
+  test("64 KiB and 1 MiB headers", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([pattern(65_536)]);
     const a = drain(out);
@@ -364,7 +382,7 @@ describe("OutBuffer: exact bytes", () => {
     assertBytes(b.subarray(9), pattern(MiB));
   });
 
-  test("multipart: MORE (01) on all but the last frame", () => {
+  test("multipart: MORE (01) on all but the last frame", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([utf8("a"), new Uint8Array(0), utf8("b")]);
     assert.equal(hex(drain(out)), "01 01 61 01 00 00 01 62");
@@ -373,7 +391,7 @@ describe("OutBuffer: exact bytes", () => {
     assert.equal(hex(bytes.subarray(0, 12)), "01 01 78 02 00 00 00 00 00 00 01 00");
   });
 
-  test("commands: flag 04, long commands 06", () => {
+  test("commands: flag 04, long commands 06", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.command(commandBody("PING", fromHex("00 0a")));
     assert.equal(hex(drain(out)), "04 07 04 50 49 4e 47 00 0a");
@@ -384,14 +402,14 @@ describe("OutBuffer: exact bytes", () => {
     assertBytes(bytes.subarray(9), body);
   });
 
-  test("raw bytes pass through unchanged, before what follows", () => {
+  test("raw bytes pass through unchanged, before what follows", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.raw(fromHex("ff 00 7f"));
     out.message([utf8("hi")]);
     assert.equal(hex(drain(out)), "ff 00 7f 00 02 68 69");
   });
 
-  test("counts and take()", () => {
+  test("counts and take()", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     assert.equal(out.take(), null);
     out.message([utf8("hi")]);
@@ -408,31 +426,39 @@ describe("OutBuffer: exact bytes", () => {
     assert.equal(out.take(), null);
   });
 
-  test("bodies under 64 KiB are copied: the caller may reuse them at once", () => {
-    const out = new OutBuffer();
-    const small = utf8("hello");
-    const large = pattern(65_535);
-    assert.equal(out.message([small, large]), false, "nothing referred to");
-    small.fill(0);
-    large.fill(0);
-    const bytes = drain(out);
-    assert.deepEqual(bytes.subarray(2, 7), utf8("hello"));
-    assertBytes(bytes.subarray(16), pattern(65_535));
-  });
+  test(
+    "bodies under 64 KiB are copied: the caller may reuse them at once",
+    { timeout: 30_000 },
+    () => {
+      const out = new OutBuffer();
+      const small = utf8("hello");
+      const large = pattern(65_535);
+      assert.equal(out.message([small, large]), false, "nothing referred to");
+      small.fill(0);
+      large.fill(0);
+      const bytes = drain(out);
+      assert.deepEqual(bytes.subarray(2, 7), utf8("hello"));
+      assertBytes(bytes.subarray(16), pattern(65_535));
+    },
+  );
 
-  test("bodies of 64 KiB or more are referred to, and message() says so", () => {
-    const out = new OutBuffer();
-    const big = pattern(65_536, 1);
-    assert.equal(out.message([utf8("id"), big]), true);
-    assert.equal(out.message([utf8("small")]), false);
-    const bytes = drain(out);
-    assertBytes(
-      bytes,
-      concat([messageBytes([utf8("id"), pattern(65_536, 1)]), messageBytes([utf8("small")])]),
-    );
-  });
+  test(
+    "bodies of 64 KiB or more are referred to, and message() says so",
+    { timeout: 30_000 },
+    () => {
+      const out = new OutBuffer();
+      const big = pattern(65_536, 1);
+      assert.equal(out.message([utf8("id"), big]), true);
+      assert.equal(out.message([utf8("small")]), false);
+      const bytes = drain(out);
+      assertBytes(
+        bytes,
+        concat([messageBytes([utf8("id"), pattern(65_536, 1)]), messageBytes([utf8("small")])]),
+      );
+    },
+  );
 
-  test("chunks already taken are never written to again", () => {
+  test("chunks already taken are never written to again", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     out.message([utf8("one")]);
     const first = out.take()!.chunks;
@@ -444,7 +470,7 @@ describe("OutBuffer: exact bytes", () => {
     first.forEach((chunk, i) => assertBytes(chunk, snapshot[i]));
   });
 
-  test("many small messages across segment boundaries round-trip", () => {
+  test("many small messages across segment boundaries round-trip", { timeout: 30_000 }, () => {
     const out = new OutBuffer();
     const sent = Array.from({ length: 3000 }, (_, i) => [pattern(i % 200, i), pattern(i % 7, -i)]);
     for (const m of sent) out.message(m);
@@ -457,7 +483,7 @@ describe("OutBuffer: exact bytes", () => {
 });
 
 describe("OutBuffer → FrameDecoder", () => {
-  test("random messages round-trip through any split", () => {
+  test("random messages round-trip through any split", { timeout: 30_000 }, () => {
     fc.assert(
       fc.property(
         fc.array(messageArb, { minLength: 1, maxLength: 6 }),
@@ -476,25 +502,29 @@ describe("OutBuffer → FrameDecoder", () => {
     );
   });
 
-  test("a frame just past 4 MiB, read through one reused buffer, round-trips", () => {
-    const body = pattern(EAGER_ALLOCATION_BYTES + 10, 9);
-    const out = new OutBuffer();
-    out.message([body]);
-    const bytes = drain(out);
-    // decode() passes every piece through one reused, then overwritten, buffer.
-    const result = decode(randomSplit(bytes, prng(3), 300_000), {
-      maxMessageSize: 64 * MiB,
-      maxFrames: 4,
-    });
-    assert.equal(result.error, undefined);
-    assert.equal(result.messages.length, 1);
-    assertBytes(result.messages[0][0], body);
-    // And the way the driver reads, offering readTarget() first.
-    const { decoder, messages } = newDecoder({ maxMessageSize: 64 * MiB, maxFrames: 4 });
-    readLoop(bytes, () => decoder.readTarget(), (c) => decoder.feed(c), 65_536);
-    assert.equal(messages.length, 1);
-    assertBytes(messages[0][0], body);
-  });
+  test(
+    "a frame just past 4 MiB, read through one reused buffer, round-trips",
+    { timeout: 30_000 },
+    () => {
+      const body = pattern(EAGER_ALLOCATION_BYTES + 10, 9);
+      const out = new OutBuffer();
+      out.message([body]);
+      const bytes = drain(out);
+      // decode() passes every piece through one reused, then overwritten, buffer.
+      const result = decode(randomSplit(bytes, prng(3), 300_000), {
+        maxMessageSize: 64 * MiB,
+        maxFrames: 4,
+      });
+      assert.equal(result.error, undefined);
+      assert.equal(result.messages.length, 1);
+      assertBytes(result.messages[0][0], body);
+      // And the way the driver reads, offering readTarget() first.
+      const { decoder, messages } = newDecoder({ maxMessageSize: 64 * MiB, maxFrames: 4 });
+      readLoop(bytes, () => decoder.readTarget(), (c) => decoder.feed(c), 65_536);
+      assert.equal(messages.length, 1);
+      assertBytes(messages[0][0], body);
+    },
+  );
 });
 
 describe("FrameDecoder.readTarget: reading large bodies in place", () => {
@@ -508,7 +538,7 @@ describe("FrameDecoder.readTarget: reading large bodies in place", () => {
   ]);
   const reference = decode([stream]);
 
-  test("nothing to offer while no large body is being received", () => {
+  test("nothing to offer while no large body is being received", { timeout: 30_000 }, () => {
     const { decoder } = newDecoder();
     assert.equal(decoder.readTarget(), null);
     decoder.feed(messageBytes([utf8("abc"), pattern(1000)]));
@@ -517,19 +547,32 @@ describe("FrameDecoder.readTarget: reading large bodies in place", () => {
     assert.equal(decoder.readTarget(), null, "small body under way");
   });
 
-  test("bytes read into the offered buffers arrive intact, for any read size", () => {
-    assert.equal(reference.error, undefined);
-    assert.equal(reference.messages.length, 5);
-    for (const maxRead of [1, 7, 16, 1000, 65_536, 100_000, 1 << 20]) {
-      const { decoder, messages, commands } = newDecoder();
-      const direct = readLoop(stream, () => decoder.readTarget(), (c) => decoder.feed(c), maxRead);
-      assert.ok(sameMessages(messages, reference.messages), `maxRead ${maxRead}`);
-      assert.deepEqual(commands, reference.commands);
-      if (maxRead >= 1000) assert.ok(direct > 0, `maxRead ${maxRead}: no read went in place`);
-    }
-  });
+  test(
+    "bytes read into the offered buffers arrive intact, for any read size",
+    { timeout: 30_000 },
+    () => {
+      assert.equal(reference.error, undefined);
+      assert.equal(reference.messages.length, 5);
+      for (const maxRead of [1, 7, 16, 1000, 65_536, 100_000, 1 << 20]) {
+        const { decoder, messages, commands } = newDecoder();
+        const direct = readLoop(
+          stream,
+          () => decoder.readTarget(),
+          (c) => decoder.feed(c),
+          maxRead,
+        );
+        assert.ok(sameMessages(messages, reference.messages), `maxRead ${maxRead}`);
+        assert.deepEqual(commands, reference.commands);
+        if (maxRead >= 1000) {
+          assert.ok(direct > 0, `maxRead ${maxRead}: no read went in place`);
+        }
+      }
+    },
+  );
 
-  test("frames delivered from in-place reads are not overwritten by later reads", () => {
+  test("frames delivered from in-place reads are not overwritten by later reads", {
+    timeout: 30_000,
+  }, () => {
     const { decoder, messages } = newDecoder();
     readLoop(stream, () => decoder.readTarget(), (c) => decoder.feed(c), 65_536);
     const first = messages[0][1];
@@ -538,7 +581,9 @@ describe("FrameDecoder.readTarget: reading large bodies in place", () => {
     assertBytes(messages[2][2], pattern(65_535, 4));
   });
 
-  test("Connection.readTarget: nothing before the handshake, large bodies after it", () => {
+  test("Connection.readTarget: nothing before the handshake, large bodies after it", {
+    timeout: 30_000,
+  }, () => {
     const { conn, messages } = recorded({ socketType: "DEALER" });
     assert.equal(conn.readTarget(), null);
     const handshake = concat([peerGreeting(), readyFrame([["Socket-Type", "ROUTER"]])]);

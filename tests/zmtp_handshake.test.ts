@@ -32,7 +32,7 @@ import {
   sameMessages,
   throwsZmtp,
   utf8,
-} from "./_fuzz_cases.ts";
+} from "./_wire_kit.ts";
 
 const latin1 = new TextDecoder("latin1");
 
@@ -91,7 +91,7 @@ function readyConnection(
 }
 
 describe("greeting", () => {
-  test("ours is 64 bytes: libzmq's signature, 3.1, NULL, as-server 0", () => {
+  test("ours is 64 bytes: libzmq's signature, 3.1, NULL, as-server 0", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     const taken = conn.out.take();
     assert.ok(taken !== null);
@@ -104,51 +104,59 @@ describe("greeting", () => {
     assert.equal(conn.state, "greeting");
   });
 
-  test("the minor version we announce is an option", () => {
+  test("the minor version we announce is an option", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", minorVersion: 0 });
     const greeting = drain(conn.out);
     assert.equal(greeting[10], 3);
     assert.equal(greeting[11], 0);
   });
 
-  test("a libzmq greeting arriving as signature, then version, then the rest", () => {
-    const { conn } = recorded({ socketType: "DEALER" });
-    drain(conn.out);
-    const greeting = peerGreeting();
-    conn.receive(greeting.subarray(0, 10), 0);
-    assert.equal(conn.state, "greeting");
-    assert.equal(drain(conn.out).length, 0, "nothing more to say before the peer's greeting");
-    conn.receive(greeting.subarray(10, 11), 0);
-    assert.equal(conn.state, "greeting");
-    conn.receive(greeting.subarray(11), 0);
-    assert.equal(conn.state, "handshake");
-    const commands = sentCommands(drain(conn.out));
-    assert.deepEqual(commands.map((c) => c.name), ["READY"]);
-  });
+  test(
+    "a libzmq greeting arriving as signature, then version, then the rest",
+    { timeout: 30_000 },
+    () => {
+      const { conn } = recorded({ socketType: "DEALER" });
+      drain(conn.out);
+      const greeting = peerGreeting();
+      conn.receive(greeting.subarray(0, 10), 0);
+      assert.equal(conn.state, "greeting");
+      assert.equal(drain(conn.out).length, 0, "nothing more to say before the peer's greeting");
+      conn.receive(greeting.subarray(10, 11), 0);
+      assert.equal(conn.state, "greeting");
+      conn.receive(greeting.subarray(11), 0);
+      assert.equal(conn.state, "handshake");
+      const commands = sentCommands(drain(conn.out));
+      assert.deepEqual(commands.map((c) => c.name), ["READY"]);
+    },
+  );
 
-  test("a greeting byte by byte, and greeting + READY + message in one chunk", () => {
-    const stream = concat([
-      peerGreeting(),
-      readyFrame([["Socket-Type", "ROUTER"]]),
-      messageBytes([utf8("hi")]),
-    ]);
-    for (const chunks of [bytewise(stream), [stream]]) {
-      const { conn, peers, messages } = recorded({ socketType: "DEALER" });
-      for (const chunk of chunks) conn.receive(chunk, 0);
-      assert.equal(conn.state, "ready");
-      assert.equal(peers.length, 1);
-      assert.deepEqual(messages, [[utf8("hi")]]);
-    }
-  });
+  test(
+    "a greeting byte by byte, and greeting + READY + message in one chunk",
+    { timeout: 30_000 },
+    () => {
+      const stream = concat([
+        peerGreeting(),
+        readyFrame([["Socket-Type", "ROUTER"]]),
+        messageBytes([utf8("hi")]),
+      ]);
+      for (const chunks of [bytewise(stream), [stream]]) {
+        const { conn, peers, messages } = recorded({ socketType: "DEALER" });
+        for (const chunk of chunks) conn.receive(chunk, 0);
+        assert.equal(conn.state, "ready");
+        assert.equal(peers.length, 1);
+        assert.deepEqual(messages, [[utf8("hi")]]);
+      }
+    },
+  );
 
-  test("bytes 1..8 of the signature may hold anything", () => {
+  test("bytes 1..8 of the signature may hold anything", { timeout: 30_000 }, () => {
     const signature = fromHex("ff 12 34 56 78 9a bc de f0 7f");
     const { conn } = recorded({ socketType: "DEALER" });
     conn.receive(peerGreeting({ signature }), 0);
     assert.equal(conn.state, "handshake");
   });
 
-  test("byte 0 not 0xff: bad-signature on the very first byte", () => {
+  test("byte 0 not 0xff: bad-signature on the very first byte", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     throwsZmtp(() => conn.receive(utf8("G"), 0), "bad-signature");
     assert.equal(conn.state, "closed");
@@ -157,7 +165,7 @@ describe("greeting", () => {
     assert.equal(conn.state, "closed");
   });
 
-  test("byte 9 not 0x7f: bad-signature when byte 9 arrives", () => {
+  test("byte 9 not 0x7f: bad-signature when byte 9 arrives", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     const signature = LIBZMQ_SIGNATURE.slice();
     signature[9] = 0x01;
@@ -166,35 +174,39 @@ describe("greeting", () => {
     throwsZmtp(() => conn.receive(signature.subarray(9), 0), "bad-signature");
   });
 
-  test("major version 2: unsupported-version when byte 10 arrives", () => {
+  test("major version 2: unsupported-version when byte 10 arrives", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     const greeting = peerGreeting({ major: 2 });
     conn.receive(greeting.subarray(0, 10), 0);
     throwsZmtp(() => conn.receive(greeting.subarray(10, 11), 0), "unsupported-version");
   });
 
-  test("major version 4 is accepted", () => {
+  test("major version 4 is accepted", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     conn.receive(concat([peerGreeting({ major: 4, minor: 0 })]), 0);
     assert.equal(conn.state, "handshake");
   });
 
-  test("mechanism PLAIN against our NULL: mechanism-mismatch", () => {
+  test("mechanism PLAIN against our NULL: mechanism-mismatch", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     throwsZmtp(() => conn.receive(peerGreeting({ mechanism: "PLAIN" }), 0), "mechanism-mismatch");
   });
 
-  test("a mechanism name with bytes after its zero padding is not NULL", () => {
-    const name = new Uint8Array(20);
-    name.set(utf8("NULL"));
-    name[19] = 0x41;
-    const { conn } = recorded({ socketType: "DEALER" });
-    throwsZmtp(() => conn.receive(peerGreeting({ mechanism: name }), 0), "mechanism-mismatch");
-  });
+  test(
+    "a mechanism name with bytes after its zero padding is not NULL",
+    { timeout: 30_000 },
+    () => {
+      const name = new Uint8Array(20);
+      name.set(utf8("NULL"));
+      name[19] = 0x41;
+      const { conn } = recorded({ socketType: "DEALER" });
+      throwsZmtp(() => conn.receive(peerGreeting({ mechanism: name }), 0), "mechanism-mismatch");
+    },
+  );
 });
 
 describe("READY", () => {
-  test("property names are sent exactly as Socket-Type and Identity", () => {
+  test("property names are sent exactly as Socket-Type and Identity", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", routingId: fromHex("00 01 02 ff") });
     conn.receive(peerGreeting(), 0);
     const sent = drain(conn.out);
@@ -218,7 +230,7 @@ describe("READY", () => {
     assert.deepEqual(properties[1][1], fromHex("00 01 02 ff"));
   });
 
-  test("a DEALER without a routing id announces an empty Identity", () => {
+  test("a DEALER without a routing id announces an empty Identity", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     conn.receive(peerGreeting(), 0);
     const [ready] = sentCommands(drain(conn.out).subarray(GREETING_BYTES));
@@ -228,7 +240,7 @@ describe("READY", () => {
     ]);
   });
 
-  test("peer properties are read case-insensitively", () => {
+  test("peer properties are read case-insensitively", { timeout: 30_000 }, () => {
     for (
       const [typeName, idName] of [
         ["socket-type", "identity"],
@@ -253,14 +265,14 @@ describe("READY", () => {
     }
   });
 
-  test("a peer without Identity has an empty routing id", () => {
+  test("a peer without Identity has an empty routing id", { timeout: 30_000 }, () => {
     const { peers } = readyConnection({ socketType: "ROUTER" }, "DEALER");
     assert.deepEqual(peers[0].routingId, new Uint8Array(0));
   });
 });
 
 describe("two Connections in memory", () => {
-  test("DEALER ↔ ROUTER: handshake, then messages both ways", () => {
+  test("DEALER ↔ ROUTER: handshake, then messages both ways", { timeout: 30_000 }, () => {
     const dealer = recorded({ socketType: "DEALER", routingId: utf8("worker-1") });
     const router = recorded({ socketType: "ROUTER" });
     pump(dealer.conn, router.conn, 0);
@@ -279,7 +291,7 @@ describe("two Connections in memory", () => {
     assert.ok(sameMessages(dealer.messages, down));
   });
 
-  test("the same, with every byte stream cut in random pieces", () => {
+  test("the same, with every byte stream cut in random pieces", { timeout: 30_000 }, () => {
     for (let seed = 1; seed <= 20; seed++) {
       const random = prng(seed);
       const cut = (data: Uint8Array) => randomSplit(data, random, seed);
@@ -293,12 +305,14 @@ describe("two Connections in memory", () => {
     }
   });
 
-  test("send() before the handshake is refused", () => {
+  test("send() before the handshake is refused", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     assert.throws(() => conn.send([utf8("early")]));
   });
 
-  test("DEALER ↔ PUB: the DEALER sends ERROR and fails with socket-type-mismatch", () => {
+  test("DEALER ↔ PUB: the DEALER sends ERROR and fails with socket-type-mismatch", {
+    timeout: 30_000,
+  }, () => {
     const { conn, peers } = recorded({ socketType: "DEALER" });
     drain(conn.out);
     throwsZmtp(
@@ -314,20 +328,25 @@ describe("two Connections in memory", () => {
     assert.match(reason, /PUB/);
   });
 
-  test("the ERROR we send is understood by a peer: peer-error with our reason", () => {
-    const dealer = recorded({ socketType: "DEALER" });
-    throwsZmtp(
-      () => dealer.conn.receive(concat([peerGreeting(), readyFrame([["Socket-Type", "PUB"]])]), 0),
-      "socket-type-mismatch",
-    );
-    // Greeting, READY, ERROR: a ROUTER accepts the READY, then takes the ERROR.
-    const router = recorded({ socketType: "ROUTER" });
-    const error = throwsZmtp(() => router.conn.receive(drain(dealer.conn.out), 0), "peer-error");
-    assert.equal(router.peers.length, 1);
-    assert.match(error.message, /DEALER cannot talk to PUB/);
-  });
+  test(
+    "the ERROR we send is understood by a peer: peer-error with our reason",
+    { timeout: 30_000 },
+    () => {
+      const dealer = recorded({ socketType: "DEALER" });
+      throwsZmtp(
+        () =>
+          dealer.conn.receive(concat([peerGreeting(), readyFrame([["Socket-Type", "PUB"]])]), 0),
+        "socket-type-mismatch",
+      );
+      // Greeting, READY, ERROR: a ROUTER accepts the READY, then takes the ERROR.
+      const router = recorded({ socketType: "ROUTER" });
+      const error = throwsZmtp(() => router.conn.receive(drain(dealer.conn.out), 0), "peer-error");
+      assert.equal(router.peers.length, 1);
+      assert.match(error.message, /DEALER cannot talk to PUB/);
+    },
+  );
 
-  test("a READY without Socket-Type is a mismatch", () => {
+  test("a READY without Socket-Type is a mismatch", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     throwsZmtp(
       () => conn.receive(concat([peerGreeting(), readyFrame([["Identity", "x"]])]), 0),
@@ -338,7 +357,9 @@ describe("two Connections in memory", () => {
 
 describe("PING and PONG", () => {
   for (const minor of [1, 0]) {
-    test(`PING is answered with PONG and the same context (peer announced 3.${minor})`, () => {
+    test(`PING is answered with PONG and the same context (peer announced 3.${minor})`, {
+      timeout: 30_000,
+    }, () => {
       const { conn } = readyConnection({ socketType: "DEALER" }, "ROUTER", minor);
       const context = fromHex("01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10");
       conn.receive(pingFrame(10, context), 5);
@@ -349,7 +370,7 @@ describe("PING and PONG", () => {
     });
   }
 
-  test("a PONG or an unknown command after the handshake is ignored", () => {
+  test("a PONG or an unknown command after the handshake is ignored", { timeout: 30_000 }, () => {
     const { conn, messages } = readyConnection({ socketType: "DEALER" });
     conn.receive(
       concat([
@@ -364,7 +385,9 @@ describe("PING and PONG", () => {
     assert.deepEqual(messages, [[utf8("m")]]);
   });
 
-  test("with heartbeatInterval set, tick() sends PING and times out without input", () => {
+  test("with heartbeatInterval set, tick() sends PING and times out without input", {
+    timeout: 30_000,
+  }, () => {
     const { conn } = readyConnection({ socketType: "DEALER", heartbeatInterval: 1000 });
     conn.tick(999);
     assert.equal(drain(conn.out).length, 0, "no PING before the interval");
@@ -376,7 +399,7 @@ describe("PING and PONG", () => {
     assert.equal(conn.state, "closed");
   });
 
-  test("input after our PING prevents the timeout", () => {
+  test("input after our PING prevents the timeout", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({
       socketType: "DEALER",
       heartbeatInterval: 1000,
@@ -393,28 +416,40 @@ describe("PING and PONG", () => {
     throwsZmtp(() => conn.tick(4100), "heartbeat-timeout");
   });
 
-  test("our PING carries heartbeatTtl in tenths of a second, capped at 655", () => {
-    const a = readyConnection({ socketType: "DEALER", heartbeatInterval: 10, heartbeatTtl: 3000 });
-    a.conn.tick(10);
-    assert.equal(hex(drain(a.conn.out)), "04 07 04 50 49 4e 47 00 1e");
-    const b = readyConnection({
-      socketType: "DEALER",
-      heartbeatInterval: 10,
-      heartbeatTtl: 1_000_000,
-    });
-    b.conn.tick(10);
-    assert.equal(hex(drain(b.conn.out)), "04 07 04 50 49 4e 47 02 8f");
-  });
+  test(
+    "our PING carries heartbeatTtl in tenths of a second, capped at 655",
+    { timeout: 30_000 },
+    () => {
+      const a = readyConnection({
+        socketType: "DEALER",
+        heartbeatInterval: 10,
+        heartbeatTtl: 3000,
+      });
+      a.conn.tick(10);
+      assert.equal(hex(drain(a.conn.out)), "04 07 04 50 49 4e 47 00 1e");
+      const b = readyConnection({
+        socketType: "DEALER",
+        heartbeatInterval: 10,
+        heartbeatTtl: 1_000_000,
+      });
+      b.conn.tick(10);
+      assert.equal(hex(drain(b.conn.out)), "04 07 04 50 49 4e 47 02 8f");
+    },
+  );
 
-  test("a PING with TTL 10 followed by 1 s of silence is a heartbeat-timeout", () => {
-    const { conn } = readyConnection({ socketType: "DEALER" });
-    conn.receive(pingFrame(10), 100);
-    conn.tick(1099);
-    assert.equal(conn.state, "ready");
-    throwsZmtp(() => conn.tick(1100), "heartbeat-timeout");
-  });
+  test(
+    "a PING with TTL 10 followed by 1 s of silence is a heartbeat-timeout",
+    { timeout: 30_000 },
+    () => {
+      const { conn } = readyConnection({ socketType: "DEALER" });
+      conn.receive(pingFrame(10), 100);
+      conn.tick(1099);
+      assert.equal(conn.state, "ready");
+      throwsZmtp(() => conn.tick(1100), "heartbeat-timeout");
+    },
+  );
 
-  test("input within the peer's TTL keeps the connection", () => {
+  test("input within the peer's TTL keeps the connection", { timeout: 30_000 }, () => {
     const { conn, messages } = readyConnection({ socketType: "DEALER" });
     conn.receive(pingFrame(10), 100);
     conn.receive(messageBytes([utf8("alive")]), 1000);
@@ -424,14 +459,14 @@ describe("PING and PONG", () => {
     throwsZmtp(() => conn.tick(2000), "heartbeat-timeout");
   });
 
-  test("no PING is sent to a peer that announced ZMTP 3.0", () => {
+  test("no PING is sent to a peer that announced ZMTP 3.0", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({ socketType: "DEALER", heartbeatInterval: 100 }, "ROUTER", 0);
     for (let now = 0; now <= 10_000; now += 50) conn.tick(now);
     assert.equal(conn.state, "ready");
     assert.equal(drain(conn.out).length, 0);
   });
 
-  test("no timer fires without heartbeat options", () => {
+  test("no timer fires without heartbeat options", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({ socketType: "DEALER" });
     conn.tick(1e12);
     assert.equal(conn.state, "ready");
@@ -440,7 +475,7 @@ describe("PING and PONG", () => {
 });
 
 describe("handshake timeout", () => {
-  test("no greeting within handshakeTimeout", () => {
+  test("no greeting within handshakeTimeout", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", handshakeTimeout: 1000 }, 500);
     conn.tick(1499);
     assert.equal(conn.state, "greeting");
@@ -448,14 +483,14 @@ describe("handshake timeout", () => {
     assert.equal(conn.state, "closed");
   });
 
-  test("a greeting but no READY within handshakeTimeout", () => {
+  test("a greeting but no READY within handshakeTimeout", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", handshakeTimeout: 1000 }, 0);
     conn.receive(peerGreeting(), 10);
     conn.tick(999);
     throwsZmtp(() => conn.tick(1000), "handshake-timeout");
   });
 
-  test("a finished handshake stops the handshake timer", () => {
+  test("a finished handshake stops the handshake timer", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", handshakeTimeout: 1000 }, 0);
     conn.receive(concat([peerGreeting(), readyFrame([["Socket-Type", "ROUTER"]])]), 999);
     conn.tick(5000);
@@ -464,7 +499,7 @@ describe("handshake timeout", () => {
 });
 
 describe("errors from the peer", () => {
-  test("ERROR during the handshake: peer-error with its reason", () => {
+  test("ERROR during the handshake: peer-error with its reason", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     const error = throwsZmtp(
       () => conn.receive(concat([peerGreeting(), errorFrame("Invalid socket type")]), 0),
@@ -474,13 +509,13 @@ describe("errors from the peer", () => {
     assert.equal(conn.state, "closed");
   });
 
-  test("ERROR after the handshake: peer-error with its reason", () => {
+  test("ERROR after the handshake: peer-error with its reason", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({ socketType: "DEALER" });
     const error = throwsZmtp(() => conn.receive(errorFrame("going away"), 1), "peer-error");
     assert.match(error.message, /going away/);
   });
 
-  test("a message frame before the handshake: unexpected-frame", () => {
+  test("a message frame before the handshake: unexpected-frame", { timeout: 30_000 }, () => {
     const { conn, messages } = recorded({ socketType: "DEALER" });
     throwsZmtp(
       () => conn.receive(concat([peerGreeting(), messageBytes([utf8("too early")])]), 0),
@@ -489,12 +524,14 @@ describe("errors from the peer", () => {
     assert.equal(messages.length, 0);
   });
 
-  test("another command than READY during the NULL handshake: handshake-failed", () => {
+  test("another command than READY during the NULL handshake: handshake-failed", {
+    timeout: 30_000,
+  }, () => {
     const { conn } = recorded({ socketType: "DEALER" });
     throwsZmtp(() => conn.receive(concat([peerGreeting(), pingFrame(0)]), 0), "handshake-failed");
   });
 
-  test("a message larger than maxMessageSize: message-too-large", () => {
+  test("a message larger than maxMessageSize: message-too-large", { timeout: 30_000 }, () => {
     const { conn, messages } = readyConnection({ socketType: "DEALER", maxMessageSize: 100 });
     conn.receive(messageBytes([pattern(60), pattern(40)]), 1);
     assert.equal(messages.length, 1);
@@ -504,7 +541,7 @@ describe("errors from the peer", () => {
     );
   });
 
-  test("too many frames: too-many-frames", () => {
+  test("too many frames: too-many-frames", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({ socketType: "DEALER", maxFrames: 2 });
     conn.receive(messageBytes([utf8("a"), utf8("b")]), 1);
     throwsZmtp(
@@ -548,7 +585,7 @@ describe("malformed commands", () => {
     ["PING with no data", commandFrame("PING"), true],
   ];
   for (const [label, bytes, afterReady] of cases) {
-    test(`${label}: malformed-command`, () => {
+    test(`${label}: malformed-command`, { timeout: 30_000 }, () => {
       const { conn } = afterReady
         ? readyConnection({ socketType: "DEALER" })
         : recorded({ socketType: "DEALER" });
@@ -558,7 +595,7 @@ describe("malformed commands", () => {
     });
   }
 
-  test("PING with 18 bytes of data (16 of context) is fine", () => {
+  test("PING with 18 bytes of data (16 of context) is fine", { timeout: 30_000 }, () => {
     const { conn } = readyConnection({ socketType: "DEALER" });
     conn.receive(commandFrame("PING", pattern(18)), 1);
     const [pong] = sentCommands(drain(conn.out));
@@ -568,7 +605,7 @@ describe("malformed commands", () => {
 });
 
 describe("after an error", () => {
-  test("the connection is closed and ignores input and ticks", () => {
+  test("the connection is closed and ignores input and ticks", { timeout: 30_000 }, () => {
     const conn = new Connection({ socketType: "DEALER", handshakeTimeout: 10 }, {
       ready: () => assert.fail("ready after an error"),
       message: () => assert.fail("message after an error"),

@@ -66,7 +66,6 @@ export class HubLink {
   #announced = 0;
   #waitingPong = 0;
   #lastHeard = 0;
-  #lastPing = 0;
   /** When the worker last spoke to a gibbs hub (each message marks it available there)... */
   #lastSent = -Infinity;
   /** ...and whether a request took that mark since. */
@@ -120,7 +119,6 @@ export class HubLink {
   /** A gibbs ping: alive, and (to a gibbs hub) ready for a request. */
   ping(): void {
     if (this.#socket === null || this.#closed) return;
-    this.#lastPing = runtime.now();
     this.send([EMPTY]);
     this.#waitingPong++;
   }
@@ -198,7 +196,10 @@ export class HubLink {
   #check(): void {
     if (this.#closed) return;
     const hbMs = this.#host.heartbeatMs;
-    const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastPing);
+    // Silence counts from what we sent, as gibbs's poll restarts after its answer: a ping right
+    // after an answer is a second "I am free" to a gibbs 0.3 hub, whose ready set then raises
+    // KeyError for one of its waiting requests.
+    const silent = runtime.now() - Math.max(this.#lastHeard, this.#lastSent);
     // A full worker says nothing to a gibbs hub: any message would mark it available. While no
     // hub is connected there is nobody to ping, and a reset would undo nothing.
     if (silent >= hbMs && this.connected && (this.extended || this.#host.mayOffer(this))) {

@@ -1,35 +1,82 @@
 #!/usr/bin/python3
-"""A Hub and a Worker speaking the gibbs 0.3 wire protocol, for interop tests.
+"""A Hub and a Worker that behave as gibbs 0.3's do, point by point, for interop tests.
 
-Written from the protocol notes in /work/shared/design.md and from reading gibbs'
-hub.py and worker.py (astariul/gibbs, version 0.3.0.dev0 on main, whose gibbs/
-package is unchanged since the 0.2.0 release). It reproduces what gibbs does on
-the wire, including its quirks, and fixes only the defects that would make a
-test peer hang or crash for no reason (each marked "Deviation" below).
+Written from the protocol notes in /work/shared/design.md and from reading gibbs's
+gibbs/hub.py and gibbs/worker.py (astariul/gibbs, 0.3.0.dev0 on main), not copied
+from them. The point of this peer is to be as strict as the real thing: a test that
+passes against it would pass against gibbs. What gibbs 0.3 does, and so this peer:
+
+Hub
+- Binds lazily: nothing listens until the first request() (the harness's
+  {"op": "start"} runs the same first step earlier). Workers usually start first.
+- The receive loop has no exception handling. A message with more than one frame
+  after the routing id must be [delimiter, msgpack([req_id, code, result])]; one
+  it cannot unpack that way (three frames, bad msgpack, a map with non-string
+  keys, invalid UTF-8, the wrong arity, an unhashable req_id...) raises in the
+  loop, the loop dies, and the hub never receives again: no pong, no response.
+  The worker that sent it was still marked available first. Any single frame is
+  a ping, answered [id, "", ""].
+- The ready set is a dict keyed by routing id (a worker is in it at most once,
+  whatever it sends), guarded by an asyncio.Condition. get_next_worker() waits
+  once when the set is empty, then popitem()s without looking again: a waiter
+  woken to an empty set raises KeyError. That happens when a worker sends two
+  messages in a row while two requests wait, or when a new request takes the
+  worker between a notify and the wake-up. Entries older than the heartbeat
+  interval are dropped when met.
+- Requests are pinned (at most resp_buffer_size; past that the oldest is
+  forgotten). A request forgotten before it awaits its answer fails with
+  KeyError (after it was sent: the worker computes it anyway); one forgotten
+  while it awaits waits forever. A request that times out stays pinned, and its
+  late answer is stored and never read: both leak.
+- request(timeout, retries): asyncio.wait_for per attempt; each retry is a new
+  request with a new req_id (retries -1: forever). Code 1 raises
+  UserCodeException; any other code is a success.
+
+Worker
+- Builds the model first (a constructor that raises kills the process before
+  any connection), then a REQ/REP socket pair on 127.0.0.1 whose REQ end the
+  SIGINT/SIGTERM handler sends on (a second signal raises EFSM where the main
+  code is), then the DEALER with a uuid4().hex routing id.
+- Pings once on start; polls heartbeat_interval; on silence resets the socket
+  (close, linger 0, a new DEALER, same id) after reset_after_n_miss unanswered
+  pings, then pings. Any message from the hub clears the count; ["", ""] is a
+  pong. Computes in the loop: sends nothing while it computes.
+- A message that is not [delimiter, payload], or a payload that is not
+  msgpack [req_id, args, kwargs], or a result msgpack cannot pack, kills the
+  worker (traceback, exit 1). An exception in the model is answered with code 1
+  and traceback.format_exc().
+- On a signal: termination wins over a request that arrived at the same time
+  (left unanswered); otherwise the request in hand is answered, then quit()
+  without closing the socket or the context.
 
 Worker:
     gibbs_py.py worker [--host H] [--port P] [--heartbeat S] [--reset-after N]
                        --model NAME [--args JSON_ARRAY] [--kwargs JSON_OBJECT] [-v]
 
     Models: echo, add, sleep, fail, ctor_fail, scaled, pid (see MODELS below).
-    stdout: {"ready": true, "routing_id": "..."} once the hub first answered us
-            (the hub then knows this worker), then {"event": "reset"} each time
-            the socket is thrown away and reconnected after missed pongs.
-    SIGINT/SIGTERM: the request in hand is finished and answered, then exit 0.
+    stdout: {"ready": true, "routing_id": "..."} once the hub first answered us,
+            then {"event": "reset"} each time the socket is thrown away.
 
 Hub:
     gibbs_py.py hub [--port P] [--heartbeat S] [--resp-buffer N] [-v]
 
-    --port 0 picks a free port. stdout: {"ready": true, "port": P} once bound.
-    stdin, one JSON object per line, each handled concurrently:
+    --port 0 picks a free port (when the hub binds). stdout: {"ready": true}
+    once it reads stdin; {"event": "bound", "port": P} when it binds.
+    stdin, one JSON value per line:
         {"id": ANY, "args": [...], "kwargs": {...}, "timeout": S|null, "retries": N}
-            -> {"id": ANY, "ok": true, "result": R, "worker": "<routing id>"}
-             | {"id": ANY, "ok": false, "error": "UserCodeException", "traceback": "..."}
-             | {"id": ANY, "ok": false, "error": "timeout"|"KeyError"|..., "message": "..."}
-        {"op": "workers"} -> {"workers": [{"id": "...", "age": S}, ...]} (available set)
-        {"op": "close"}   -> exit 0 at once. On EOF the hub exits once every
-                             request read so far has been answered.
-    Other stdout lines carry an "event" key: "bad_message", "unknown_response".
+            -> {"id": ANY, "ok": true, "result": R, "worker": "<id sent to>",
+                "attempts": N, "sent": N}  (attempts started; attempts sent to a worker)
+             | {"id": ANY, "ok": false, "error": "UserCodeException", "traceback": "...", ...}
+             | {"id": ANY, "ok": false, "error": "timeout"|"KeyError"|..., "message": "...", ...}
+        [request, request, ...]: started in one event-loop step, as
+            asyncio.gather(hub.request(...), ...) would be in an application.
+        {"op": "start"}   -> binds now, as the first request would -> {"op": "start", "port": P}
+        {"op": "workers"} -> {"op": "workers", "workers": [{"id": "...", "age": S}, ...]}
+        {"op": "state"}   -> {"op": "state", "bound": B, "receiving": B, "pinned": N,
+                              "stored": N, "heard": N}  (pinned: requests still pinned;
+                              stored: answers kept unread; heard: workers ever heard from)
+        {"op": "close"}, or end of input -> exit 0 at once.
+    Events: {"event": "receive_loop_died", "error": "..."} when the loop dies.
 
 Tagged JSON (args, kwargs, results; also --args/--kwargs of the worker), because
 JSON alone cannot carry what msgpack can:
@@ -49,7 +96,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -68,6 +114,7 @@ CODE_SUCCESS = 0
 CODE_FAILURE = 1
 PING = b""
 PONG = b""
+MS = 1000
 
 log = logging.getLogger("gibbs_py")
 
@@ -205,21 +252,7 @@ MODELS = {
 
 
 class Worker:
-    """A gibbs worker: DEALER, routing id uuid4().hex, ping/pong heartbeat.
-
-    Mirrors gibbs.worker.Worker.run():
-    - one ping right after connecting ("tell the hub we are ready");
-    - poll for heartbeat_interval; on silence, reset the socket if
-      waiting_pong >= reset_after_n_miss (close with linger 0, new DEALER, same
-      routing id, waiting_pong = 0), then ping again (waiting_pong += 1);
-    - any message from the hub sets waiting_pong = 0; ["", ""] is a pong;
-    - a request is computed in the poll loop itself, so nothing (not even a
-      ping) is sent while computing;
-    - the response is [ "", msgpack([req_id, code, result]) ], code 1 with
-      traceback.format_exc() when the model raised an Exception.
-    Like gibbs, a malformed message from the hub, or a result msgpack cannot
-    pack, is not caught: the worker dies with a traceback (exit status 1).
-    """
+    """gibbs 0.3's Worker.run(), in this process (see the module docstring)."""
 
     def __init__(self, model, host="localhost", port=DEFAULT_PORT,
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
@@ -230,110 +263,90 @@ class Worker:
         self.heartbeat_t = heartbeat_interval
         self.reset_n_miss = reset_after_n_miss
         self.waiting_pong = 0
-        self.stopping = False
 
-    def create_socket(self):
-        sock = self.ctx.socket(zmq.DEALER)
+    def dealer(self, context):
+        sock = context.socket(zmq.DEALER)
         sock.setsockopt_string(zmq.IDENTITY, self.identity)
         sock.connect(self.endpoint)
         return sock
 
-    def ping(self):
-        self.sock.send(PING)
-        self.waiting_pong += 1
-
-    def install_signal_handlers(self):
-        # gibbs sends a byte on a REQ->REP socket pair from its signal handler;
-        # a wakeup fd does the same job: the signal makes poll() return, and the
-        # flag says why. (gibbs' REQ socket raises EFSM on a second signal; a
-        # flag does not care.)
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.wake_r.setblocking(False)
-        self.wake_w.setblocking(False)
-        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+    def termination_socket(self, context):
+        # As gibbs: the handler sends on a REQ socket; the loop polls the REP end.
+        # The REQ socket refuses a second send before a reply (EFSM), and the
+        # handler does not catch that: a second signal raises where the main code is.
+        trigger = context.socket(zmq.REQ)
+        port = trigger.bind_to_random_port("tcp://127.0.0.1")
 
         def on_signal(signum, frame):
-            log.info("signal %d: finishing, then exiting", signum)
-            self.stopping = True
+            log.info("signal %d: finishing the request in hand, then exiting", signum)
+            trigger.send(PING)
 
-        signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        listener = context.socket(zmq.REP)
+        listener.connect(f"tcp://localhost:{port}")
+        return listener
+
+    def ping(self, sock):
+        sock.send(PING)
+        self.waiting_pong += 1
 
     def run(self):
-        # As in gibbs, signal handling starts after the model is built: a signal
-        # during construction kills the process the default way.
-        self.install_signal_handlers()
-        self.ctx = zmq.Context()
-        self.poller = zmq.Poller()
-        self.poller.register(self.wake_r.fileno(), zmq.POLLIN)
-        self.sock = self.create_socket()
-        self.poller.register(self.sock, zmq.POLLIN)
+        context = zmq.Context()
+        poller = zmq.Poller()
+        term = self.termination_socket(context)
+        poller.register(term, zmq.POLLIN)
+        sock = self.dealer(context)
+        poller.register(sock, zmq.POLLIN)
         log.info("worker %s connecting to %s", self.identity, self.endpoint)
+        said_ready = False
 
-        ready_said = False
-        self.ping()
+        self.ping(sock)
         while True:
-            events = dict(self.poller.poll(self.heartbeat_t * 1000))
-
-            # Like gibbs, termination wins over a request that arrived at the
-            # same time: that request is left unanswered (the hub's timeout and
-            # retry recover it).
-            if self.stopping:
-                break
-            if self.wake_r.fileno() in events:
-                try:
-                    self.wake_r.recv(4096)
-                except BlockingIOError:
-                    pass
-
-            if self.sock in events:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                self.waiting_pong = 0
-                if not ready_said:
-                    emit({"ready": True, "routing_id": self.identity})
-                    ready_said = True
-                _, workload = frames  # gibbs: ValueError (crash) on any other shape
-            elif self.wake_r.fileno() in events:
-                continue  # woken by a signal that did not ask us to stop
-            else:
-                log.debug("nothing for %ss (%d pings unanswered)", self.heartbeat_t, self.waiting_pong)
+            events = dict(poller.poll(self.heartbeat_t * MS))
+            if term in events:
+                break  # even if a request arrived too: it stays unanswered
+            if sock not in events:
                 if self.waiting_pong >= self.reset_n_miss:
                     log.warning("hub silent after %d pings: resetting the socket", self.waiting_pong)
-                    self.poller.unregister(self.sock)
-                    self.sock.close(linger=0)
-                    self.sock = self.create_socket()
-                    self.poller.register(self.sock, zmq.POLLIN)
+                    poller.unregister(sock)
+                    sock.close(linger=0)
+                    sock = self.dealer(context)
+                    poller.register(sock, zmq.POLLIN)
                     self.waiting_pong = 0
                     emit({"event": "reset"})
-                self.ping()
+                self.ping(sock)
                 continue
 
+            _, workload = sock.recv_multipart(zmq.NOBLOCK)  # any other shape: ValueError, death
+            self.waiting_pong = 0
+            if not said_ready:
+                emit({"ready": True, "routing_id": self.identity})
+                said_ready = True
             if workload == PONG:
                 continue
 
-            req_id, req_args, req_kwargs = msgpack.unpackb(workload)
+            req_id, req_args, req_kwargs = msgpack.unpackb(workload)  # or death
             log.debug("request %s", req_id)
             try:
                 res = self.model(*req_args, **req_kwargs)
             except Exception as e:
                 log.warning("exception in model: %s(%s)", e.__class__.__name__, e)
-                self.sock.send_multipart([b"", msgpack.packb([req_id, CODE_FAILURE, traceback.format_exc()])])
+                sock.send_multipart([b"", msgpack.packb([req_id, CODE_FAILURE, traceback.format_exc()])])
             else:
-                self.sock.send_multipart([b"", msgpack.packb([req_id, CODE_SUCCESS, res])])
+                sock.send_multipart([b"", msgpack.packb([req_id, CODE_SUCCESS, res])])  # or death
 
         log.info("worker %s shut down", self.identity)
-        # Give the last response time to leave before the process ends.
-        self.sock.close(linger=2000)
-        self.ctx.term()
+        # gibbs ends with quit(): the socket and the context are never closed, so a
+        # response still queued in libzmq when the process ends may not leave.
+        sys.exit(0)
 
 
 def run_worker(opts):
     model_cls = MODELS[opts.model]
     args = from_tagged(json.loads(opts.args))
     kwargs = from_tagged(json.loads(opts.kwargs))
-    # A constructor that raises kills the worker with its traceback on stderr
-    # and a non-zero status, before any connection, as gibbs does.
-    model = model_cls(*args, **kwargs)
+    model = model_cls(*args, **kwargs)  # raises before any socket exists, as gibbs
     Worker(model, host=opts.host, port=opts.port, heartbeat_interval=opts.heartbeat,
            reset_after_n_miss=opts.reset_after).run()
     return 0
@@ -343,65 +356,69 @@ def run_worker(opts):
 
 
 class WorkerManager:
-    """The set of available workers, each stamped with when it last spoke.
+    """gibbs 0.3's ready set: a dict of routing id -> last heard, under a Condition.
 
-    As in gibbs: reckon() (re)marks a worker available; get_next_worker() takes
-    the most recently added entry (gibbs uses dict.popitem(), i.e. LIFO),
-    dropping entries older than heartbeat_interval, and removes it from the set.
-    Deviation: gibbs waits on an asyncio.Condition once and then pops, which
-    raises KeyError when another request took the worker first; here requests
-    wait in a FIFO queue until a fresh worker is really there.
+    recheck=True is the one friendlier behaviour on offer (for the benchmark's
+    anchor, never by default): a waiter woken to an empty set waits again
+    instead of raising KeyError.
     """
 
-    def __init__(self, heartbeat_interval):
+    def __init__(self, heartbeat_interval, recheck=False):
         self.heartbeat_t = heartbeat_interval
+        self.recheck = recheck
         self.w_ts = {}
-        self.waiters = []  # futures, FIFO
+        self.w_access = asyncio.Condition()
 
-    def reckon(self, address):
-        self.w_ts[address] = time.time()
-        self._wake_one()
-
-    def _wake_one(self):
-        while self.waiters:
-            fut = self.waiters.pop(0)
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def _pop_fresh(self):
-        now = time.time()
-        while self.w_ts:
-            address, ts = self.w_ts.popitem()
-            if now - ts < self.heartbeat_t:
-                return address
-            log.debug("dropping stale worker %s", address)
-        return None
+    async def reckon(self, address):
+        async with self.w_access:
+            self.w_ts[address] = time.time()
+            self.w_access.notify()
 
     async def get_next_worker(self):
-        first = True
-        while True:
-            # Newcomers queue behind earlier waiters instead of overtaking them.
-            if not (first and self.waiters):
-                address = self._pop_fresh()
-                if address is not None:
-                    return address
-            first = False
-            fut = asyncio.get_running_loop().create_future()
-            self.waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                # Woken and cancelled at once (e.g. a timeout): pass the wake-up on.
-                if fut.done() and not fut.cancelled():
-                    self._wake_one()
-                else:
-                    fut.cancel()
-                raise
+        async with self.w_access:
+            alive = False
+            while not alive:
+                if not self.w_ts:
+                    await self.w_access.wait()
+                    while self.recheck and not self.w_ts:
+                        await self.w_access.wait()
+                # Not checked again after the wait: an empty dict raises KeyError here.
+                address, ts = self.w_ts.popitem()
+                alive = time.time() - ts < self.heartbeat_t
+            return address
 
-    def available(self):
-        now = time.time()
-        return [{"id": routing_id_text(a), "age": now - ts} for a, ts in self.w_ts.items()]
+
+class RequestManager:
+    """gibbs 0.3's pinned requests: an Event per req_id, answers stored beside."""
+
+    def __init__(self, resp_buffer_size):
+        self.resp_buffer_size = resp_buffer_size
+        self.responses = {}
+        self.req_states = {}
+
+    def pin(self, req_id):
+        self.req_states[req_id] = asyncio.Event()
+        if len(self.req_states) > self.resp_buffer_size:
+            oldest = list(self.req_states)[0]  # as gibbs: O(n) per request once overflowing
+            log.warning("response buffer overflow (>%d): forgetting %s", self.resp_buffer_size, oldest)
+            self.req_states.pop(oldest)
+            self.responses.pop(oldest, None)
+
+    async def wait_for(self, req_id):
+        if req_id not in self.req_states:
+            raise KeyError(f"Request #{req_id} was not pinned, or was removed because of buffer overflow")
+        # Forgotten from here on, nothing sets this event: the wait never ends.
+        await self.req_states[req_id].wait()
+        code, res = self.responses.pop(req_id)
+        self.req_states.pop(req_id)
+        return code, res
+
+    def store(self, req_id, code, res):
+        if req_id in self.req_states:  # an unhashable req_id raises TypeError here
+            self.responses[req_id] = (code, res)
+            self.req_states[req_id].set()
+        else:
+            log.warning("response to a forgotten request %s: ignored", req_id)
 
 
 class UserCodeException(Exception):
@@ -411,149 +428,130 @@ class UserCodeException(Exception):
 
 
 class Hub:
-    """A gibbs hub: ROUTER bound on tcp://*:port.
-
-    As in gibbs.hub.Hub: every message from a worker marks it available; a
-    message with one frame after the routing id is a ping, answered with
-    [id, "", ""]; one with two frames is a response [id, "", msgpack([req_id,
-    code, result])], decoded with msgpack's defaults (raw=False,
-    strict_map_key=True). A request is pinned (at most resp_buffer_size pinned,
-    the oldest forgotten), sent to the next available worker as
-    [id, "", msgpack([uuid4().hex, args, kwargs])] and awaited; code 1 raises
-    UserCodeException; any other code is a success. request() adds a timeout
-    and retries (-1: forever), each attempt with a new req_id.
-    Deviations, none visible to a worker: a malformed message or undecodable
-    response is reported (event line) and skipped where gibbs' receive loop would
-    die; a request forgotten while already awaited fails with KeyError at once
-    where gibbs waits forever; timed-out requests are unpinned.
-    """
+    """gibbs 0.3's Hub (see the module docstring). on_event observes, never changes, it."""
 
     def __init__(self, port=DEFAULT_PORT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
                  resp_buffer_size=RESPONSE_BUFFER_SIZE, on_event=None):
-        self.ctx = zmq.asyncio.Context()
-        self.socket = self.ctx.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.bind(f"tcp://*:{port}")
-        self.port = int(self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
-        self.w_manager = WorkerManager(heartbeat_interval)
-        self.resp_buffer_size = resp_buffer_size
-        self.pending = {}  # req_id -> Future[(code, result, worker)], oldest first
-        self.seen_workers = set()
+        self.port = port
+        self.heartbeat_t = heartbeat_interval
+        self.socket = None
+        self.w_manager = None
+        self.req_manager = RequestManager(resp_buffer_size)
         self.on_event = on_event or (lambda obj: None)
-        self.recv_task = asyncio.get_running_loop().create_task(self.receive_loop())
+        self.receive_task = None
+        self.heard = set()  # observation only: workers ever heard from
 
     async def receive_loop(self):
         while True:
             address, *frames = await self.socket.recv_multipart()
-            self.seen_workers.add(address)
-            # Whatever it sent, the worker is ready for more.
-            self.w_manager.reckon(address)
-
+            self.heard.add(address)
+            await self.w_manager.reckon(address)  # whatever it sent, it is ready for more
             if len(frames) == 1:
                 await self.socket.send_multipart([address, b"", PONG])
                 continue
-            try:
-                _, resp = frames
-                req_id, code, res = msgpack.unpackb(resp)
-            except Exception as e:  # gibbs: its receive loop dies here
-                log.error("bad message from %s: %r", address, e)
-                self.on_event({"event": "bad_message", "worker": routing_id_text(address),
-                               "error": f"{type(e).__name__}: {e}"})
-                continue
+            _, resp = frames
+            req_id, code, res = msgpack.unpackb(resp)
+            self.req_manager.store(req_id, code, res)
 
-            fut = self.pending.get(req_id)
-            if fut is not None and not fut.done():
-                fut.set_result((code, res, address))
-            else:
-                log.warning("response to unknown or forgotten request %s: ignored", req_id)
-                self.on_event({"event": "unknown_response", "worker": routing_id_text(address),
-                               "req_id": req_id if isinstance(req_id, str) else repr(req_id)})
+    def _start_if_not_started(self):
+        if self.socket is not None:
+            return
+        context = zmq.asyncio.Context()
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.bind(f"tcp://*:{self.port}")
+        self.port = int(self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+        self.w_manager = WorkerManager(self.heartbeat_t)
+        self.receive_task = asyncio.get_running_loop().create_task(self.receive_loop())
+        self.receive_task.add_done_callback(self._receive_loop_ended)
+        log.info("bound tcp://*:%d", self.port)
+        self.on_event({"event": "bound", "port": self.port})
 
-    def _pin(self, req_id):
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[req_id] = fut
-        if len(self.pending) > self.resp_buffer_size:
-            oldest = next(iter(self.pending))
-            log.warning("response buffer overflow (>%d): forgetting %s", self.resp_buffer_size, oldest)
-            old = self.pending.pop(oldest)
-            if not old.done():
-                old.set_exception(KeyError(
-                    f"Request #{oldest} was not pinned, or was removed because of buffer overflow"))
-        return fut
+    def _receive_loop_ended(self, task):
+        # gibbs never looks at this task: its exception is only logged at exit.
+        if task.cancelled():
+            return
+        error = task.exception()
+        log.error("receive loop died: %r; this hub never receives again", error)
+        self.on_event({"event": "receive_loop_died", "error": f"{type(error).__name__}: {error}"})
 
-    async def _request(self, args, kwargs):
+    @property
+    def receiving(self):
+        return self.receive_task is not None and not self.receive_task.done()
+
+    async def _request(self, args, kwargs, trace):
+        self._start_if_not_started()
+        trace["attempts"] = trace.get("attempts", 0) + 1
         req_id = uuid.uuid4().hex
-        fut = self._pin(req_id)
-        try:
-            address = await self.w_manager.get_next_worker()
-            # Packed before sending, as gibbs does: an unpackable argument fails
-            # the request without using the worker... which then stays out of
-            # the available set until it speaks again (as in gibbs).
-            payload = msgpack.packb([req_id, list(args), kwargs])
-            await self.socket.send_multipart([address, b"", payload])
-            # An evicted request has still been sent (as in gibbs), then fails.
-            code, res, worker = await fut
-        finally:
-            if self.pending.get(req_id) is fut:
-                del self.pending[req_id]
+        self.req_manager.pin(req_id)
+        address = await self.w_manager.get_next_worker()
+        trace["sent"] = trace.get("sent", 0) + 1
+        trace["worker"] = address
+        await self.socket.send_multipart([address, b"", msgpack.packb([req_id, args, kwargs])])
+        code, res = await self.req_manager.wait_for(req_id)
         if code == CODE_FAILURE:
             raise UserCodeException(res)
-        return res, worker
-
-    async def request_with_worker(self, args=(), kwargs=None, timeout=None, retries=0):
-        """Like gibbs' Hub.request, also telling which worker answered."""
-        kwargs = kwargs or {}
-        while True:
-            try:
-                return await asyncio.wait_for(self._request(args, kwargs), timeout=timeout)
-            except asyncio.TimeoutError:
-                if retries == 0:
-                    raise
-                retries = max(retries - 1, -1)
-                log.warning("no response within %ss, retrying (%d left)", timeout, retries)
-
-    async def request(self, *args, gibbs_timeout=None, gibbs_retries=0, **kwargs):
-        res, _ = await self.request_with_worker(args, kwargs, gibbs_timeout, gibbs_retries)
         return res
 
-    def close(self):
-        self.recv_task.cancel()
-        self.socket.close(linger=0)
-        self.ctx.term()
+    async def request_traced(self, args, kwargs, timeout=None, retries=0, trace=None):
+        """request(*args, gibbs_timeout=timeout, gibbs_retries=retries, **kwargs),
+        recording in trace the attempts started, those sent, and the worker the last
+        one went to."""
+        trace = {} if trace is None else trace
+        try:
+            return await asyncio.wait_for(self._request(tuple(args), kwargs, trace), timeout=timeout)
+        except asyncio.TimeoutError:
+            if retries == 0:
+                log.error("no response within %ss", timeout)
+                raise
+            left = max(retries - 1, -1)
+            log.warning("no response within %ss, retrying %d more times", timeout, left)
+            return await self.request_traced(args, kwargs, timeout, left, trace)
+
+    async def request(self, *args, gibbs_timeout=None, gibbs_retries=0, **kwargs):
+        return await self.request_traced(args, kwargs, gibbs_timeout, gibbs_retries)
 
 
 async def serve_hub(opts):
     hub = Hub(port=opts.port, heartbeat_interval=opts.heartbeat,
               resp_buffer_size=opts.resp_buffer, on_event=emit)
-    emit({"ready": True, "port": hub.port})
-
-    # stdin is read on a thread (works for pipes, ttys and files alike).
     loop = asyncio.get_running_loop()
     lines = asyncio.Queue()
 
-    def read_stdin():
+    def read_stdin():  # on a thread: works for pipes, ttys and files alike
         for raw in sys.stdin.buffer:
             loop.call_soon_threadsafe(lines.put_nowait, raw)
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
+    emit({"ready": True})
 
     async def handle(req):
         rid = req.get("id")
+        trace = {}
         try:
-            res, worker = await hub.request_with_worker(
+            res = await hub.request_traced(
                 from_tagged(req.get("args", [])), from_tagged(req.get("kwargs", {})),
-                req.get("timeout"), req.get("retries", 0))
-            out = {"id": rid, "ok": True, "result": to_tagged(res), "worker": routing_id_text(worker)}
+                req.get("timeout"), req.get("retries", 0), trace)
+            out = {"id": rid, "ok": True, "result": to_tagged(res)}
         except UserCodeException as e:
             out = {"id": rid, "ok": False, "error": "UserCodeException", "traceback": e.traceback}
         except asyncio.TimeoutError:
             out = {"id": rid, "ok": False, "error": "timeout", "message": "no response within the timeout"}
         except Exception as e:
             out = {"id": rid, "ok": False, "error": type(e).__name__, "message": str(e)}
+        out["attempts"] = trace.get("attempts", 0)
+        out["sent"] = trace.get("sent", 0)
+        if "worker" in trace:
+            out["worker"] = routing_id_text(trace["worker"])
         emit(out)
 
     tasks = set()
+
+    def start(req):
+        task = asyncio.create_task(handle(req))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     while True:
         raw = await lines.get()
         if raw is None:
@@ -562,34 +560,45 @@ async def serve_hub(opts):
             continue
         try:
             req = json.loads(raw)
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
+            if isinstance(req, list):
+                if not all(isinstance(r, dict) for r in req):
+                    raise ValueError("a list of requests holds a non-object")
+            elif not isinstance(req, dict):
+                raise ValueError("not an object or a list of objects")
         except ValueError as e:
             emit({"ok": False, "error": "bad_request", "message": str(e)})
+            continue
+        if isinstance(req, list):
+            for r in req:  # no await in between: one step, as asyncio.gather
+                start(r)
             continue
         op = req.get("op", "request")
         if op == "close":
             break
-        if op == "workers":
-            emit({"workers": hub.w_manager.available()})
-            continue
-        task = asyncio.create_task(handle(req))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    if raw is None and tasks:  # EOF: answer what was asked before leaving
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for t in tasks:
-        t.cancel()
-    hub.close()
-    return 0
+        if op == "start":
+            hub._start_if_not_started()
+            emit({"op": "start", "port": hub.port})
+        elif op == "workers":
+            now = time.time()
+            ready = hub.w_manager.w_ts.items() if hub.w_manager else []
+            emit({"op": "workers", "workers": [{"id": routing_id_text(a), "age": now - ts} for a, ts in ready]})
+        elif op == "state":
+            emit({"op": "state", "bound": hub.socket is not None, "receiving": hub.receiving,
+                  "pinned": len(hub.req_manager.req_states), "stored": len(hub.req_manager.responses),
+                  "heard": len(hub.heard)})
+        elif op == "request":
+            start(req)
+        else:
+            emit({"ok": False, "error": "bad_request", "message": f"unknown op {op!r}"})
+    # Requests still waiting (some forever, as in gibbs) end with the process.
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- CLI
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="gibbs 0.3 protocol hub/worker test peer")
+    p = argparse.ArgumentParser(description="gibbs 0.3 hub/worker test peer, as strict as gibbs")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     w = sub.add_parser("worker")
