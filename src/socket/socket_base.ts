@@ -283,8 +283,11 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   /** Iterates over received messages until the socket is closed. */
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array[]> {
     return {
-      next: () =>
-        this.receive().then(
+      next: () => {
+        // A message already queued: one promise per message, not two.
+        const value = this.#takeMessage();
+        if (value !== undefined) return Promise.resolve({ value, done: false });
+        return this.receive().then(
           (value) => ({ value, done: false }),
           (error) => {
             if (error instanceof SocketClosedError) {
@@ -292,7 +295,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
             }
             throw error;
           },
-        ),
+        );
+      },
       return: () => Promise.resolve({ value: undefined, done: true }),
     };
   }

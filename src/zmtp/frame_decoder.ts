@@ -218,7 +218,7 @@ export class FrameDecoder {
       at = 0;
     }
     this.#poolUsed = (at + size + 7) & ~7;
-    return pool.subarray(at, at + size);
+    return new Uint8Array(pool.buffer, at, size);
   }
 
   #checkSize(size: number): void {
