@@ -19,7 +19,8 @@
  *   frame of `size` bytes (the same buffer every time; zmq_send copies it into a message, as a C
  *   user's code does); the child is a ROUTER bound on tcp://127.0.0.1:* in another process
  *   (fork) that receives with zmq_msg_recv() and times from the first to the last measured
- *   message: msg_per_s = (count - 1) / elapsed, mb_per_s = (count - 1) * size / elapsed / 1e6.
+ *   message (the clock is read at those two only, or at the end message):
+ *   msg_per_s = (count - 1) / elapsed, mb_per_s = (count - 1) * size / elapsed / 1e6.
  *   The sender stops at --count or after --duration seconds, then sends an empty end message.
  * - rtt: the child ROUTER echoes every message; the parent DEALER sends one message and waits
  *   for its echo, --count times after warm-up; p50/p99 of each round trip in microseconds.
@@ -117,16 +118,20 @@ static void child(const char *bind, int ready_fd, int result_fd, int echo, long 
     if (zmq_msg_recv(&id, sock, 0) < 0) die("recv");
     if (zmq_msg_recv(&payload, sock, 0) < 0) die("recv");
     size_t n = zmq_msg_size(&payload);
-    if (n == 0) break; /* end of a time-bounded run */
+    if (n == 0) { /* end of a time-bounded run, sent right after the last message */
+      t1 = now_s();
+      break;
+    }
     seen++;
     if (seen <= warmup) continue;
-    double t = now_s();
-    if (measured == 0) t0 = t;
+    if (measured == 0) t0 = now_s();
     else bytes += (double)n;
-    t1 = t;
     size = n;
     measured++;
-    if (measured >= count) break;
+    if (measured >= count) {
+      t1 = now_s();
+      break;
+    }
   }
   double elapsed = t1 - t0;
   int ok = measured >= 2 && elapsed > 0;
