@@ -29,6 +29,8 @@ import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
 const EMPTY = new Uint8Array(0);
+/** Request payloads are encoded for one send and never changed: no copy needed. */
+const NO_COPY = { copy: false } as const;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
 export interface HubOptions {
@@ -173,6 +175,7 @@ export class Hub {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #loop: Promise<void>;
+  #keys = new WeakMap<Uint8Array, string>();
 
   /** Creates a hub and starts binding; see {@linkcode Hub.ready}. */
   constructor(options: HubOptions = {}) {
@@ -382,9 +385,9 @@ export class Hub {
       } catch {
         return false;
       }
-      return this.#router.trySend([w.id, ...frames], { copy: false });
+      return this.#router.trySend([w.id, ...frames], NO_COPY);
     }
-    return this.#router.trySend([w.id, EMPTY, request.payload], { copy: false });
+    return this.#router.trySend([w.id, EMPTY, request.payload], NO_COPY);
   }
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
@@ -426,7 +429,7 @@ export class Hub {
 
   #onMessage(message: Uint8Array[]): void {
     const id = message[0];
-    const key = keyOf(id);
+    const key = this.#keyOf(id);
     const now = runtime.now();
     const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
@@ -476,6 +479,19 @@ export class Hub {
       );
     }
     this.#arm();
+  }
+
+  /**
+   * The map key of a routing id. The router hands out the same id bytes for every message of a
+   * peer: remembering their key saves making a 32-character string per message.
+   */
+  #keyOf(id: Uint8Array): string {
+    let key = this.#keys.get(id);
+    if (key === undefined) {
+      key = keyOf(id);
+      this.#keys.set(id, key);
+    }
+    return key;
   }
 
   #onSocketEvent(event: SocketEvent): void {

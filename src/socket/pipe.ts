@@ -137,14 +137,11 @@ export class Pipe {
       written = new Promise((resolve) => this.#nextWrite.push(resolve));
     }
     if (!this.#writing && this.#owner.inputPending()) {
-      // Answers to the messages still queued will follow at once: let them share one write.
-      // The last of them flushes when the queue is empty; the timer only guards a stall.
+      // Answers to the messages still queued will follow at once: let them share one write,
+      // at the end of the turn (the socket's messages are taken within it, in microtasks).
       if (!this.#deferred) {
         this.#deferred = true;
-        setTimeout(() => {
-          this.#deferred = false;
-          this.#flush();
-        }, 0);
+        runtime.afterTurn(this.#flushDeferred);
       }
       return written;
     }
@@ -198,6 +195,11 @@ export class Pipe {
     this.#stream.close();
     this.#owner.pipeClosed(this, error);
   }
+
+  readonly #flushDeferred = (): void => {
+    this.#deferred = false;
+    this.#flush();
+  };
 
   #onData(chunk: Uint8Array): void {
     this.#heard = true;

@@ -57,6 +57,11 @@ export class Router extends SocketBase {
   /** See {@linkcode RouterOptions.handover}. */
   handover: boolean;
   #byKey = new Map<string, Pipe>();
+  /**
+   * The same peers by the very routing-id bytes this socket hands out with their messages: a
+   * reply that reuses them is routed without making a key of them (a string per message).
+   */
+  #byId = new WeakMap<Uint8Array, Pipe>();
   #waiting = new Map<Pipe, Deque<PendingSend>>();
   #nextId = (Math.random() * 0x1_0000_0000) >>> 0;
 
@@ -80,7 +85,7 @@ export class Router extends SocketBase {
     } catch (error) {
       return Promise.reject(error);
     }
-    const pipe = this.#byKey.get(keyOf(frames[0]));
+    const pipe = this.#peer(frames[0]);
     if (pipe === undefined) {
       return this.mandatory ? Promise.reject(new HostUnreachableError(frames[0])) : this.resolved;
     }
@@ -106,7 +111,7 @@ export class Router extends SocketBase {
   trySend(message: Message, options?: TrySendOptions): boolean {
     if (this.closed) throw new SocketClosedError("send");
     const frames = routerFrames(message);
-    const pipe = this.#byKey.get(keyOf(frames[0]));
+    const pipe = this.#peer(frames[0]);
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
     if (waiting !== undefined && waiting.length > 0) return false;
@@ -141,6 +146,7 @@ export class Router extends SocketBase {
     pipe.routingId = id;
     pipe.routingKey = key;
     this.#byKey.set(key, pipe);
+    this.#byId.set(id, pipe);
     return true;
   }
 
@@ -159,6 +165,7 @@ export class Router extends SocketBase {
   /** @ignore */
   protected detach(pipe: Pipe): void {
     if (this.#byKey.get(pipe.routingKey) === pipe) this.#byKey.delete(pipe.routingKey);
+    this.#byId.delete(pipe.routingId);
     const waiting = this.#waiting.get(pipe);
     if (waiting === undefined) return;
     this.#waiting.delete(pipe);
@@ -185,6 +192,11 @@ export class Router extends SocketBase {
     if (waiting === undefined) return;
     while (waiting.length > 0 && pipe.writable) this.completeSend(waiting.shift()!, pipe);
     if (waiting.length === 0) this.#waiting.delete(pipe);
+  }
+
+  /** The live peer with routing id `id`, if any. */
+  #peer(id: Uint8Array): Pipe | undefined {
+    return this.#byId.get(id) ?? this.#byKey.get(keyOf(id));
   }
 
   #generateId(): Uint8Array {

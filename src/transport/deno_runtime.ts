@@ -5,10 +5,10 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { setImmediate } from "node:timers";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { afterTurn } from "./turn.ts";
 import type {
   AsyncContext,
   ByteStream,
@@ -80,15 +80,15 @@ class DenoStream implements ByteStream {
    * of the event loop ends. A write to loopback completes at once, within a few microtasks, and
    * the caller writes again as soon as this settles, taking what was sent meanwhile: settling at
    * once made one system call per three 64-byte messages (a sender produces one message per
-   * microtask); settling after the turn (`setImmediate`) lets all the messages of a turn leave
-   * in one write, as the Node adapter does. The first write of a burst still leaves at once.
+   * microtask); settling after the turn lets all the messages of a turn leave in one write, as
+   * the Node adapter does. The first write of a burst still leaves at once.
    */
   async write(chunks: Uint8Array[]): Promise<void> {
     for (const chunk of chunks) {
       let at = 0;
       while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
     }
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => afterTurn(resolve));
   }
 
   close(): void {
@@ -298,6 +298,7 @@ export const denoRuntime: Runtime = {
     Deno.unrefTimer(id);
     return () => clearInterval(id);
   },
+  afterTurn,
   onShutdownSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

@@ -29,6 +29,7 @@ import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { afterTurn } from "./turn.ts";
 import type {
   AsyncContext,
   ByteStream,
@@ -135,7 +136,7 @@ class NodeStream implements ByteStream {
    * Why wait for the turn's end: the caller writes again as soon as this settles, taking every
    * message queued meanwhile. Settling within the turn (Node reports a write that the kernel
    * took at once on the next tick) would make one `write` system call per message; settling
-   * after the turn's other callbacks (`setImmediate`) lets the messages sent during the turn
+   * after the turn's other callbacks (`afterTurn`) lets the messages sent during the turn
    * leave in one write, as they do with Deno's asynchronous writes. The first write of a burst
    * still goes out immediately, so latency is unchanged.
    */
@@ -167,7 +168,7 @@ class NodeStream implements ByteStream {
       for (let i = 0; i < last; i++) socket.write(chunks[i]);
       socket.write(chunks[last], onWritten);
       if (last > 0) socket.uncork();
-      setImmediate(() => {
+      afterTurn(() => {
         turnEnded = true;
         if (taken) settle();
       });
@@ -516,6 +517,7 @@ export const nodeRuntime: Runtime = {
     timer.unref();
     return () => clearInterval(timer);
   },
+  afterTurn,
   onShutdownSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

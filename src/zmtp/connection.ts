@@ -321,12 +321,16 @@ export class Connection {
           `peer silent past the ${this.#remoteTtl} ms TTL of its PING`,
         );
       }
-      // ZMTP 3.0 has no PING; a 3.0 peer would take one for a protocol error.
+      // ZMTP 3.0 has no PING; a 3.0 peer would take one for a protocol error. Without a TTL of
+      // ours for the peer to enforce, what it sends proves it alive: a PING only follows a quiet
+      // interval (a hub with a thousand busy workers saves a write and a read a second each).
+      const interval = this.#heartbeatInterval;
+      const ttlMs = this.#options.heartbeatTtl ?? 0;
       if (
-        this.#heartbeatInterval > 0 && this.#peerMinor >= 1 &&
-        now - this.#lastPingSent >= this.#heartbeatInterval
+        interval > 0 && this.#peerMinor >= 1 && now - this.#lastPingSent >= interval &&
+        (ttlMs > 0 || now - this.#lastReceived >= interval)
       ) {
-        const ttl = Math.min(PING_TTL_MAX, Math.ceil((this.#options.heartbeatTtl ?? 0) / 100));
+        const ttl = Math.min(PING_TTL_MAX, Math.ceil(ttlMs / 100));
         this.#command(encodePing(ttl, EMPTY));
         this.#lastPingSent = now;
         if (this.#awaitingSince < 0) this.#awaitingSince = now;

@@ -18,14 +18,30 @@ const TWO_POW_32 = 0x1_0000_0000;
 /** Bodies with at least this much left are worth reading into directly. */
 const DIRECT_READ_MIN = 64 * 1024;
 /**
- * Whole short frames (up to 255 bytes) are copied into a shared block of this size instead of a
- * buffer each, the way Node pools small Buffers: allocating an ArrayBuffer costs far more than
- * copying 64 bytes (about 1 µs against 50 ns under Deno), and it was most of a small message's
- * receive cost. A frame kept keeps its block (8 KiB at most) alive.
+ * Short frames (up to 255 bytes) are copied into a block of this size shared by every decoder
+ * instead of a buffer each, the way Node pools small Buffers: allocating an ArrayBuffer costs
+ * far more than copying 64 bytes (about 1 µs against 50 ns under Deno), and it was most of a
+ * small message's receive cost. A frame kept keeps its block (8 KiB at most) alive; an idle
+ * connection keeps none.
  */
 const POOL_SIZE = 8 * 1024;
 /** Largest body carved from the shared block: what a short frame can hold. */
 const POOLED_MAX = 255;
+
+/** The block short frames are carved from (one per thread: JavaScript runs one at a time). */
+let pool = new Uint8Array(0);
+let poolUsed = 0;
+
+/** `size` bytes of the shared block, 8-byte aligned; a fresh block when it is full. */
+function carve(size: number): Uint8Array {
+  let at = poolUsed;
+  if (at + size > pool.length) {
+    pool = new Uint8Array(POOL_SIZE);
+    at = 0;
+  }
+  poolUsed = (at + size + 7) & ~7;
+  return new Uint8Array(pool.buffer, at, size);
+}
 
 const enum State {
   Flags,
@@ -86,8 +102,6 @@ export class FrameDecoder {
   #messageSize = 0;
   #lastWasLarge = false;
   #headerScratch = new Uint8Array(16);
-  #pool = new Uint8Array(0);
-  #poolUsed = 0;
 
   /** Creates a decoder with the given limits that delivers into `sink`. */
   constructor(limits: DecoderLimits, sink: DecoderSink) {
@@ -211,14 +225,7 @@ export class FrameDecoder {
     if (size > POOLED_MAX) {
       return new Uint8Array(size <= EAGER_ALLOCATION_LIMIT ? size : GROWING_START);
     }
-    let at = this.#poolUsed;
-    let pool = this.#pool;
-    if (at + size > pool.length) {
-      pool = this.#pool = new Uint8Array(POOL_SIZE);
-      at = 0;
-    }
-    this.#poolUsed = (at + size + 7) & ~7;
-    return new Uint8Array(pool.buffer, at, size);
+    return carve(size);
   }
 
   #checkSize(size: number): void {
