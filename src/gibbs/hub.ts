@@ -31,6 +31,8 @@ import { Log, type LoggerOption } from "./logger.ts";
 const EMPTY = new Uint8Array(0);
 /** Request payloads are encoded for one send and never changed: no copy needed. */
 const NO_COPY = { copy: false } as const;
+/** What most requests are: no timeout, no retry, the default service, not streamed. */
+const PLAIN_SUBMIT = { timeoutMs: 0, retries: 0, service: DEFAULT_SERVICE, stream: false } as const;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
 export interface HubOptions {
@@ -342,13 +344,30 @@ export class Hub {
     } catch (error) {
       return new GibbsError(`Cannot encode the request: ${error}`, { cause: error });
     }
-    const full: Handle = { ...handle, args, kwargs, signal, onAbort: undefined };
-    const request = this.#dispatcher.submit(reqId, payload, full, runtime.now(), {
-      timeoutMs: timeout * 1000,
-      retries,
-      service,
-      stream: handle.stream !== undefined,
-    });
+    // One shape for every handle (no spread): the dispatcher's hot path sees a single map.
+    const full: Handle = {
+      args,
+      kwargs,
+      resolve: handle.resolve,
+      reject: handle.reject,
+      stream: handle.stream,
+      signal,
+      onAbort: undefined,
+    };
+    const plain = timeout === 0 && retries === 0 && service === DEFAULT_SERVICE &&
+      handle.stream === undefined;
+    const request = this.#dispatcher.submit(
+      reqId,
+      payload,
+      full,
+      runtime.now(),
+      plain ? PLAIN_SUBMIT : {
+        timeoutMs: timeout * 1000,
+        retries,
+        service,
+        stream: handle.stream !== undefined,
+      },
+    );
     if (request !== null && request.state !== "done") {
       if (signal !== undefined) {
         full.onAbort = () => {

@@ -17,6 +17,8 @@ import { Deque } from "./deque.ts";
  * connection is closed anyway: a peer that stops reading must not keep it open.
  */
 const DROP_FLUSH_MS = 1000;
+/** No sends waiting for a write (shared: never written to). */
+const NONE: Array<() => void> = [];
 
 /** What a pipe reports to the socket that owns it. */
 export interface PipeOwner {
@@ -69,6 +71,9 @@ export class Pipe {
   #heard = false;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
+  /** Messages in the write in flight, and the resolvers of those that wait for it. */
+  #inFlight = 0;
+  #inFlightWritten: Array<() => void> = NONE;
 
   /** Wraps `stream`, queues our greeting and starts reading. */
   constructor(
@@ -127,10 +132,11 @@ export class Pipe {
   /**
    * Queues a message for the peer and starts writing if idle. Returns null when the message was
    * copied, or a promise that resolves once it is written when it still refers to the caller's
-   * bytes (large frames are not copied unless `copy` is set).
+   * bytes (large frames are not copied unless `copy` is set). Frames before `start` are not
+   * sent (a ROUTER's routing id).
    */
-  send(frames: readonly Uint8Array[], copy = false): Promise<void> | null {
-    const referenced = this.#conn.send(frames, copy);
+  send(frames: readonly Uint8Array[], copy = false, start = 0): Promise<void> | null {
+    const referenced = this.#conn.send(frames, copy, start);
     this.#pending++;
     let written: Promise<void> | null = null;
     if (referenced) {
@@ -284,21 +290,35 @@ export class Pipe {
       return;
     }
     this.#writing = true;
-    const sent = taken.messages;
-    const written = this.#nextWrite;
-    this.#nextWrite = [];
-    this.#stream.write(taken.chunks).then(() => {
-      for (const resolve of written) resolve();
-      this.#writing = false;
-      const wasFull = this.#pending >= this.#sendHighWaterMark;
-      this.#pending -= sent;
-      this.#flush();
-      if (wasFull && this.writable) this.#owner.pipeWritable(this);
-    }, (error) => {
-      // The message is lost with the connection, as a queued one would be: its sender is free.
-      for (const resolve of written) resolve();
-      this.#writing = false;
-      this.close(error);
-    });
+    this.#inFlight = taken.messages;
+    if (this.#nextWrite.length > 0) {
+      this.#inFlightWritten = this.#nextWrite;
+      this.#nextWrite = [];
+    }
+    this.#stream.write(taken.chunks).then(this.#onWritten, this.#onWriteFailed);
   }
+
+  /** Resolves the sends a write carried (callbacks made once: a hub flushes per request). */
+  #settleWritten(): void {
+    const written = this.#inFlightWritten;
+    if (written === NONE) return;
+    this.#inFlightWritten = NONE;
+    for (const resolve of written) resolve();
+  }
+
+  readonly #onWritten = (): void => {
+    this.#settleWritten();
+    this.#writing = false;
+    const wasFull = this.#pending >= this.#sendHighWaterMark;
+    this.#pending -= this.#inFlight;
+    this.#flush();
+    if (wasFull && this.writable) this.#owner.pipeWritable(this);
+  };
+
+  readonly #onWriteFailed = (error: Error): void => {
+    // The message is lost with the connection, as a queued one would be: its sender is free.
+    this.#settleWritten();
+    this.#writing = false;
+    this.close(error);
+  };
 }

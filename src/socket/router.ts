@@ -89,11 +89,11 @@ export class Router extends SocketBase {
     if (pipe === undefined) {
       return this.mandatory ? Promise.reject(new HostUnreachableError(frames[0])) : this.resolved;
     }
-    frames.shift();
     const waiting = this.#waiting.get(pipe);
     if ((waiting === undefined || waiting.length === 0) && pipe.writable) {
-      return pipe.send(frames) ?? this.resolved;
+      return pipe.send(frames, false, 1) ?? this.resolved;
     }
+    frames.shift();
     let queue = waiting;
     if (queue === undefined) {
       queue = new Deque();
@@ -115,8 +115,7 @@ export class Router extends SocketBase {
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
     if (waiting !== undefined && waiting.length > 0) return false;
-    frames.shift();
-    pipe.send(frames, options?.copy ?? true);
+    pipe.send(frames, options?.copy ?? true, 1);
     return true;
   }
 

@@ -22,6 +22,18 @@ import type {
   ThreadPort,
 } from "./runtime_types.ts";
 
+let turnEnd: Promise<void> | null = null;
+
+/** A promise that resolves once the current turn ends, shared by all writes of the turn. */
+function endOfTurn(): Promise<void> {
+  return turnEnd ??= new Promise<void>((resolve) =>
+    afterTurn(() => {
+      turnEnd = null;
+      resolve();
+    })
+  );
+}
+
 class DenoStream implements ByteStream {
   readonly remote: string;
   #conn: Deno.Conn;
@@ -83,12 +95,21 @@ class DenoStream implements ByteStream {
    * microtask); settling after the turn lets all the messages of a turn leave in one write, as
    * the Node adapter does. The first write of a burst still leaves at once.
    */
-  async write(chunks: Uint8Array[]): Promise<void> {
+  write(chunks: Uint8Array[]): Promise<void> {
+    // The usual case, one chunk the system takes whole, costs one promise of ours.
+    const first = chunks[0];
+    if (chunks.length !== 1) return this.#writeAll(chunks);
+    return this.#conn.write(first).then((n) =>
+      n === first.length ? endOfTurn() : this.#writeAll([first.subarray(n)])
+    );
+  }
+
+  async #writeAll(chunks: Uint8Array[]): Promise<void> {
     for (const chunk of chunks) {
       let at = 0;
       while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
     }
-    await new Promise<void>((resolve) => afterTurn(resolve));
+    await endOfTurn();
   }
 
   close(): void {

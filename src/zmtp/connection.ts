@@ -259,17 +259,19 @@ export class Connection {
   /**
    * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
    * frame was referred to rather than copied (see {@linkcode OutBuffer.message}); `copy` copies
-   * every frame.
+   * every frame. Frames before `start` are not sent.
    */
-  send(frames: readonly Uint8Array[], copy = false): boolean {
+  send(frames: readonly Uint8Array[], copy = false, start = 0): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
     const box = this.#box;
-    if (box === null) return this.out.message(frames, copy);
+    if (box === null) return this.out.message(frames, copy, start);
     const last = frames.length - 1;
-    const sealed = new Array<Uint8Array>(frames.length);
-    for (let i = 0; i <= last; i++) sealed[i] = box.seal(i < last ? BOX_MORE : 0, frames[i]);
+    const sealed = new Array<Uint8Array>(frames.length - start);
+    for (let i = start; i <= last; i++) {
+      sealed[i - start] = box.seal(i < last ? BOX_MORE : 0, frames[i]);
+    }
     this.out.singleFrames(sealed);
     return false;
   }
