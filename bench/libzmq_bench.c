@@ -13,6 +13,7 @@
  *   /tmp/libzmq_bench sink --bind EP --count N [--warmup W]
  *   /tmp/libzmq_bench echo --bind EP
  *   /tmp/libzmq_bench send --connect EP --count N [--size 64]
+ *   /tmp/libzmq_bench rtt --connect EP        (round trips to an echo already bound at EP)
  *
  * Method (as ours):
  * - throughput: the parent is a DEALER doing one blocking zmq_send() per message, msg = one
@@ -238,10 +239,12 @@ static void throughput(long size, long count, long warmup, double duration) {
   free(msg);
 }
 
-static void rtt(long size, long count, long warmup, double duration) {
+static void rtt(long size, long count, long warmup, double duration, const char *peer) {
   char endpoint[256];
   int result_fd;
-  pid_t pid = spawn_child(1, 0, 0, endpoint, sizeof endpoint, &result_fd);
+  pid_t pid = 0;
+  if (peer) snprintf(endpoint, sizeof endpoint, "%s", peer); /* another implementation's echo */
+  else pid = spawn_child(1, 0, 0, endpoint, sizeof endpoint, &result_fd);
   void *ctx = zmq_ctx_new();
   void *sock = dealer(ctx, endpoint);
   char *msg = malloc(size > 0 ? (size_t)size : 1);
@@ -266,8 +269,10 @@ static void rtt(long size, long count, long warmup, double duration) {
     }
     if ((n & 255) == 0 && now_s() > deadline) break;
   }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
   qsort(samples, (size_t)n, sizeof(double), cmp_double);
   printf("{\"name\":\"%s\",\"test\":\"rtt\",\"size\":%ld,\"count\":%ld,"
          "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
@@ -331,7 +336,7 @@ int main(int argc, char **argv) {
     if (count < 0) count = 20000;
     if (warmup < 0) warmup = 2000;
     if (count < 1) count = 1;
-    rtt(size, count, warmup, duration);
+    rtt(size, count, warmup, duration, connect);
   } else if ((strcmp(role, "sink") == 0 || strcmp(role, "echo") == 0) && bind) {
     alarm(0);
     child(bind, 1, 1, role[0] == 'e', count < 2 ? 2 : count, warmup < 0 ? 0 : warmup, 1);

@@ -17,26 +17,6 @@ import { Deque } from "./deque.ts";
  * connection is closed anyway: a peer that stops reading must not keep it open.
  */
 const DROP_FLUSH_MS = 1000;
-let clock = 0;
-let clockRead = false;
-const forgetClock = () => {
-  clockRead = false;
-};
-
-/**
- * The time at the start of this turn of the event loop, read once for every connection that
- * receives in it: the connection only needs it for its heartbeats, and a clock read is an op
- * under Deno (~0.2 µs, per read of each of a hub's thousand connections).
- */
-function turnNow(): number {
-  if (!clockRead) {
-    clock = runtime.now();
-    clockRead = true;
-    runtime.afterTurn(forgetClock);
-  }
-  return clock;
-}
-
 /** No sends waiting for a write (shared: never written to). */
 const NONE: Array<() => void> = [];
 
@@ -162,13 +142,13 @@ export class Pipe {
     if (referenced) {
       written = new Promise((resolve) => this.#nextWrite.push(resolve));
     }
-    if (!this.#writing && this.#owner.inputPending()) {
+    // A flush is due at the end of the turn, or the write in flight takes this one with it.
+    if (this.#deferred || this.#writing) return written;
+    if (this.#owner.inputPending()) {
       // Answers to the messages still queued will follow at once: let them share one write,
       // at the end of the turn (the socket's messages are taken within it, in microtasks).
-      if (!this.#deferred) {
-        this.#deferred = true;
-        runtime.afterTurn(this.#flushDeferred);
-      }
+      this.#deferred = true;
+      runtime.afterTurn(this.#flushDeferred);
       return written;
     }
     this.#flush();
@@ -231,7 +211,7 @@ export class Pipe {
     this.#heard = true;
     if (this.#dropping !== null) return;
     try {
-      this.#conn.receive(chunk, turnNow());
+      this.#conn.receive(chunk, runtime.now());
     } catch (error) {
       this.#drop(error);
       return;
@@ -331,7 +311,15 @@ export class Pipe {
     this.#writing = false;
     const wasFull = this.#pending >= this.#sendHighWaterMark;
     this.#pending -= this.#inFlight;
-    this.#flush();
+    if (this.#conn.out.messages > 0 && !this.#deferred) {
+      // A write to loopback completes within a few microtasks, while a sender that awaits each
+      // send queues one message per microtask: writing again now would carry a handful of
+      // messages per system call. The rest of the turn's messages join them at its end.
+      this.#deferred = true;
+      runtime.afterTurn(this.#flushDeferred);
+    } else if (!this.#deferred) {
+      this.#flush();
+    }
     if (wasFull && this.writable) this.#owner.pipeWritable(this);
   };
 

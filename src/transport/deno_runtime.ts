@@ -22,18 +22,6 @@ import type {
   ThreadPort,
 } from "./runtime_types.ts";
 
-let turnEnd: Promise<void> | null = null;
-
-/** A promise that resolves once the current turn ends, shared by all writes of the turn. */
-function endOfTurn(): Promise<void> {
-  return turnEnd ??= new Promise<void>((resolve) =>
-    afterTurn(() => {
-      turnEnd = null;
-      resolve();
-    })
-  );
-}
-
 class DenoStream implements ByteStream {
   readonly remote: string;
   #conn: Deno.Conn;
@@ -87,21 +75,14 @@ class DenoStream implements ByteStream {
     resume?.();
   }
 
-  /**
-   * Writes the chunks and resolves once the system took them, but not before the current turn
-   * of the event loop ends. A write to loopback completes at once, within a few microtasks, and
-   * the caller writes again as soon as this settles, taking what was sent meanwhile: settling at
-   * once made one system call per three 64-byte messages (a sender produces one message per
-   * microtask); settling after the turn lets all the messages of a turn leave in one write, as
-   * the Node adapter does. The first write of a burst still leaves at once.
-   */
+  /** Writes the chunks; resolves once the system took them. */
   write(chunks: Uint8Array[]): Promise<void> {
     // The usual case, one chunk the system takes whole, costs one promise of ours.
     const first = chunks[0];
     if (chunks.length !== 1) return this.#writeAll(chunks);
-    return this.#conn.write(first).then((n) =>
-      n === first.length ? endOfTurn() : this.#writeAll([first.subarray(n)])
-    );
+    return this.#conn.write(first).then((n) => {
+      if (n !== first.length) return this.#writeAll([first.subarray(n)]);
+    });
   }
 
   async #writeAll(chunks: Uint8Array[]): Promise<void> {
@@ -109,7 +90,6 @@ class DenoStream implements ByteStream {
       let at = 0;
       while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
     }
-    await endOfTurn();
   }
 
   close(): void {
