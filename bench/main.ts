@@ -215,6 +215,34 @@ if (!values.only || values.only === "socket") {
   line("1 MiB messages, MB/s", t1m, "mb_per_s", 0, ">= 1x");
   line("ping-pong RTT p50, us", rtt, "p50_us", 1, "<= 0.5x");
   line("ping-pong RTT p99, us", rtt, "p99_us", 1, "");
+
+  // The native ceiling: libzmq's C API in the same roles and counts (bench/libzmq_anchor.ts
+  // builds bench/libzmq_bench.c, installing libzmq3-dev if need be, or says why it cannot).
+  console.log("running the libzmq (C) anchor...");
+  const built = run("libzmq (C) build", deno, ["run", "-A", here("./libzmq_anchor.ts"), "build"]);
+  const binary = typeof built?.binary === "string" ? built.binary : null;
+  if (binary === null) console.error(`  libzmq (C): skipped (${built?.skipped ?? "no build"})`);
+  const c = (role: string, size: string, key: string) =>
+    binary === null
+      ? null
+      : median(`libzmq C ${role} ${size}`, key, binary, [role, "--size", size]);
+  const c64 = c("throughput", "64", "msg_per_s");
+  const c1m = c("throughput", "1MiB", "mb_per_s");
+  const crtt = c("rtt", "64", "p50_us");
+  Object.assign(all, { libzmq_c_64: c64, libzmq_c_1mib: c1m, libzmq_c_rtt: crtt });
+  header("socket against libzmq in C", "libzmq C");
+  const vsC = (
+    what: string,
+    r: (Result | null)[],
+    a: Result | null,
+    key: string,
+    d: number,
+    t: string,
+  ) => row(what, r[0]?.[key], r[1]?.[key], a?.[key], d, t);
+  vsC("64 B messages/s", t64, c64, "msg_per_s", 0, ">= 0.5x Deno, >= 1x Node");
+  vsC("1 MiB messages, MB/s", t1m, c1m, "mb_per_s", 0, ">= 1x");
+  vsC("ping-pong RTT p50, us", rtt, crtt, "p50_us", 1, "<= 0.8x");
+  vsC("ping-pong RTT p99, us", rtt, crtt, "p99_us", 1, "");
 }
 
 if (!values.only || values.only === "hub") {
