@@ -4,7 +4,12 @@
  * few seconds (requests/s), then one request at a time (latency p50/p99).
  *
  *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
- *                                  [--workers 2] [--prefetch auto|N] [--curve]
+ *                                  [--workers 2] [--prefetch auto|N] [--curve] [--threads 0]
+ *
+ * `--threads`: handler threads per worker (default 0: the model runs on the worker's connection
+ * thread, as a Python gibbs worker runs it). With a thread, each request also pays the hop to it
+ * and back (about 100 µs here), which bench/worker_bench.ts measures on its own; this benchmark
+ * measures the hub.
  *
  * `--curve`: the hub is a CURVE server and the workers CURVE clients (keys made for the run).
  *
@@ -24,6 +29,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "2" },
     prefetch: { type: "string", default: "auto" },
     curve: { type: "boolean", default: false },
+    threads: { type: "string", default: "0" },
   },
 });
 const hubKeys = values.curve ? curveKeyPair() : undefined;
@@ -48,6 +54,7 @@ const endpoint = await hub.ready;
 const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   count,
   endpoint,
+  threads: Number(values.threads),
   quiet: true,
   security: hubKeys &&
     { curveServerKey: hubKeys.publicKey, curveSecretKey: curveKeyPair().secretKey },
