@@ -4,11 +4,13 @@
  * few seconds (requests/s), then one request at a time (latency p50/p99).
  *
  *   deno run -A bench/hub_bench.ts [--seconds 3] [--concurrency 64] [--sequential 2000]
- *                                  [--workers 2] [--prefetch auto|N] [--threads 0] [--curve]
+ *                                  [--workers 2] [--prefetch auto|N] [--curve] [--threads 0]
  *
- * `--threads`: the workers' handler threads (default 0: the trivial model runs on the connection's
- * thread, as the README advises for fast handlers and as the Python anchor runs it; 1 is the
- * default of a worker serving a module, one thread hop per request).
+ * `--threads`: handler threads per worker (default 0: the model runs on the worker's connection
+ * thread, as a Python gibbs worker runs it). With a thread, each request also pays the hop to it
+ * and back (about 100 µs here), which bench/worker_bench.ts measures on its own; this benchmark
+ * measures the hub.
+ *
  * `--curve`: the hub is a CURVE server and the workers CURVE clients (keys made for the run).
  *
  * @module
@@ -27,8 +29,8 @@ const { values } = parseArgs({
     sequential: { type: "string", default: "2000" },
     workers: { type: "string", default: "2" },
     prefetch: { type: "string", default: "auto" },
-    threads: { type: "string", default: "0" },
     curve: { type: "boolean", default: false },
+    threads: { type: "string", default: "0" },
   },
 });
 const hubKeys = values.curve ? curveKeyPair() : undefined;
@@ -51,8 +53,8 @@ const endpoint = await hub.ready;
 const workers = spawnWorkers(sibling("./models.ts", import.meta.url), {
   count,
   endpoint,
-  quiet: true,
   threads: Number(values.threads),
+  quiet: true,
   security: hubKeys &&
     { curveServerKey: hubKeys.publicKey, curveSecretKey: curveKeyPair().secretKey },
 });

@@ -274,6 +274,30 @@ if (only.has("socket")) {
           "of Node's"
         : `; zeromq.js (under Node) ${over(rtt[2], floor[0])} of Deno's`),
   );
+
+  // The native ceiling: libzmq's C API in the same roles and counts (bench/libzmq_anchor.ts
+  // builds bench/libzmq_bench.c, installing libzmq3-dev if need be, or says why it cannot).
+  console.log("running the libzmq (C) anchor...");
+  const built = runOnce("libzmq (C) build", deno, [
+    "run",
+    "-A",
+    here("./libzmq_anchor.ts"),
+    "build",
+  ]);
+  const info = built?.[built.length - 1];
+  const binary = typeof info?.binary === "string" ? info.binary : null;
+  if (binary === null) console.error(`  libzmq (C): skipped (${info?.skipped ?? "no build"})`);
+  const c = (role: string, size: string) =>
+    binary === null ? NONE : measure(`libzmq C ${role} ${size}`, binary, [role, "--size", size]);
+  const c64 = c("throughput", "64");
+  const c1m = c("throughput", "1MiB");
+  const crtt = c("rtt", "64");
+  Object.assign(all, { libzmq_c: { c64, c1m, crtt } });
+  header("socket against libzmq in C", "libzmq C");
+  row("64 B messages/s", [t64[0], t64[1], c64], "msg_per_s", 0, ">= 0.5x Deno, >= 1x Node");
+  row("1 MiB messages, MB/s", [t1m[0], t1m[1], c1m], "mb_per_s", 0, ">= 1x");
+  row("ping-pong RTT p50, us", [rtt[0], rtt[1], crtt], "p50_us", 1, "<= 0.8x");
+  row("ping-pong RTT p99, us", [rtt[0], rtt[1], crtt], "p99_us", 1, "");
 }
 
 if (only.has("ws")) {

@@ -4,6 +4,10 @@
  * completion time.
  *
  *   deno run -A bench/scale_bench.ts [--workers 1000] [--processes 4] [--queued 100000]
+ *                                    [--requests 50000] [--idle 10]
+ *
+ * Under load, `hub_cpu_us_per_request` is the hub's CPU time (user + system) per request: the
+ * figure to watch on a shared machine, where requests/s follows the load others put on it.
  *
  * Prints one JSON line per measurement.
  *
@@ -24,6 +28,7 @@ const { values } = parseArgs({
     processes: { type: "string", default: "4" },
     queued: { type: "string", default: "100000" },
     idle: { type: "string", default: "10" },
+    requests: { type: "string", default: "50000" },
   },
 });
 const total = Number(values.workers);
@@ -66,6 +71,10 @@ out({
   test: "idle",
   workers: hub.workers,
   hub_cpu_percent: Number((((cpu1.user + cpu1.system) / idleWall) * 100).toFixed(2)),
+  // Each worker pings once per heartbeat (1 s): the hub's CPU per worker and second.
+  hub_cpu_us_per_worker_s: Number(
+    ((cpu1.user + cpu1.system) / (idleWall / 1e6) / hub.workers).toFixed(1),
+  ),
   hub_rss_mb: mb(process.memoryUsage().rss),
   hub_rss_growth_mb: mb(process.memoryUsage().rss - rssBefore),
   hub_heap_used_mb: mb(process.memoryUsage().heapUsed),
@@ -73,7 +82,7 @@ out({
 
 // Load through all of them: requests spread over 1,000 workers.
 {
-  const n = 50_000;
+  const n = Number(values.requests);
   let next = 0;
   const cpu = process.cpuUsage();
   const start = performance.now();
@@ -88,11 +97,13 @@ out({
     requests: n,
     req_per_s: Math.round(n / (wall / 1000)),
     hub_cpu_percent: Number((((used.user + used.system) / (wall * 1000)) * 100).toFixed(1)),
+    hub_cpu_us_per_request: Number(((used.user + used.system) / n).toFixed(1)),
+    hub_system_us_per_request: Number((used.system / n).toFixed(1)),
   });
 }
 
 // 100,000 requests queued at once.
-{
+if (queued > 0) {
   const rss0 = process.memoryUsage().rss;
   let peak = rss0;
   const sampler = setInterval(() => {

@@ -11,8 +11,9 @@
  * $GIBBS_BENCH_CURVE_SECRET), the parent a CURVE client.
  *
  * Method: the parent is a DEALER doing one `await send(msg)` per message; the child is a
- * ROUTER in another process timing from the first to the last measured message. RTT: the
- * child echoes, the parent sends one message and awaits its echo, N times after warm-up.
+ * ROUTER in another process timing from the first to the last measured message (the clock is
+ * read at those two only, in all three implementations). RTT: the child echoes, the parent
+ * sends one message and awaits its echo, N times after warm-up.
  * `--transport ws` runs the same over `ws://` loopback (ZWS 2.0) instead of `tcp://`, to compare
  * with bench/jszmq_bench.mjs.
  *
@@ -55,17 +56,23 @@ async function sink(bind: string, count: number, warmup: number): Promise<void> 
   let size = 0;
   let t0 = 0;
   let t1 = 0;
+  // The clock is read at the first measured message and at the last (or at the end message,
+  // sent right after it), not per message: a clock read costs ~120 ns under Deno (an op).
   for await (const [, payload] of sock) {
-    if (payload === undefined || payload.length === 0) break;
+    if (payload === undefined || payload.length === 0) {
+      t1 = performance.now();
+      break;
+    }
     seen++;
     if (seen <= warmup) continue;
-    const now = performance.now();
-    if (measured === 0) t0 = now;
+    if (measured === 0) t0 = performance.now();
     else bytes += payload.length;
-    t1 = now;
     size = payload.length;
     measured++;
-    if (measured >= count) break;
+    if (measured >= count) {
+      t1 = performance.now();
+      break;
+    }
   }
   const elapsed = (t1 - t0) / 1000;
   const ok = measured >= 2 && elapsed > 0;

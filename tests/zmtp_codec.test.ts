@@ -284,7 +284,7 @@ describe("FrameDecoder: messages", () => {
 
   test(
     "delivered frames are copies: reusing the read buffer changes nothing",
-    { timeout: 30_000 },
+    { timeout: 60_000 },
     () => {
       const buffer = concat([messageBytes([utf8("abc"), pattern(400)]), frame(0, utf8("xyz"))]);
       const { decoder, messages } = newDecoder();
@@ -293,6 +293,40 @@ describe("FrameDecoder: messages", () => {
       assert.deepEqual(messages, [[utf8("abc"), pattern(400)], [utf8("xyz")]]);
     },
   );
+
+  test("short frames share blocks: never overlapping, 8-byte aligned, each its own copy", {
+    timeout: 60_000,
+  }, () => {
+    // 600 frames of 0 to 255 bytes fill several 8 KiB blocks, in chunks cut anywhere.
+    const sizes = Array.from({ length: 600 }, (_, i) => (i * 37) % 256);
+    const sent = sizes.map((size, i) => new Uint8Array(size).fill(i & 0xff));
+    const bytes = concat(sent.map((body) => frame(0, body)));
+    const { decoder, messages } = newDecoder();
+    for (const part of randomSplit(bytes, prng(7))) {
+      const chunk = part.slice(); // a read buffer of its own, overwritten after the call
+      decoder.feed(chunk);
+      chunk.fill(0xee);
+    }
+    const got = messages.map((m) => m[0]);
+    assert.equal(got.length, sent.length);
+    got.forEach((body, i) => assert.deepEqual(body, sent[i], `frame ${i}`));
+    for (const body of got) {
+      if (body.byteLength > 0 && body.buffer.byteLength > body.byteLength) {
+        assert.equal(body.byteOffset % 8, 0, "a pooled frame starts 8-byte aligned");
+      }
+    }
+    // Writing into one frame changes no other.
+    for (const body of got) body.fill(0x55);
+    got.forEach((body) => assert.ok(body.every((b) => b === 0x55)));
+    const pooled = new Set(
+      got.filter((b) => b.buffer.byteLength > b.byteLength).map((b) => b.buffer),
+    );
+    assert.ok(pooled.size >= 2, "frames of 600 short messages are pooled in several blocks");
+    assert.ok(
+      [...pooled].every((buffer) => buffer.byteLength <= 8 * 1024),
+      "a kept short frame keeps at most 8 KiB alive",
+    );
+  });
 });
 
 describe("FrameDecoder: any split gives the same result", () => {

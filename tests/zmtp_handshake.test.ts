@@ -410,11 +410,39 @@ describe("PING and PONG", () => {
     conn.receive(commandFrame("PONG"), 2400);
     conn.tick(2600); // 1600 ms after the PING, but input came 200 ms ago
     assert.equal(conn.state, "ready");
-    assert.equal(sentCommands(drain(conn.out))[0].name, "PING", "next PING at the interval");
-    conn.tick(4099);
+    assert.equal(drain(conn.out).length, 0, "no PING while the peer was heard within the interval");
+    conn.tick(3400);
+    assert.equal(sentCommands(drain(conn.out))[0].name, "PING", "a PING after a quiet interval");
+    conn.tick(4899);
     assert.equal(conn.state, "ready");
-    throwsZmtp(() => conn.tick(4100), "heartbeat-timeout");
+    throwsZmtp(() => conn.tick(4900), "heartbeat-timeout");
   });
+
+  test(
+    "traffic from the peer replaces our PINGs, unless we announced a TTL",
+    { timeout: 60_000 },
+    () => {
+      const pings = (heartbeatTtl: number) => {
+        const { conn } = readyConnection({
+          socketType: "DEALER",
+          heartbeatInterval: 1000,
+          heartbeatTtl,
+        });
+        let sent = 0;
+        // A message from the peer every 300 ms for 10 s, a tick every 100 ms.
+        for (let now = 0; now <= 10_000; now += 100) {
+          if (now % 300 === 0) conn.receive(messageBytes([utf8("busy")]), now);
+          conn.tick(now);
+          sent += sentCommands(drain(conn.out)).filter((c) => c.name === "PING").length;
+        }
+        assert.equal(conn.state, "ready");
+        return sent;
+      };
+      assert.equal(pings(0), 0, "a busy peer is not pinged");
+      // Our TTL asks the peer to drop us after that much silence from us: keep pinging.
+      assert.equal(pings(3000), 10);
+    },
+  );
 
   test(
     "our PING carries heartbeatTtl in tenths of a second, capped at 655",

@@ -32,6 +32,10 @@ import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 
 const EMPTY = new Uint8Array(0);
+/** Request payloads are encoded for one send and never changed: no copy needed. */
+const NO_COPY = { copy: false } as const;
+/** What most requests are: no timeout, no retry, the default service, not streamed. */
+const PLAIN_SUBMIT = { timeoutMs: 0, retries: 0, service: DEFAULT_SERVICE, stream: false } as const;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
 export interface HubOptions {
@@ -193,6 +197,7 @@ export class Hub {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
   #loop: Promise<void>;
+  #keys = new WeakMap<Uint8Array, string>();
 
   /** Creates a hub and starts binding; see {@linkcode Hub.ready}. */
   constructor(options: HubOptions = {}) {
@@ -425,13 +430,30 @@ export class Hub {
     } catch (error) {
       return new GibbsError(`Cannot encode the request: ${error}`, { cause: error });
     }
-    const full: Handle = { ...handle, args, kwargs, signal, onAbort: undefined };
-    const request = this.#dispatcher.submit(reqId, payload, full, runtime.now(), {
-      timeoutMs: timeout * 1000,
-      retries,
-      service,
-      stream: handle.stream !== undefined,
-    });
+    // One shape for every handle (no spread): the dispatcher's hot path sees a single map.
+    const full: Handle = {
+      args,
+      kwargs,
+      resolve: handle.resolve,
+      reject: handle.reject,
+      stream: handle.stream,
+      signal,
+      onAbort: undefined,
+    };
+    const plain = timeout === 0 && retries === 0 && service === DEFAULT_SERVICE &&
+      handle.stream === undefined;
+    const request = this.#dispatcher.submit(
+      reqId,
+      payload,
+      full,
+      runtime.now(),
+      plain ? PLAIN_SUBMIT : {
+        timeoutMs: timeout * 1000,
+        retries,
+        service,
+        stream: handle.stream !== undefined,
+      },
+    );
     if (request !== null && request.state !== "done") {
       if (signal !== undefined) {
         full.onAbort = () => {
@@ -468,9 +490,9 @@ export class Hub {
       } catch {
         return false;
       }
-      return this.#router.trySend([w.id, ...frames], { copy: false });
+      return this.#router.trySend([w.id, ...frames], NO_COPY);
     }
-    return this.#router.trySend([w.id, EMPTY, request.payload], { copy: false });
+    return this.#router.trySend([w.id, EMPTY, request.payload], NO_COPY);
   }
 
   /** Stops the hub: pending requests fail with {@linkcode HubClosedError}. */
@@ -517,7 +539,7 @@ export class Hub {
 
   #onMessage(message: Uint8Array[]): void {
     const id = message[0];
-    const key = keyOf(id);
+    const key = this.#keyOf(id);
     const now = this.#messageNow = runtime.now();
     const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
@@ -571,6 +593,19 @@ export class Hub {
       );
     }
     this.#arm();
+  }
+
+  /**
+   * The map key of a routing id. The router hands out the same id bytes for every message of a
+   * peer: remembering their key saves making a 32-character string per message.
+   */
+  #keyOf(id: Uint8Array): string {
+    let key = this.#keys.get(id);
+    if (key === undefined) {
+      key = keyOf(id);
+      this.#keys.set(id, key);
+    }
+    return key;
   }
 
   #onSocketEvent(event: SocketEvent): void {

@@ -24,6 +24,8 @@ import { Deque } from "./deque.ts";
  * connection is closed anyway: a peer that stops reading must not keep it open.
  */
 const DROP_FLUSH_MS = 1000;
+/** No sends waiting for a write (shared: never written to). */
+const NONE: Array<() => void> = [];
 
 /** What a pipe reports to the socket that owns it. */
 export interface PipeOwner {
@@ -93,6 +95,9 @@ export class Pipe {
   #heard = false;
   /** Resolvers of sends waiting for the write that will carry them. */
   #nextWrite: Array<() => void> = [];
+  /** Messages in the write in flight, and the resolvers of those that wait for it. */
+  #inFlight = 0;
+  #inFlightWritten: Array<() => void> = NONE;
 
   /** Wraps `stream`, queues our greeting and starts reading. */
   constructor(
@@ -152,25 +157,23 @@ export class Pipe {
   /**
    * Queues a message for the peer and starts writing if idle. Returns null when the message was
    * copied, or a promise that resolves once it is written when it still refers to the caller's
-   * bytes (large frames are not copied unless `copy` is set).
+   * bytes (large frames are not copied unless `copy` is set). Frames before `start` are not
+   * sent (a ROUTER's routing id).
    */
-  send(frames: readonly Uint8Array[], copy = false): Promise<void> | null {
-    const referenced = this.#conn.send(frames, copy);
+  send(frames: readonly Uint8Array[], copy = false, start = 0): Promise<void> | null {
+    const referenced = this.#conn.send(frames, copy, start);
     this.#pending++;
     let written: Promise<void> | null = null;
     if (referenced) {
       written = new Promise((resolve) => this.#nextWrite.push(resolve));
     }
-    if (!this.#writing && this.#owner.inputPending()) {
-      // Answers to the messages still queued will follow at once: let them share one write.
-      // The last of them flushes when the queue is empty; the timer only guards a stall.
-      if (!this.#deferred) {
-        this.#deferred = true;
-        setTimeout(() => {
-          this.#deferred = false;
-          this.#flush();
-        }, 0);
-      }
+    // A flush is due at the end of the turn, or the write in flight takes this one with it.
+    if (this.#deferred || this.#writing) return written;
+    if (this.#owner.inputPending()) {
+      // Answers to the messages still queued will follow at once: let them share one write,
+      // at the end of the turn (the socket's messages are taken within it, in microtasks).
+      this.#deferred = true;
+      runtime.afterTurn(this.#flushDeferred);
       return written;
     }
     this.#flush();
@@ -223,6 +226,11 @@ export class Pipe {
     this.#stream.close();
     this.#owner.pipeClosed(this, error);
   }
+
+  readonly #flushDeferred = (): void => {
+    this.#deferred = false;
+    this.#flush();
+  };
 
   #onData(chunk: Uint8Array): void {
     this.#heard = true;
@@ -310,21 +318,43 @@ export class Pipe {
     }
     this.#writing = true;
     this.bytesSent += bytes;
-    const sent = taken.messages;
-    const written = this.#nextWrite;
-    this.#nextWrite = [];
-    this.#stream.write(taken.chunks).then(() => {
-      for (const resolve of written) resolve();
-      this.#writing = false;
-      const wasFull = this.#pending >= this.#sendHighWaterMark;
-      this.#pending -= sent;
-      this.#flush();
-      if (wasFull && this.writable) this.#owner.pipeWritable(this);
-    }, (error) => {
-      // The message is lost with the connection, as a queued one would be: its sender is free.
-      for (const resolve of written) resolve();
-      this.#writing = false;
-      this.close(error);
-    });
+    this.#inFlight = taken.messages;
+    if (this.#nextWrite.length > 0) {
+      this.#inFlightWritten = this.#nextWrite;
+      this.#nextWrite = [];
+    }
+    this.#stream.write(taken.chunks).then(this.#onWritten, this.#onWriteFailed);
   }
+
+  /** Resolves the sends a write carried (callbacks made once: a hub flushes per request). */
+  #settleWritten(): void {
+    const written = this.#inFlightWritten;
+    if (written === NONE) return;
+    this.#inFlightWritten = NONE;
+    for (const resolve of written) resolve();
+  }
+
+  readonly #onWritten = (): void => {
+    this.#settleWritten();
+    this.#writing = false;
+    const wasFull = this.#pending >= this.#sendHighWaterMark;
+    this.#pending -= this.#inFlight;
+    if (this.#conn.out.messages > 0 && !this.#deferred) {
+      // A write to loopback completes within a few microtasks, while a sender that awaits each
+      // send queues one message per microtask: writing again now would carry a handful of
+      // messages per system call. The rest of the turn's messages join them at its end.
+      this.#deferred = true;
+      runtime.afterTurn(this.#flushDeferred);
+    } else if (!this.#deferred) {
+      this.#flush();
+    }
+    if (wasFull && this.writable) this.#owner.pipeWritable(this);
+  };
+
+  readonly #onWriteFailed = (error: Error): void => {
+    // The message is lost with the connection, as a queued one would be: its sender is free.
+    this.#settleWritten();
+    this.#writing = false;
+    this.close(error);
+  };
 }

@@ -57,6 +57,11 @@ export class Router extends SocketBase {
   /** See {@linkcode RouterOptions.handover}. */
   handover: boolean;
   #byKey = new Map<string, Pipe>();
+  /**
+   * The same peers by the very routing-id bytes this socket hands out with their messages: a
+   * reply that reuses them is routed without making a key of them (a string per message).
+   */
+  #byId = new WeakMap<Uint8Array, Pipe>();
   #waiting = new Map<Pipe, Deque<PendingSend>>();
   #nextId = (Math.random() * 0x1_0000_0000) >>> 0;
 
@@ -80,15 +85,15 @@ export class Router extends SocketBase {
     } catch (error) {
       return Promise.reject(error);
     }
-    const pipe = this.#byKey.get(keyOf(frames[0]));
+    const pipe = this.#peer(frames[0]);
     if (pipe === undefined) {
       return this.mandatory ? Promise.reject(new HostUnreachableError(frames[0])) : this.resolved;
     }
-    frames.shift();
     const waiting = this.#waiting.get(pipe);
     if ((waiting === undefined || waiting.length === 0) && pipe.writable) {
-      return pipe.send(frames) ?? this.resolved;
+      return pipe.send(frames, false, 1) ?? this.resolved;
     }
+    frames.shift();
     let queue = waiting;
     if (queue === undefined) {
       queue = new Deque();
@@ -106,12 +111,11 @@ export class Router extends SocketBase {
   trySend(message: Message, options?: TrySendOptions): boolean {
     if (this.closed) throw new SocketClosedError("send");
     const frames = routerFrames(message);
-    const pipe = this.#byKey.get(keyOf(frames[0]));
+    const pipe = this.#peer(frames[0]);
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
     if (waiting !== undefined && waiting.length > 0) return false;
-    frames.shift();
-    pipe.send(frames, options?.copy ?? true);
+    pipe.send(frames, options?.copy ?? true, 1);
     return true;
   }
 
@@ -141,6 +145,7 @@ export class Router extends SocketBase {
     pipe.routingId = id;
     pipe.routingKey = key;
     this.#byKey.set(key, pipe);
+    this.#byId.set(id, pipe);
     return true;
   }
 
@@ -159,6 +164,7 @@ export class Router extends SocketBase {
   /** @ignore */
   protected detach(pipe: Pipe): void {
     if (this.#byKey.get(pipe.routingKey) === pipe) this.#byKey.delete(pipe.routingKey);
+    this.#byId.delete(pipe.routingId);
     const waiting = this.#waiting.get(pipe);
     if (waiting === undefined) return;
     this.#waiting.delete(pipe);
@@ -172,6 +178,9 @@ export class Router extends SocketBase {
 
   /** @ignore */
   protected deliver(pipe: Pipe, frames: Uint8Array[]): Uint8Array[] {
+    // A literal for the common shapes is cheaper than moving the frames along (unshift).
+    if (frames.length === 1) return [pipe.routingId, frames[0]];
+    if (frames.length === 2) return [pipe.routingId, frames[0], frames[1]];
     frames.unshift(pipe.routingId);
     return frames;
   }
@@ -182,6 +191,11 @@ export class Router extends SocketBase {
     if (waiting === undefined) return;
     while (waiting.length > 0 && pipe.writable) this.completeSend(waiting.shift()!, pipe);
     if (waiting.length === 0) this.#waiting.delete(pipe);
+  }
+
+  /** The live peer with routing id `id`, if any. */
+  #peer(id: Uint8Array): Pipe | undefined {
+    return this.#byId.get(id) ?? this.#byKey.get(keyOf(id));
   }
 
   #generateId(): Uint8Array {

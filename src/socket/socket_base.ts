@@ -321,8 +321,11 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   /** Iterates over received messages until the socket is closed. */
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array[]> {
     return {
-      next: () =>
-        this.receive().then(
+      next: () => {
+        // A message already queued: one promise per message, not two.
+        const value = this.#takeMessage();
+        if (value !== undefined) return Promise.resolve({ value, done: false });
+        return this.receive().then(
           (value) => ({ value, done: false }),
           (error) => {
             if (error instanceof SocketClosedError) {
@@ -330,7 +333,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
             }
             throw error;
           },
-        ),
+        );
+      },
       return: () => Promise.resolve({ value: undefined, done: true }),
     };
   }

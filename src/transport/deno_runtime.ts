@@ -6,9 +6,11 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
+import { setImmediate } from "node:timers";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { turnQueue } from "./turn.ts";
 import type {
   AsyncContext,
   ByteStream,
@@ -86,7 +88,17 @@ class DenoStream implements ByteStream {
     resume?.();
   }
 
-  async write(chunks: Uint8Array[]): Promise<void> {
+  /** Writes the chunks; resolves once the system took them. */
+  write(chunks: Uint8Array[]): Promise<void> {
+    // The usual case, one chunk the system takes whole, costs one promise of ours.
+    const first = chunks[0];
+    if (chunks.length !== 1) return this.#writeAll(chunks);
+    return this.#conn.write(first).then((n) => {
+      if (n !== first.length) return this.#writeAll([first.subarray(n)]);
+    });
+  }
+
+  async #writeAll(chunks: Uint8Array[]): Promise<void> {
     for (const chunk of chunks) {
       let at = 0;
       while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
@@ -366,6 +378,7 @@ export const denoRuntime: Runtime = {
     Deno.unrefTimer(id);
     return () => clearInterval(id);
   },
+  afterTurn: turnQueue(setImmediate),
   onShutdownSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

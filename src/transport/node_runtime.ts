@@ -32,6 +32,7 @@ import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { turnQueue } from "./turn.ts";
 import type {
   AsyncContext,
   ByteStream,
@@ -140,18 +141,12 @@ class NodeStream implements ByteStream {
 
   /**
    * Hands the chunks to the socket at once (corked, so several leave in one `writev`) and
-   * resolves once the system has taken all of them, but not before the current event-loop turn
-   * ends. Rejects if the connection fails first.
+   * resolves once the system has taken all of them. Rejects if the connection fails first.
    *
    * "Taken by the system" matters: large frames are sent without a copy and the sender may reuse
-   * its bytes once this resolves, while Node may still hold them queued in user space.
-   *
-   * Why wait for the turn's end: the caller writes again as soon as this settles, taking every
-   * message queued meanwhile. Settling within the turn (Node reports a write that the kernel
-   * took at once on the next tick) would make one `write` system call per message; settling
-   * after the turn's other callbacks (`setImmediate`) lets the messages sent during the turn
-   * leave in one write, as they do with Deno's asynchronous writes. The first write of a burst
-   * still goes out immediately, so latency is unchanged.
+   * its bytes once this resolves, while Node may still hold them queued in user space. (Node
+   * reports a write the kernel took at once on the next tick: the pipe, not this adapter, waits
+   * for the end of the turn before writing the messages queued meanwhile.)
    */
   write(chunks: Uint8Array[]): Promise<void> {
     const socket = this.#socket;
@@ -162,29 +157,19 @@ class NodeStream implements ByteStream {
     // take the bytes (and lose them); writing now would turn the orderly end into an error.
     if (socket.writableEnded || chunks.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      let taken = false;
-      let turnEnded = false;
       const waiter = { reject };
       this.#writers.add(waiter);
-      const settle = (error?: Error | null) => {
-        if (!this.#writers.delete(waiter)) return;
-        if (error) reject(error);
-        else resolve();
-      };
       const last = chunks.length - 1;
       // Node calls a write's callback once the system took its bytes (or with the error).
       const onWritten = (error?: Error | null) => {
-        taken = true;
-        if (error || turnEnded) settle(error);
+        if (!this.#writers.delete(waiter)) return;
+        if (error) reject(error);
+        else resolve();
       };
       if (last > 0) socket.cork();
       for (let i = 0; i < last; i++) socket.write(chunks[i]);
       socket.write(chunks[last], onWritten);
       if (last > 0) socket.uncork();
-      setImmediate(() => {
-        turnEnded = true;
-        if (taken) settle();
-      });
     });
   }
 
@@ -613,6 +598,7 @@ export const nodeRuntime: Runtime = {
     timer.unref();
     return () => clearInterval(timer);
   },
+  afterTurn: turnQueue(setImmediate),
   onShutdownSignal(handler) {
     const onInt = () => handler("SIGINT");
     const onTerm = () => handler("SIGTERM");

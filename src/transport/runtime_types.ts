@@ -217,6 +217,11 @@ export interface Runtime {
   now(): number;
   /** Calls `fn` every `ms` milliseconds without keeping the process alive; returns a stopper. */
   every(ms: number, fn: () => void): () => void;
+  /**
+   * Runs `fn` once the current turn of the event loop is over (after the microtasks queued now
+   * and this turn's I/O callbacks), with one `setImmediate` for all callbacks of a turn.
+   */
+  afterTurn(fn: () => void): void;
   /** Runs `handler` on SIGINT and SIGTERM; returns a function that removes it. */
   onShutdownSignal(handler: (signal: string) => void): () => void;
   /** Makes a value that follows asynchronous calls (see {@linkcode AsyncContext}). */

@@ -277,17 +277,19 @@ export class Connection {
   /**
    * Queues a message for the peer. Only valid in the `ready` state. Returns true when a large
    * frame was referred to rather than copied (see {@linkcode OutBuffer.message}); `copy` copies
-   * every frame.
+   * every frame. Frames before `start` are not sent.
    */
-  send(frames: readonly Uint8Array[], copy = false): boolean {
+  send(frames: readonly Uint8Array[], copy = false, start = 0): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
     const box = this.#box;
-    if (box === null) return this.out.message(frames, copy);
+    if (box === null) return this.out.message(frames, copy, start);
     const last = frames.length - 1;
-    const sealed = new Array<Uint8Array>(frames.length);
-    for (let i = 0; i <= last; i++) sealed[i] = box.seal(i < last ? BOX_MORE : 0, frames[i]);
+    const sealed = new Array<Uint8Array>(frames.length - start);
+    for (let i = start; i <= last; i++) {
+      sealed[i - start] = box.seal(i < last ? BOX_MORE : 0, frames[i]);
+    }
     this.out.singleFrames(sealed);
     return false;
   }
@@ -339,12 +341,16 @@ export class Connection {
           `peer silent past the ${this.#remoteTtl} ms TTL of its PING`,
         );
       }
-      // ZMTP 3.0 has no PING; a 3.0 peer would take one for a protocol error.
+      // ZMTP 3.0 has no PING; a 3.0 peer would take one for a protocol error. Without a TTL of
+      // ours for the peer to enforce, what it sends proves it alive: a PING only follows a quiet
+      // interval (a hub with a thousand busy workers saves a write and a read a second each).
+      const interval = this.#heartbeatInterval;
+      const ttlMs = this.#options.heartbeatTtl ?? 0;
       if (
-        this.#heartbeatInterval > 0 && this.#peerMinor >= 1 &&
-        now - this.#lastPingSent >= this.#heartbeatInterval
+        interval > 0 && this.#peerMinor >= 1 && now - this.#lastPingSent >= interval &&
+        (ttlMs > 0 || now - this.#lastReceived >= interval)
       ) {
-        const ttl = Math.min(PING_TTL_MAX, Math.ceil((this.#options.heartbeatTtl ?? 0) / 100));
+        const ttl = Math.min(PING_TTL_MAX, Math.ceil(ttlMs / 100));
         this.#command(encodePing(ttl, EMPTY));
         this.#lastPingSent = now;
         if (this.#awaitingSince < 0) this.#awaitingSince = now;
