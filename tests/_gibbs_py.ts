@@ -52,6 +52,8 @@ export interface PyHubState {
 export interface PyAnswer {
   id: string;
   ok: boolean;
+  // The Python peer's JSON answer: tests assert on it as they please.
+  // deno-lint-ignore no-explicit-any
   result?: any;
   error?: string;
   message?: string;

@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { type Handler, Hub, type HubOptions, Worker, type WorkerOptions } from "../mod.ts";
 
 /** True under Deno, false under Node. */
-export const isDeno = typeof (globalThis as any).Deno !== "undefined";
+export const isDeno = "Deno" in globalThis;
 
 /**
  * `test` under Deno; under Node, registers nothing. For tests that only Deno can run (they start
@@ -93,6 +93,8 @@ export async function waitFor(
  */
 export async function rejectsWith<E extends Error>(
   promise: Promise<unknown>,
+  // Parsed JSON lines and error classes of any constructor: the tests assert on the values.
+  // deno-lint-ignore no-explicit-any
   cls: abstract new (...args: any[]) => E,
   ms: number,
   what = "request",
@@ -372,10 +374,12 @@ export class Proc {
 
   /** Waits for a stdout JSON line whose object satisfies `predicate`; returns it parsed. */
   async waitJson(
+    // deno-lint-ignore no-explicit-any
     predicate: (value: any) => boolean,
     ms: number,
     what = "JSON line",
     from = 0,
+    // deno-lint-ignore no-explicit-any
   ): Promise<any> {
     const line = await this.waitLine(
       (l) => {

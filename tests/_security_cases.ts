@@ -374,6 +374,8 @@ export function curveMutatedProperty(): fc.IPropertyWithHooks<[CurveMutatedCase]
 export const CURVE_CASE_SHARE = 0.05;
 
 /** The CURVE properties, by name, for the fuzz slice and scripts/fuzz.ts. */
+// fast-check properties of different argument tuples in one table.
+// deno-lint-ignore no-explicit-any
 export const CURVE_PROPERTIES: Record<string, () => fc.IPropertyWithHooks<any>> = {
   "curve-pair": curvePairProperty,
   "curve-mutated-stream": curveMutatedProperty,

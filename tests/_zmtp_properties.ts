@@ -587,6 +587,8 @@ export function mutatedProperty(): fc.IPropertyWithHooks<[MutatedCase]> {
 }
 
 /** The fuzz properties by name, in the order the fuzzer runs them. */
+// fast-check properties of different argument tuples in one table.
+// deno-lint-ignore no-explicit-any
 export const PROPERTIES: Record<string, () => fc.IPropertyWithHooks<any>> = {
   "random-input": randomInputProperty,
   "split-round-trip": roundTripProperty,

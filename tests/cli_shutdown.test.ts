@@ -81,7 +81,9 @@ describe("hub shutdown", () => {
         );
         await withTimeout(
           (async () => {
-            while ((await (await fetch(`${base}/health`)).json() as any).pending < 2) {
+            while (
+              (await (await fetch(`${base}/health`)).json() as { pending: number }).pending < 2
+            ) {
               await new Promise((resolve) => setTimeout(resolve, 20));
             }
           })(),
@@ -96,10 +98,13 @@ describe("hub shutdown", () => {
         // One second of shutdown at most, plus what a loaded machine adds to a process's exit.
         assert.ok(took < 2000, `exited ${Math.round(took)} ms after ${signal}`);
         for (const result of await Promise.all(pending)) {
-          assert.ok(result.ok, `the caller got an answer: ${String((result as any).error)}`);
+          assert.ok(
+            result.ok,
+            `the caller got an answer: ${String((result as { error?: unknown }).error)}`,
+          );
           const res = result.value as Response;
           assert.equal(res.status, 503);
-          assert.match((await res.json() as any).error, /Hub is closed/);
+          assert.match((await res.json() as { error: string }).error, /Hub is closed/);
         }
         assert.match(
           hub.stderr,

@@ -317,6 +317,8 @@ class LoadHub {
     await this.proc.waitJson((v) => v.answered >= n, ms, `${this.tag}: ${n} answered`);
   }
 
+  // The fixture's JSON records: the tests assert on them.
+  // deno-lint-ignore no-explicit-any
   async done(ms: number): Promise<any> {
     return await this.proc.waitJson((v) => v.done === true, ms, `${this.tag} done`);
   }
@@ -342,6 +344,7 @@ function tallyWorker(c: Cleanup, endpoints: string[], concurrency: number): Proc
 }
 
 /** The JSON log records a process wrote on standard error. */
+// deno-lint-ignore no-explicit-any
 function records(p: Proc): any[] {
   return p.stderr.split("\n").flatMap((line) => {
     try {

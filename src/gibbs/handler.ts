@@ -6,12 +6,17 @@
 
 import type { Kwargs } from "./codec.ts";
 
+// `any` in the handler types below: a handler's parameters are the caller's to type, and
+// `unknown[]` would refuse `(a: number) => …` under strictFunctionTypes.
+
 /** A function serving requests. */
+// deno-lint-ignore no-explicit-any
 export type HandlerFunction = (...args: any[]) => unknown;
 
 /** A class whose instances serve requests with their `call` method (or `batch`). */
 export interface HandlerClass {
   /** Builds the instance from the worker's constructor arguments. */
+  // deno-lint-ignore no-explicit-any
   new (...args: any[]): { call?(...args: any[]): unknown; batch?(items: any[][]): unknown };
 }
 
@@ -19,6 +24,7 @@ export interface HandlerClass {
  * What a worker can serve: a function (or one marked {@linkcode batched}), a class with a
  * `call` or `batch` method, or an object with a `call` method.
  */
+// deno-lint-ignore no-explicit-any
 export type Handler = HandlerFunction | HandlerClass | { call(...args: any[]): unknown };
 
 /**
@@ -64,6 +70,7 @@ const BATCHED = Symbol.for("gibbs.batched");
  * assert.deepEqual(instantiate(embed).batch!([["ab"], ["abc"]]), [2, 3]);
  * ```
  */
+// deno-lint-ignore no-explicit-any
 export function batched<F extends (items: any[]) => unknown>(fn: F): F {
   Object.defineProperty(fn, BATCHED, { value: true });
   return fn;
