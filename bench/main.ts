@@ -3,12 +3,17 @@
  * same run on the same machine, printed as figures and ratios. It installs what it needs on a
  * fresh clone (zeromq.js for the tests' peers, the npm build for the Node figures).
  *
- *   deno task bench [--runs 3] [--only socket,ws,hub,curve,scale,chaos] [--no-node] [--json F]
+ *   deno task bench [--runs 3] [--only socket,ws,hub,curve,worker,serving,pool,metrics,scale,chaos]
+ *                   [--no-node] [--json F]
  *
  * Each socket, ws, hub and CURVE figure is the median of that figure over `--runs` runs (p50
  * and p99 are each their own median); a run that fails is reported with its reason and the
  * figure says how many runs it rests on. The scale and chaos benchmarks run once (10 s and more
- * each).
+ * each), and so do the worker runtime (bench/worker_bench.ts: handler threads, concurrency, the
+ * thread hop), serving (bench/serving_bench.ts: batching, streams, cancellation), shared pool
+ * (bench/shared_pool_bench.ts: 1 to 3 hubs in front of the same workers, beside one hub alone)
+ * and metrics-cost (bench/metrics_cost_bench.ts: the hub with its counting on and off, beside
+ * prom-client) benchmarks, each its own anchor.
  *
  * Ours runs twice: from source under Deno, and as the npm package's build under Node
  * (`npm/bench/*.js`, built by scripts/build_npm.ts first when missing or older than the sources;
@@ -43,7 +48,14 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
-const only = new Set((values.only ?? "socket,ws,hub,curve,scale,chaos").split(","));
+const SECTIONS = "socket,ws,hub,curve,worker,serving,pool,metrics,scale,chaos";
+const only = new Set((values.only ?? SECTIONS).split(","));
+for (const name of only) {
+  if (!SECTIONS.split(",").includes(name)) {
+    console.error(`bench: unknown section ${JSON.stringify(name)} (sections: ${SECTIONS})`);
+    process.exit(2);
+  }
+}
 const deno = process.execPath;
 const root = here("../");
 /** The npm build's copy of the benchmark scripts, run by Node. */
@@ -474,6 +486,46 @@ if (only.has("scale")) {
     );
   }
 }
+if (only.has("worker")) {
+  for (const name of ["cpu", "io", "hop"]) {
+    const lines = oneRun(`the worker runtime benchmark (${name}; one run)`, `worker ${name}`, [
+      here("./worker_bench.ts"),
+      "--case",
+      name,
+    ], 180_000);
+    all[`worker_${name}`] = lines;
+    for (const l of lines) extra.push(`worker ${name}, ${l.config}: ${describe(l, ["config"])}`);
+  }
+}
+if (only.has("serving")) {
+  for (const name of ["batch", "stream", "cancel"]) {
+    const lines = oneRun(`the serving benchmark (${name}; one run)`, `serving ${name}`, [
+      here("./serving_bench.ts"),
+      "--case",
+      name,
+    ], 180_000);
+    all[`serving_${name}`] = lines;
+    for (const l of lines) extra.push(`${l.test}: ${describe(l)}`);
+  }
+}
+if (only.has("pool")) {
+  for (const model of ["wait", "add"]) {
+    const lines = oneRun(`the shared pool benchmark (${model} model; one run)`, `pool ${model}`, [
+      here("./shared_pool_bench.ts"),
+      "--model",
+      model,
+    ], 180_000);
+    all[`pool_${model}`] = lines;
+    for (const l of lines) extra.push(`shared pool, ${model} model: ${describe(l, ["model"])}`);
+  }
+}
+if (only.has("metrics")) {
+  const lines = oneRun("the metrics cost benchmark (one run)", "metrics", [
+    here("./metrics_cost_bench.ts"),
+  ], 300_000);
+  all.metrics = lines;
+  for (const l of lines) extra.push(`metrics cost: ${describe(l)}`);
+}
 if (only.has("chaos")) {
   const lines = oneRun("the chaos benchmark (10 s with kills, 10 s without; one run)", "chaos", [
     here("./chaos_bench.ts"),
@@ -482,10 +534,10 @@ if (only.has("chaos")) {
   for (const l of lines) extra.push(`${l.test}: ${describe(l)}`);
 }
 
-function describe(r: Result): string {
-  return Object.entries(r).filter(([k]) => k !== "test").map(([k, v]) =>
-    `${k} ${typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 2) : v}`
-  ).join(", ");
+function describe(r: Result, leave: string[] = []): string {
+  return Object.entries(r).filter(([k]) => k !== "test" && k !== "name" && !leave.includes(k))
+    .map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, Number.isInteger(v) ? 0 : 2) : v}`)
+    .join(", ");
 }
 
 const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i].length)));

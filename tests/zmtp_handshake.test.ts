@@ -104,6 +104,44 @@ describe("greeting", () => {
     assert.equal(conn.state, "greeting");
   });
 
+  test(
+    "greeting after-peer (the accepting side): signature and major at once, our mechanism only " +
+      "once the peer's whole greeting arrived",
+    { timeout: 30_000 },
+    () => {
+      const { conn } = recorded({ socketType: "ROUTER", greeting: "after-peer" });
+      const first = drain(conn.out);
+      assert.equal(hex(first), hex(fromHex("ff 00 00 00 00 00 00 00 01 7f 03")));
+      const greeting = peerGreeting();
+      conn.receive(greeting.subarray(0, 63), 0);
+      assert.equal(drain(conn.out).length, 0, "nothing more before the peer's last byte");
+      conn.receive(greeting.subarray(63), 0);
+      assert.equal(conn.state, "handshake");
+      const rest = drain(conn.out);
+      const ours = concat([first, rest.subarray(0, GREETING_BYTES - first.length)]);
+      assert.equal(hex(ours.subarray(10, 16)), hex(fromHex("03 01 4e 55 4c 4c")));
+      const commands = sentCommands(rest.subarray(GREETING_BYTES - first.length));
+      assert.deepEqual(commands.map((c) => c.name), ["READY"]);
+    },
+  );
+
+  test(
+    "greeting after-peer: a peer of another mechanism is named, and still told ours",
+    { timeout: 30_000 },
+    () => {
+      const { conn } = recorded({ socketType: "ROUTER", greeting: "after-peer" });
+      drain(conn.out);
+      const error = throwsZmtp(
+        () => conn.receive(peerGreeting({ mechanism: "CURVE" }), 0),
+        "mechanism-mismatch",
+      );
+      assert.match(error.message, /security mechanisms differ: peer uses mechanism CURVE/);
+      const rest = drain(conn.out);
+      assert.equal(rest.length, GREETING_BYTES - 11);
+      assert.equal(latin1.decode(rest.subarray(1, 5)), "NULL");
+    },
+  );
+
   test("the minor version we announce is an option", { timeout: 30_000 }, () => {
     const { conn } = recorded({ socketType: "DEALER", minorVersion: 0 });
     const greeting = drain(conn.out);

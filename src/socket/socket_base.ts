@@ -526,12 +526,14 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     };
   }
 
-  #startPipe(stream: Stream, endpoint: string): Pipe {
+  #startPipe(stream: Stream, endpoint: string, accepted: boolean): Pipe {
+    const options = this.#connectionOptions();
     const pipe = new Pipe(
       this.#owner,
       stream,
       endpoint,
-      this.#connectionOptions(),
+      // The accepting side names its mechanism last (see ConnectionOptions.greeting).
+      accepted ? { ...options, greeting: "after-peer" } : options,
       this.options.sendHighWaterMark,
       this.options.receiveHighWaterMark,
     );
@@ -558,7 +560,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       return;
     }
     this.#emit({ type: "accept", endpoint, remote: stream.remote, ...protocolOf(stream) });
-    this.#startPipe(stream, endpoint);
+    this.#startPipe(stream, endpoint, true);
   }
 
   #dial(connector: Connector): void {
@@ -574,7 +576,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
         remote: stream.remote,
         ...protocolOf(stream),
       });
-      connector.pipe = this.#startPipe(stream, connector.text);
+      connector.pipe = this.#startPipe(stream, connector.text, false);
     }, (error) => {
       if (connector.stopped || this.#closed) return;
       const interval = this.#scheduleReconnect(connector);

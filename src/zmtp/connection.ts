@@ -83,6 +83,16 @@ export interface ConnectionOptions {
    * from {@linkcode Connection.out} is one message.
    */
   framing?: "zmtp" | "zws";
+  /**
+   * When our greeting leaves: `"whole"` at once (default), or `"after-peer"`, the side that
+   * accepted the connection: the signature and major version at once, the rest (our mechanism)
+   * once the peer's whole greeting arrived. libzmq sends its mechanism only after our major
+   * version, and hangs up as soon as it reads a mechanism other than its own: a listener that
+   * names its mechanism first may hear nothing from a CURVE or PLAIN client at a NULL socket,
+   * which then looks like a port probe. Waiting, it always reads the peer's mechanism and can
+   * say why it refused it. Never on both sides of one connection: each would wait for the other.
+   */
+  greeting?: "whole" | "after-peer";
 }
 
 /** What the peer told us about itself during the handshake. */
@@ -117,6 +127,9 @@ export interface ConnectionEvents {
 }
 
 /** Where a connection is in its life. */
+/** Bytes of our greeting sent at once with `greeting: "after-peer"`: signature, major version. */
+const GREETING_REST = 11;
+
 export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
 
 /**
@@ -156,6 +169,8 @@ export class Connection {
   #context: MechanismContext;
   #greeting = new Uint8Array(GREETING_SIZE);
   #greetingFill = 0;
+  /** The part of our greeting held back until the peer's arrived (`greeting: "after-peer"`). */
+  #greetingRest: Uint8Array | null = null;
   #peerMinor = 0;
   #decoder: FrameDecoder | ZwsDecoder;
   #version = { major: 3, minor: 1 };
@@ -218,14 +233,18 @@ export class Connection {
       return;
     }
     this.#decoder = new FrameDecoder(this.#limits, sink);
-    // The whole greeting at once: libzmq waits for our signature before sending its version.
-    out.raw(
-      encodeGreeting(
-        this.#mechanism.name,
-        this.#mechanism.asServer,
-        options.minorVersion ?? VERSION_MINOR,
-      ),
+    const greeting = encodeGreeting(
+      this.#mechanism.name,
+      this.#mechanism.asServer,
+      options.minorVersion ?? VERSION_MINOR,
     );
+    if (options.greeting === "after-peer") {
+      // Signature and major version: what libzmq waits for before it sends its mechanism.
+      out.raw(greeting.subarray(0, GREETING_REST));
+      this.#greetingRest = greeting.subarray(GREETING_REST);
+    } else {
+      out.raw(greeting);
+    }
   }
 
   /** Where the connection is in its life. */
@@ -367,10 +386,16 @@ export class Connection {
 
   #onGreeting(): void {
     const greeting = parseGreeting(this.#greeting);
+    if (this.#greetingRest !== null) {
+      // Sent even to a peer refused next: it learns our mechanism, and why it was refused.
+      (this.out as OutBuffer).raw(this.#greetingRest);
+      this.#greetingRest = null;
+    }
     if (greeting.mechanism !== this.#mechanism.name) {
       throw new ZmtpError(
         "mechanism-mismatch",
-        `peer uses mechanism ${greeting.mechanism}, we use ${this.#mechanism.name}`,
+        `security mechanisms differ: peer uses mechanism ${greeting.mechanism}, ` +
+          `we use ${this.#mechanism.name}`,
       );
     }
     this.#peerMinor = greeting.major > 3 ? 1 : greeting.minor;

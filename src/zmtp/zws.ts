@@ -211,11 +211,12 @@ export class ZwsOutBuffer {
 
   /**
    * Appends a multipart message, one WebSocket message per frame. Never refers to the bodies
-   * (`copy` is accepted for the ZMTP buffer's interface: ZWS always copies).
+   * (`copy` is accepted for the ZMTP buffer's interface: ZWS always copies). Frames before
+   * `start` are not sent.
    */
-  message(frames: readonly Uint8Array[], _copy = false): boolean {
+  message(frames: readonly Uint8Array[], _copy = false, start = 0): boolean {
     const last = frames.length - 1;
-    for (let i = 0; i <= last; i++) this.#frame(i < last ? ZWS_FLAG_MORE : 0, frames[i]);
+    for (let i = start; i <= last; i++) this.#frame(i < last ? ZWS_FLAG_MORE : 0, frames[i]);
     this.#messages++;
     return false;
   }

@@ -106,12 +106,15 @@ export class BareZwsConnection {
     }
   }
 
-  /** Queues a message for the peer. Only valid in the `ready` state. Never refers to bodies. */
-  send(frames: readonly Uint8Array[], _copy = false): boolean {
+  /**
+   * Queues a message for the peer. Only valid in the `ready` state. Never refers to bodies;
+   * frames before `start` are not sent.
+   */
+  send(frames: readonly Uint8Array[], _copy = false, start = 0): boolean {
     if (this.#state !== "ready") {
       throw new Error(`Cannot send on a connection in state "${this.#state}"`);
     }
-    return this.out.message(frames);
+    return this.out.message(frames, false, start);
   }
 
   /**
