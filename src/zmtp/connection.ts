@@ -133,9 +133,10 @@ const GREETING_REST = 11;
 export type ConnectionState = "greeting" | "handshake" | "ready" | "closed";
 
 /**
- * A ZMTP 3.x connection. Our greeting is queued at construction; the driver writes whatever
- * {@linkcode Connection.out} holds, feeds received bytes to {@linkcode Connection.receive} and
- * calls {@linkcode Connection.tick} now and then. A {@linkcode ZmtpError} thrown by either means
+ * A ZMTP 3.x connection. Our greeting is queued at construction (its first 11 bytes only with
+ * `greeting: "after-peer"`); the driver writes whatever {@linkcode Connection.out} holds, feeds
+ * received bytes to {@linkcode Connection.receive} and calls {@linkcode Connection.tick} now and
+ * then. A {@linkcode ZmtpError} thrown by either means
  * the peer must be dropped: the driver flushes `out` (it may hold an ERROR command) and closes.
  *
  * @example
