@@ -344,7 +344,7 @@ describe("hub and worker (gibbs 0.3 test suite)", () => {
       async () => {
         const c = new Cleanup();
         try {
-          const { hub, endpoint } = await startHubBelowEphemeral();
+          const { hub, endpoint } = await startHub();
           c.add(() => hub.close());
           const w = startWorker((x: number) => x, endpoint);
           c.add(() => w.stop());
@@ -942,21 +942,3 @@ describe("re-dispatch when a worker dies (issue 5)", () => {
     },
   );
 });
-
-/**
- * A hub on a port below the kernel's ephemeral range (32768 and up on Linux), which no `bind(0)`
- * and no outgoing connection of a test running beside this one can take: between a close and a
- * rebind, only this test's own code may use it.
- */
-async function startHubBelowEphemeral(): Promise<{ hub: Hub; endpoint: string }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 10_000);
-    const hub = new Hub({ endpoint: `tcp://127.0.0.1:${port}`, logger: () => {} });
-    try {
-      return { hub, endpoint: await withTimeout(hub.ready, 5000, "hub.ready") };
-    } catch {
-      await hub.close(); // taken: try another
-    }
-  }
-  throw new Error("no free port between 20000 and 30000 in 50 tries");
-}

@@ -10,6 +10,7 @@ import { setImmediate } from "node:timers";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { waitPortReleased } from "./port_release.ts";
 import { turnQueue } from "./turn.ts";
 import type {
   AsyncContext,
@@ -152,10 +153,27 @@ function listen(
   } catch (error) {
     return Promise.reject(transportError(error, `Cannot bind ${formatEndpoint(endpoint)}`));
   }
-  const close = acceptAll(listener, formatEndpoint(bound), onStream, onError, () => {
+  const closeListener = acceptAll(listener, formatEndpoint(bound), onStream, onError, () => {
     if (endpoint.transport === "ipc") removeStaleSocket(endpoint.path);
   });
+  if (bound.transport !== "tcp") return Promise.resolve({ endpoint: bound, close: closeListener });
+  const { host, port } = bound;
+  const close = async () => {
+    await closeListener();
+    await waitPortReleased(() => Promise.resolve(tcpPortFree(host, port)));
+  };
   return Promise.resolve({ endpoint: bound, close });
+}
+
+/** True if `host:port` can be bound now (bound and closed at once to find out). */
+function tcpPortFree(host: string, port: number): boolean {
+  try {
+    Deno.listen({ hostname: host, port, transport: "tcp" }).close();
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) return false;
+    return true; // another failure is not ours to wait for: the next bind reports it
+  }
 }
 
 /**

@@ -32,6 +32,7 @@ import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { waitPortReleased } from "./port_release.ts";
 import { turnQueue } from "./turn.ts";
 import type {
   AsyncContext,
@@ -290,8 +291,22 @@ async function listen(
       // libuv closes the listening handle on the next turn of the loop; the port is free then.
       // (The server's own 'close' event waits for every accepted connection, which stay open.)
       await new Promise((resolve) => setImmediate(resolve));
+      if (bound.transport === "tcp") {
+        const { host, port } = bound;
+        await waitPortReleased(() => tcpPortFree(host, port));
+      }
     },
   };
+}
+
+/** True if `host:port` can be bound now (bound and closed at once to find out). */
+function tcpPortFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    // Another failure than EADDRINUSE is not ours to wait for: the next bind reports it.
+    probe.once("error", (error: NodeJS.ErrnoException) => resolve(error.code !== "EADDRINUSE"));
+    probe.listen({ host, port }, () => probe.close(() => resolve(true)));
+  });
 }
 
 /** libzmq unlinks a leftover socket file before binding an ipc endpoint; so do we. */
