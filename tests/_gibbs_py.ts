@@ -121,6 +121,20 @@ export class PyHub {
     return this.answer(this.send(body), ms);
   }
 
+  /** gibbs's `request(*args)` with its defaults (no timeout, no retries); waits for the answer. */
+  call(args: unknown[], ms = 15_000): Promise<PyAnswer> {
+    return this.request({ args, kwargs: {}, timeout: null, retries: 0 }, ms);
+  }
+
+  /**
+   * Requests started in one step, as `asyncio.gather` would: requests arriving one by one as a
+   * worker frees up race in gibbs 0.3's own ready set (KeyError), whatever the worker does.
+   */
+  callAll(argsList: unknown[][], ms = 15_000): Promise<PyAnswer[]> {
+    const ids = this.sendAll(argsList.map((args) => ({ args })));
+    return Promise.all(ids.map((id) => this.answer(id, ms)));
+  }
+
   /** The hub's state (see {@linkcode PyHubState}). */
   async state(): Promise<PyHubState> {
     return (await this.#op({ op: "state" })) as unknown as PyHubState;

@@ -428,6 +428,26 @@ export function cli(args: string[]): Proc {
     : new Proc(process.execPath, [BIN_PATH, ...args]);
 }
 
+/** Our CLI worker serving an export of the test models with the flags given, disposed by `c`. */
+export function cliWorker(
+  c: Cleanup,
+  endpoint: string,
+  exportName: string,
+  flags: string[] = [],
+): Proc {
+  const proc = cli([
+    "worker",
+    MODELS_PATH,
+    "--export",
+    exportName,
+    "--endpoint",
+    endpoint,
+    ...flags,
+  ]);
+  c.add(() => proc.dispose());
+  return proc;
+}
+
 /** Sends a POSIX signal to a pid (SIGSTOP/SIGCONT included); ignores a pid that is gone. */
 export function signalPid(pid: number, signal: NodeJS.Signals): void {
   try {

@@ -11,11 +11,10 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { Router } from "../mod.ts";
 import {
   Cleanup,
   cli,
-  portOf,
+  freePort,
   Proc,
   ROOT,
   stderrLines,
@@ -48,15 +47,6 @@ function blocks(from: string): Block[] {
 function shape(line: string): RegExp {
   const escaped = line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   return new RegExp(`^${escaped.replace(/\d+(\\\.\d+)?/g, "\\d+(?:\\.\\d+)?")}$`);
-}
-
-/** A port nobody listens on now. */
-async function freePort(): Promise<number> {
-  const router = new Router();
-  const port = portOf(await router.bind("tcp://127.0.0.1:0"));
-  router.close();
-  await router.whenClosed();
-  return port;
 }
 
 describe("README", () => {

@@ -21,7 +21,16 @@ import {
 } from "../mod.ts";
 import { pack } from "../src/gibbs/codec.ts";
 import { concat, longHeader, messageBytes, peerGreeting, readyFrame } from "./_wire_kit.ts";
-import { Cleanup, portOf, sleep, startHub, startWorker, waitFor, withTimeout } from "./_helpers.ts";
+import {
+  Cleanup,
+  freePort,
+  portOf,
+  sleep,
+  startHub,
+  startWorker,
+  waitFor,
+  withTimeout,
+} from "./_helpers.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -318,10 +327,7 @@ describe("typed runtime errors", () => {
     "a refused connection is retried and reported with ECONNREFUSED",
     { timeout: 60_000 },
     async () => {
-      const probe = new Router();
-      const endpoint = await probe.bind("tcp://127.0.0.1:0");
-      probe.close();
-      await probe.whenClosed();
+      const endpoint = `tcp://127.0.0.1:${await freePort()}`; // nobody listens there
       const events: SocketEvent[] = [];
       const dealer = new Dealer({ onEvent: (e) => events.push(e) });
       try {

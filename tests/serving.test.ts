@@ -19,9 +19,7 @@ import {
 import { gatewayHandler } from "../src/cli/gateway.ts";
 import {
   Cleanup,
-  cli,
-  MODELS_PATH,
-  type Proc,
+  cliWorker,
   pyzmqMissing,
   sleep,
   startHub,
@@ -29,52 +27,9 @@ import {
   waitFor,
   withTimeout,
 } from "./_helpers.ts";
-import { python, startPyHub } from "./_gibbs_py.ts";
+import { startPyHub, startPyWorker } from "./_gibbs_py.ts";
 
 const pythonSkip = pyzmqMissing();
-
-function cliWorker(c: Cleanup, endpoint: string, exportName: string, flags: string[] = []): Proc {
-  const proc = cli([
-    "worker",
-    MODELS_PATH,
-    "--export",
-    exportName,
-    "--endpoint",
-    endpoint,
-    ...flags,
-  ]);
-  c.add(() => proc.dispose());
-  return proc;
-}
-
-/** A Python gibbs 0.3 worker serving one of the peer's models. */
-function pyWorker(c: Cleanup, port: number, model: string): Proc {
-  const proc = python(["worker", "--host", "127.0.0.1", "--port", String(port), "--model", model]);
-  c.add(() => proc.dispose());
-  return proc;
-}
-
-/**
- * A Python gibbs 0.3 hub (the strict peer, tests/peers/gibbs_py.py) taking requests on stdin,
- * bound at once, heartbeat interval 1 s (gibbs's default).
- */
-async function pyHub(c: Cleanup) {
-  const hub = await startPyHub(c, { heartbeat: 1 });
-  return {
-    port: hub.port,
-    request: (args: unknown[], ms = 15_000) =>
-      hub.request({ args, kwargs: {}, timeout: null, retries: 0 }, ms),
-    /**
-     * Requests started in one step, as `asyncio.gather` would: requests arriving one by one as
-     * a worker frees up race in gibbs 0.3's own ready set (KeyError), whatever the worker does.
-     */
-    requestAll: (argsList: unknown[][], ms = 15_000) =>
-      Promise.all(hub.sendAll(argsList.map((args) => ({ args }))).map((id) => hub.answer(id, ms))),
-    waitWorkers: (n: number) => hub.waitWorkers(n, 15_000),
-    /** Its receive loop is alive and no request failed with KeyError (see _gibbs_py.ts). */
-    assertReceiving: () => hub.assertReceiving(),
-  };
-}
 
 describe("streaming", () => {
   for (const where of ["a handler thread", "the connection's thread"]) {
@@ -384,8 +339,7 @@ describe("cancellation", () => {
       try {
         const h = await startHub();
         c.add(() => h.hub.close());
-        const proc = pyWorker(c, h.port, "sleep");
-        await proc.waitJson((v) => v.ready === true, 15_000, "python worker");
+        await startPyWorker(c, h.port, "sleep");
         await waitFor(() => h.hub.workers === 1, 5000, "the python worker");
         const controller = new AbortController();
         const first = h.hub.requestWith({ args: [0.5], signal: controller.signal });
@@ -467,7 +421,7 @@ describe("dynamic batching", () => {
     async () => {
       const c = new Cleanup();
       try {
-        const hub = await pyHub(c);
+        const hub = await startPyHub(c, { heartbeat: 1 });
         const proc = cliWorker(c, `tcp://127.0.0.1:${hub.port}`, "Tenfold", [
           "--batch-size",
           "4",
@@ -475,12 +429,12 @@ describe("dynamic batching", () => {
           "200",
         ]);
         await hub.waitWorkers(1);
-        const answers = await hub.requestAll([[1], [2], [3], [4]]);
+        const answers = await hub.callAll([[1], [2], [3], [4]]);
         assert.deepEqual(answers.map((a) => a.result), [10, 20, 30, 40], JSON.stringify(answers));
-        const bad = await hub.request([-1]);
+        const bad = await hub.call([-1]);
         assert.equal(bad.ok, false);
         // The hub still serves after everything our worker sent it.
-        assert.equal((await hub.request([5])).result, 50);
+        assert.equal((await hub.call([5])).result, 50);
         assert.equal(proc.child.exitCode, null);
         await hub.assertReceiving();
       } finally {
@@ -571,8 +525,7 @@ describe("services", () => {
       try {
         const h = await startHub();
         c.add(() => h.hub.close());
-        const proc = pyWorker(c, h.port, "echo");
-        await proc.waitJson((v) => v.ready === true, 15_000, "python worker");
+        await startPyWorker(c, h.port, "echo");
         await waitFor(() => h.hub.workers === 1, 5000, "the python worker");
         // The echo model answers [args, kwargs]: that whole answer is the one chunk.
         assert.deepEqual(await withTimeout(h.hub.stream("hi").toArray(), 10_000, "stream"), [
@@ -594,12 +547,12 @@ describe("services", () => {
     async () => {
       const c = new Cleanup();
       try {
-        const hub = await pyHub(c);
+        const hub = await startPyHub(c, { heartbeat: 1 });
         cliWorker(c, `tcp://127.0.0.1:${hub.port}`, "tokens", ["--service", "llm"]);
         await hub.waitWorkers(1);
-        const answer = await hub.request([3, 10]);
+        const answer = await hub.call([3, 10]);
         assert.deepEqual([answer.ok, answer.result], [true, ["t0", "t1", "t2"]]);
-        assert.deepEqual((await hub.request([1, 0])).result, ["t0"], "it still receives");
+        assert.deepEqual((await hub.call([1, 0])).result, ["t0"], "it still receives");
         await hub.assertReceiving();
       } finally {
         await c.run();

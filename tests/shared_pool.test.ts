@@ -471,10 +471,7 @@ describe("a Python gibbs hub and our hub sharing our workers", () => {
       const pyResults: unknown[] = [];
       const pySide = (async () => {
         for (let i = 0; i < 150; i++) {
-          const answer = await py.request(
-            { args: ["py", i], kwargs: {}, timeout: null, retries: 0 },
-            15_000,
-          );
+          const answer = await py.call(["py", i], 15_000);
           assert.equal(answer.ok, true, JSON.stringify(answer));
           pyResults.push(answer.result);
         }
@@ -533,10 +530,7 @@ describe("a Python gibbs hub beside two of ours that keep the workers full", () 
       for (let i = 0; i < 3; i++) {
         await sleep(1300);
         const t0 = performance.now();
-        const answer = await py.request(
-          { args: ["py", i], kwargs: {}, timeout: null, retries: 0 },
-          15_000,
-        );
+        const answer = await py.call(["py", i], 15_000);
         const ms = performance.now() - t0;
         assert.deepEqual([answer.ok, answer.result], [true, ["py", i]]);
         assert.ok(ms < 2000, `the Python hub waited ${Math.round(ms)} ms for a worker`);

@@ -20,10 +20,9 @@ import {
 } from "../mod.ts";
 import {
   Cleanup,
-  cli,
-  MODELS_PATH,
+  cliWorker,
+  freePort,
   MODELS_URL,
-  type Proc,
   pyzmqMissing,
   sleep,
   startHub,
@@ -50,44 +49,6 @@ function runs(file: string): number {
   } catch {
     return 0;
   }
-}
-
-/** Our CLI worker serving an export of the test models, with the flags given. */
-function cliWorker(c: Cleanup, endpoint: string, exportName: string, flags: string[] = []): Proc {
-  const proc = cli([
-    "worker",
-    MODELS_PATH,
-    "--export",
-    exportName,
-    "--endpoint",
-    endpoint,
-    ...flags,
-  ]);
-  c.add(() => proc.dispose());
-  return proc;
-}
-
-/**
- * A Python gibbs 0.3 hub (the strict peer, tests/peers/gibbs_py.py) taking requests on stdin,
- * bound at once, heartbeat interval 1 s (gibbs's default).
- */
-async function pyHub(c: Cleanup) {
-  const hub = await startPyHub(c, { heartbeat: 1 });
-  return {
-    port: hub.port,
-    proc: hub.proc,
-    request: (args: unknown[], ms: number) =>
-      hub.request({ args, kwargs: {}, timeout: null, retries: 0 }, ms),
-    /**
-     * Requests started in one step, as `asyncio.gather` would: requests arriving one by one as
-     * a worker frees up race in gibbs 0.3's own ready set (KeyError), whatever the worker does.
-     */
-    requestAll: (argsList: unknown[][], ms: number) =>
-      Promise.all(hub.sendAll(argsList.map((args) => ({ args }))).map((id) => hub.answer(id, ms))),
-    waitWorkers: (n: number, ms = 15_000) => hub.waitWorkers(n, ms),
-    /** Its receive loop is alive and no request failed with KeyError (see _gibbs_py.ts). */
-    assertReceiving: () => hub.assertReceiving(),
-  };
 }
 
 describe("handlers on threads", () => {
@@ -125,15 +86,15 @@ describe("handlers on threads", () => {
     async () => {
       const c = new Cleanup();
       try {
-        const hub = await pyHub(c);
+        const hub = await startPyHub(c, { heartbeat: 1 });
         const file = countFile(c);
         cliWorker(c, `tcp://127.0.0.1:${hub.port}`, "spinFor");
         await hub.waitWorkers(1);
-        const answer = await hub.request([LONG_S, 21, file], (LONG_S + 30) * 1000);
+        const answer = await hub.call([LONG_S, 21, file], (LONG_S + 30) * 1000);
         assert.deepEqual([answer.ok, answer.result], [true, 42]);
         assert.equal(runs(file), 1, "computed exactly once");
         // The hub still receives: a second request is served.
-        const again = await hub.request([0, 5, file], 15_000);
+        const again = await hub.call([0, 5, file], 15_000);
         assert.deepEqual([again.ok, again.result], [true, 10]);
         await hub.assertReceiving();
       } finally {
@@ -255,12 +216,12 @@ describe("many requests at once", () => {
     async () => {
       const c = new Cleanup();
       try {
-        const hub = await pyHub(c);
+        const hub = await startPyHub(c, { heartbeat: 1 });
         cliWorker(c, `tcp://127.0.0.1:${hub.port}`, "slowDouble", ["--concurrency", "4"]);
         await hub.waitWorkers(1);
-        await hub.request([0, 0], 10_000);
+        await hub.call([0, 0], 10_000);
         const t0 = performance.now();
-        const answers = await hub.requestAll([[1, 1], [2, 1], [3, 1], [4, 1]], 10_000);
+        const answers = await hub.callAll([[1, 1], [2, 1], [3, 1], [4, 1]], 10_000);
         const elapsed = performance.now() - t0;
         assert.deepEqual(answers.map((a) => [a.ok, (a.result as number[])[0]]), [
           [true, 2],
@@ -270,7 +231,7 @@ describe("many requests at once", () => {
         ]);
         assert.ok(elapsed < 1500, `4 requests took ${Math.round(elapsed)} ms`);
         // Nothing our worker sent broke the hub's receive loop: it still serves.
-        const again = await hub.request([5, 0], 10_000);
+        const again = await hub.call([5, 0], 10_000);
         assert.equal((again.result as number[])[0], 10);
         await hub.assertReceiving();
       } finally {
@@ -363,10 +324,7 @@ describe("reconnecting as libzmq does", () => {
   }, async () => {
     const c = new Cleanup();
     try {
-      const probe = new Router();
-      const endpoint = await probe.bind("tcp://127.0.0.1:0");
-      probe.close();
-      await probe.whenClosed();
+      const endpoint = `tcp://127.0.0.1:${await freePort()}`; // nobody listens there
       const w = startWorker((x: number) => x, endpoint);
       c.add(() => w.stop());
       await sleep(3000);
@@ -387,10 +345,7 @@ describe("reconnecting as libzmq does", () => {
     "reconnect attempts stay 100 ms apart: no backoff by default",
     { timeout: 60_000 },
     async () => {
-      const probe = new Router();
-      const endpoint = await probe.bind("tcp://127.0.0.1:0");
-      probe.close();
-      await probe.whenClosed();
+      const endpoint = `tcp://127.0.0.1:${await freePort()}`; // nobody listens there
       const events: SocketEvent[] = [];
       const dealer = new Dealer({ onEvent: (e) => events.push(e) });
       try {
