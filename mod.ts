@@ -31,14 +31,8 @@
  * @module
  */
 
-export {
-  Hub,
-  type HubOptions,
-  type HubStats,
-  type RequestOptions,
-  ServiceClient,
-  type ServiceCounters,
-} from "./src/gibbs/hub.ts";
+export { Hub, type HubOptions, type RequestOptions, ServiceClient } from "./src/gibbs/hub.ts";
+export type { HubStats, ServiceCounters } from "./src/gibbs/stats.ts";
 export { ResponseStream } from "./src/gibbs/response_stream.ts";
 export { type BatchOptions, Worker, type WorkerOptions } from "./src/gibbs/worker.ts";
 export {

@@ -47,6 +47,7 @@ import {
 } from "./errors.ts";
 import { DEFAULT_SERVICE } from "./extension.ts";
 import { formatMs } from "./logger.ts";
+import type { HubStats, ServiceCounters } from "./stats.ts";
 
 /** With `prefetch: "auto"`, a worker holds what it serves in this many ms... */
 export const AUTO_PREFETCH_BUDGET_MS = 5;
@@ -200,28 +201,6 @@ export interface DispatcherHost<H> {
   log(level: "debug" | "info" | "warn", event: string, message: string, fields?: object): void;
 }
 
-/** Counters of one service, or of all. */
-export interface ServiceStats {
-  /** Workers connected. */
-  workers: number;
-  /** Workers holding at least one request. */
-  busy: number;
-  /** Requests waiting for a worker. */
-  queued: number;
-  /** Requests pending in all (waiting or sent). */
-  pending: number;
-  /** Requests answered by a worker (successes and user-code errors). */
-  completed: number;
-  /** Requests re-sent because their worker was lost. */
-  redispatched: number;
-}
-
-/** Counters of a {@linkcode Dispatcher}: all services, and each one. */
-export interface DispatcherStats extends ServiceStats {
-  /** The same counters for each service that has workers or requests. */
-  services: Record<string, ServiceStats>;
-}
-
 /** Options of one request given to {@linkcode Dispatcher.submit}. */
 export interface SubmitOptions {
   /** Per-attempt timeout in ms (0: none). */
@@ -314,9 +293,9 @@ export class Dispatcher<H = unknown> {
   }
 
   /** A snapshot of the counters, for all services and for each. */
-  stats(): DispatcherStats {
-    const services: Record<string, ServiceStats> = {};
-    const all: ServiceStats = {
+  stats(): HubStats {
+    const services: Record<string, ServiceCounters> = {};
+    const all: ServiceCounters = {
       workers: 0,
       busy: 0,
       queued: 0,
@@ -336,7 +315,7 @@ export class Dispatcher<H = unknown> {
     }
     for (const w of this.#workers.values()) if (w.held.length > 0) services[w.service].busy++;
     for (const s of Object.values(services)) {
-      for (const key of Object.keys(all) as (keyof ServiceStats)[]) all[key] += s[key];
+      for (const key of Object.keys(all) as (keyof ServiceCounters)[]) all[key] += s[key];
     }
     return { ...all, services };
   }

@@ -30,6 +30,7 @@ import type { HubEvents } from "./hub_events.ts";
 import { HubObserver, type HubStatus, type MetricsSnapshot } from "./hub_observer.ts";
 import { requestIdGenerator } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
+import type { HubStats } from "./stats.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Request payloads are encoded for one send and never changed: no copy needed. */
@@ -122,28 +123,6 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** The service to run it on (default `"default"`, what every Python worker serves). */
   service?: string;
-}
-
-/** Counters of one service. */
-export interface ServiceCounters {
-  /** Workers connected now. */
-  workers: number;
-  /** Workers computing a request now. */
-  busy: number;
-  /** Requests waiting for a worker. */
-  queued: number;
-  /** Requests pending in all (waiting or computing). */
-  pending: number;
-  /** Requests completed since start. */
-  completed: number;
-  /** Requests re-sent because their worker was lost. */
-  redispatched: number;
-}
-
-/** Counters describing a hub's state, for health checks and monitoring. */
-export interface HubStats extends ServiceCounters {
-  /** The same counters for each service that has workers or requests. */
-  services: Record<string, ServiceCounters>;
 }
 
 /** What the hub keeps of a request to settle it. */

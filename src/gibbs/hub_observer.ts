@@ -9,7 +9,8 @@
  */
 
 import type { SocketEvent } from "../socket/options.ts";
-import type { DispatcherStats, Outcome, WorkerState } from "./dispatcher.ts";
+import type { Outcome, WorkerState } from "./dispatcher.ts";
+import type { HubStats } from "./stats.ts";
 import { DEFAULT_SERVICE } from "./extension.ts";
 import { isExtendedPeer, readCapacity } from "./extension.ts";
 import { emitHubEvent, HubEvents, type RecentEvent } from "./hub_events.ts";
@@ -320,7 +321,7 @@ export class HubObserver {
   }
 
   /** Every figure now. */
-  metrics(stats: DispatcherStats, workers: Iterable<WorkerState<unknown>>, traffic: Traffic) {
+  metrics(stats: HubStats, workers: Iterable<WorkerState<unknown>>, traffic: Traffic) {
     let quarantined = 0;
     for (const w of workers) if (w.quarantined) quarantined++;
     // A service with workers or requests now but nothing counted yet has its gauges too.
@@ -364,7 +365,7 @@ export class HubObserver {
 
   /** Figures, up to `limit` workers (by id), history and recent events. */
   status(
-    stats: DispatcherStats,
+    stats: HubStats,
     workers: Iterable<WorkerState<unknown>>,
     traffic: Traffic,
     endpoint: string | undefined,

@@ -10,6 +10,7 @@ import { setImmediate } from "node:timers";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { exitHandlers } from "./exit_handlers.ts";
 import { waitPortReleased } from "./port_release.ts";
 import { turnQueue } from "./turn.ts";
 import type {
@@ -362,17 +363,10 @@ function parentPort(): ThreadPort | null {
 }
 
 /** Exit handlers, run by one `unload` listener (Deno fires it on Deno.exit and a normal end). */
-const exitHandlers = new Set<() => void>();
-
-function runExitHandlers(): void {
-  for (const handler of [...exitHandlers]) {
-    try {
-      handler();
-    } catch {
-      // One failing handler must not keep the others from running.
-    }
-  }
-}
+const onExit = exitHandlers(
+  (run) => globalThis.addEventListener("unload", run),
+  (run) => globalThis.removeEventListener("unload", run),
+);
 
 function processExists(pid: number): boolean {
   try {
@@ -416,14 +410,7 @@ export const denoRuntime: Runtime = {
   parentPort,
   spawnScript,
   serveHttp,
-  onExit(handler) {
-    if (exitHandlers.size === 0) globalThis.addEventListener("unload", runExitHandlers);
-    exitHandlers.add(handler);
-    return () => {
-      exitHandlers.delete(handler);
-      if (exitHandlers.size === 0) globalThis.removeEventListener("unload", runExitHandlers);
-    };
-  },
+  onExit,
   pid: () => Deno.pid,
   ppid: () => Deno.ppid,
   processExists,

@@ -32,6 +32,7 @@ import { parentPort as nodeParentPort, Worker as NodeWorker } from "node:worker_
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type TransportError, transportError } from "./errors.ts";
 import { ReadBuffer } from "./read_buffer.ts";
+import { exitHandlers } from "./exit_handlers.ts";
 import { waitPortReleased } from "./port_release.ts";
 import { turnQueue } from "./turn.ts";
 import type {
@@ -542,19 +543,14 @@ async function respond(
   res.end();
 }
 
-/** Exit handlers, run by one 'exit' listener (Node emits it on process.exit, a normal end and
- * after an uncaught error). */
-const exitHandlers = new Set<() => void>();
-
-function runExitHandlers(): void {
-  for (const handler of [...exitHandlers]) {
-    try {
-      handler();
-    } catch {
-      // One failing handler must not keep the others from running.
-    }
-  }
-}
+/**
+ * Exit handlers, run by one 'exit' listener (Node emits it on process.exit, a normal end and
+ * after an uncaught error).
+ */
+const onExit = exitHandlers(
+  (run) => process.on("exit", run),
+  (run) => process.off("exit", run),
+);
 
 function processExists(pid: number): boolean {
   try {
@@ -633,14 +629,7 @@ export const nodeRuntime: Runtime = {
   parentPort,
   spawnScript,
   serveHttp,
-  onExit(handler) {
-    if (exitHandlers.size === 0) process.on("exit", runExitHandlers);
-    exitHandlers.add(handler);
-    return () => {
-      exitHandlers.delete(handler);
-      if (exitHandlers.size === 0) process.off("exit", runExitHandlers);
-    };
-  },
+  onExit,
   pid: () => process.pid,
   ppid: () => process.ppid,
   processExists,

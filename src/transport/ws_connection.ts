@@ -9,6 +9,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import type { ByteStream, MessageStream } from "./runtime_types.ts";
 import { CloseCode, closeError, WebSocketError } from "./ws_errors.ts";
 import { Opcode, WsFrameDecoder, WsOutBuffer } from "./ws_frame.ts";
@@ -44,17 +45,6 @@ function closeCodeOf(error: WebSocketError): number {
     default:
       return CloseCode.protocolError;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** A close frame's payload: the code, big-endian. */
@@ -416,7 +406,7 @@ export function acceptWebSocket(
     upgradeResponse(request.key, protocol).then((answer) => {
       if (gone) return connection.abort();
       connection.writeRaw(answer).catch(() => {});
-      connection.open(protocol, concat([got.rest, ...early]));
+      connection.open(protocol, concatBytes([got.rest, ...early]));
       onOpen(connection);
     });
   }, () => {
@@ -488,7 +478,7 @@ export function openWebSocket(bytes: ByteStream, options: OpenOptions): Promise<
       checkUpgradeResponse(got.head, key, options.protocols).then((protocol) => {
         if (settled) return connection.abort();
         settled = true;
-        connection.open(protocol, concat([got.rest, ...early]));
+        connection.open(protocol, concatBytes([got.rest, ...early]));
         resolve(connection);
       }, (error) => fail(error));
     }, (error) => fail(error ?? new Error("connection closed during the WebSocket handshake")));

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import { WebSocketError } from "./ws_errors.ts";
 
 /** Frame opcodes (RFC 6455, 5.2). */
@@ -281,22 +282,12 @@ export class WsFrameDecoder {
     let message = payload;
     if (this.#fragments !== null) {
       this.#fragments.push(payload);
-      message = concat(this.#fragments, this.#messageSize);
+      message = concatBytes(this.#fragments, this.#messageSize);
       this.#fragments = null;
     }
     this.#messageSize = 0;
     this.#sink.message(message);
   }
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** Below this many bytes a byte loop beats making a word view. */

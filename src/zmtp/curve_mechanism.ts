@@ -24,6 +24,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import {
   describeRefusal,
   encodeError,
@@ -116,18 +117,6 @@ export interface CurveServerOptions {
   random?: RandomSource;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 function nonce(prefix: Uint8Array, tail: Uint8Array): Uint8Array {
   const out = new Uint8Array(NONCE_SIZE);
   out.set(prefix);
@@ -166,7 +155,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function command(name: string, parts: readonly Uint8Array[]): Uint8Array {
   const nameBytes = ascii(name);
-  return concat([Uint8Array.of(nameBytes.length), nameBytes, ...parts]);
+  return concatBytes([Uint8Array.of(nameBytes.length), nameBytes, ...parts]);
 }
 
 /**
@@ -349,13 +338,18 @@ export function curveClient(options: CurveClientOptions): Mechanism {
         const vouch = seal(
           vouchKey,
           nonce(PREFIX_VOUCH, vouchNonce),
-          concat([transient.publicKey, options.serverKey]),
+          concatBytes([transient.publicKey, options.serverKey]),
         );
         const n = shortNonce(next++);
         const box = seal(
           precomputed,
           nonce(PREFIX_INITIATE, n),
-          concat([options.publicKey, vouchNonce, vouch, encodeProperties(context.localProperties)]),
+          concatBytes([
+            options.publicKey,
+            vouchNonce,
+            vouch,
+            encodeProperties(context.localProperties),
+          ]),
         );
         context.sendCommand(command("INITIATE", [cookie, n, box]));
         state = "ready";
@@ -484,13 +478,13 @@ export function curveServer(options: CurveServerOptions): Mechanism {
     const cookie = seal(
       cookieKey,
       nonce(PREFIX_COOKIE, cookieNonce),
-      concat([clientTransient, transient.secretKey]),
+      concatBytes([clientTransient, transient.secretKey]),
     );
     const welcomeNonce = random(16);
     const box = seal(
       helloKey,
       nonce(PREFIX_WELCOME, welcomeNonce),
-      concat([transient.publicKey, cookieNonce, cookie]),
+      concatBytes([transient.publicKey, cookieNonce, cookie]),
     );
     context.sendCommand(command("WELCOME", [welcomeNonce, box]));
     state = "initiate";
