@@ -88,6 +88,86 @@ describe("Dealer and Router", () => {
     }
   });
 
+  test("consume() hands every message over in order, fair-queued, and may reply from inside", {
+    timeout: 30_000,
+  }, async () => {
+    const router = new Router();
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const dealers = [new Dealer({ routingId: "A" }), new Dealer({ routingId: "B" })];
+    try {
+      for (const d of dealers) d.connect(endpoint);
+      await waitFor(() => router.peerCount === 2, 5000, "two peers");
+      for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
+      await sleep(100); // both floods are queued inside the router before the consumer comes
+      const got: string[] = [];
+      router.consume(([id, body]) => {
+        got.push(`${text(id)}${text(body)}`);
+        assert.ok(router.trySend([id, body]), "a reply from inside the consumer");
+      });
+      await waitFor(() => got.length === 400, 5000, "400 messages handed over");
+      for (const name of ["A", "B"]) {
+        const mine = got.filter((m) => m[0] === name).map((m) => Number(m.slice(1)));
+        assert.deepEqual(mine, Array.from({ length: 200 }, (_, i) => i), `${name} in order`);
+      }
+      const first20 = got.slice(0, 20).map((m) => m[0]);
+      assert.ok(first20.filter((x) => x === "A").length >= 8, first20.join(""));
+      assert.ok(first20.filter((x) => x === "B").length >= 8, first20.join(""));
+      // Later messages reach the consumer too, and the replies came back.
+      await dealers[0].send("late");
+      await waitFor(() => got.includes("Alate"), 5000, "a message sent after consume()");
+      let echoes = 0;
+      while (echoes < 201) {
+        await withTimeout(dealers[0].receive(), 5000, `echo ${echoes}`);
+        echoes++;
+      }
+    } finally {
+      for (const d of dealers) d.close();
+      router.close();
+    }
+  });
+
+  test("consume(): receive() rejects, a second consumer is refused, a throw is contained", {
+    timeout: 30_000,
+  }, async () => {
+    const router = new Router();
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    const dealer = new Dealer({ routingId: "D" });
+    const errors: unknown[] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => errors.push(args.join(" "));
+    try {
+      const got: string[] = [];
+      router.consume(([, body]) => {
+        got.push(text(body));
+        if (text(body) === "boom") throw new Error("handler failed");
+      });
+      assert.throws(() => router.consume(() => {}), /already has a consumer/);
+      await assert.rejects(router.receive(), /consumer/);
+      dealer.connect(endpoint);
+      for (const m of ["a", "boom", "b", "boom", "c"]) await dealer.send(m);
+      await waitFor(() => got.length === 5, 5000, "every message despite the throws");
+      assert.deepEqual(got, ["a", "boom", "b", "boom", "c"]);
+      assert.equal(errors.length, 1, "reported once");
+      assert.match(String(errors[0]), /consume callback threw.*handler failed/);
+    } finally {
+      console.error = consoleError;
+      dealer.close();
+      router.close();
+    }
+  });
+
+  test("consume() is refused while a receive() waits", { timeout: 30_000 }, async () => {
+    const router = new Router();
+    await router.bind("tcp://127.0.0.1:0");
+    const waiting = router.receive();
+    try {
+      assert.throws(() => router.consume(() => {}), /receive\(\) is waiting/);
+    } finally {
+      router.close();
+      await assert.rejects(waiting, SocketClosedError);
+    }
+  });
+
   test("ROUTER with mandatory rejects unknown ids; without it drops them silently", {
     timeout: 30_000,
   }, async () => {

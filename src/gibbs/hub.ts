@@ -503,7 +503,8 @@ export class Hub {
       );
       return;
     }
-    for await (const message of this.#router) {
+    // Handed over synchronously, a pass per turn: no promise per message.
+    this.#router.consume((message) => {
       try {
         this.#onMessage(message);
       } catch (error) {
@@ -513,7 +514,7 @@ export class Hub {
         );
       }
       this.#messageNow = -1;
-    }
+    });
   }
 
   #onMessage(message: Uint8Array[]): void {

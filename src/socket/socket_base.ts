@@ -136,6 +136,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   #lastEndpoint: string | undefined;
   #released: Promise<void> = Promise.resolve();
   #reportedCallbackError = false;
+  #consumer: ((message: Uint8Array[]) => void) | null = null;
+  #drainScheduled = false;
   #closedBytesReceived = 0;
   #closedBytesSent = 0;
   /** What this socket's pipes report to; kept off the public surface. */
@@ -302,6 +304,11 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    * after `receiveTimeout`.
    */
   receive(): Promise<Uint8Array[]> {
+    if (this.#consumer !== null) {
+      return Promise.reject(
+        new SocketError("EINVAL", "This socket hands its messages to a consumer (consume())"),
+      );
+    }
     const message = this.#takeMessage();
     if (message !== undefined) return Promise.resolve(message);
     if (this.#closed) return Promise.reject(new SocketClosedError("receive"));
@@ -316,6 +323,35 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       }
       this.#receivers.push(waiter);
     });
+  }
+
+  /**
+   * Hands every received message to `handler`, in the order {@linkcode SocketBase.receive}
+   * would return them, instead of `receive()` or `for await`: the messages read in one turn of
+   * the event loop are handed over together in one microtask, without a promise each (a hub
+   * with a thousand peers reads about one message per read). While `handler` runs, the
+   * messages still to come in that pass count as pending input, so replies sent meanwhile
+   * share a write. `handler` must not throw: an exception is reported once on the console and
+   * the message counted as handled. Once set, `receive()` rejects with `EINVAL`.
+   *
+   * @example
+   * ```ts ignore
+   * const router = new Router();
+   * await router.bind("tcp://127.0.0.1:5555");
+   * router.consume(([id, ...frames]) => router.trySend([id, ...frames]));
+   * ```
+   *
+   * @throws {SocketError} `EINVAL` when a consumer is already set or a receive is waiting
+   */
+  consume(handler: (message: Uint8Array[]) => void): void {
+    if (this.#consumer !== null) {
+      throw new SocketError("EINVAL", "This socket already has a consumer");
+    }
+    if (this.#receivers.length > 0) {
+      throw new SocketError("EINVAL", "A receive() is waiting on this socket");
+    }
+    this.#consumer = handler;
+    if (this.#active.length > 0) this.#scheduleDrain();
   }
 
   /** Iterates over received messages until the socket is closed. */
@@ -473,12 +509,15 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     try {
       onEvent(event);
     } catch (error) {
-      if (!this.#reportedCallbackError) {
-        this.#reportedCallbackError = true;
-        // The socket layer has no logger; a throwing callback is a bug worth one line.
-        console.error(`[gibbs] ${this.#type} onEvent callback threw (reported once): ${error}`);
-      }
+      this.#reportCallbackError("onEvent", error);
     }
+  }
+
+  #reportCallbackError(callback: string, error: unknown): void {
+    if (this.#reportedCallbackError) return;
+    this.#reportedCallbackError = true;
+    // The socket layer has no logger; a throwing callback is a bug worth one line.
+    console.error(`[gibbs] ${this.#type} ${callback} callback threw (reported once): ${error}`);
   }
 
   #checkOpen(operation: string): void {
@@ -643,6 +682,14 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   }
 
   #pipeMessage(pipe: Pipe): void {
+    if (this.#consumer !== null) {
+      if (!pipe.scheduled) {
+        pipe.scheduled = true;
+        this.#active.push(pipe);
+      }
+      this.#scheduleDrain();
+      return;
+    }
     const receiver = this.#receivers.shift();
     if (receiver !== undefined) {
       // Nothing else is queued when someone waits, so handing this one over stays fair.
@@ -655,6 +702,27 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
       this.#active.push(pipe);
     }
   }
+
+  #scheduleDrain(): void {
+    if (this.#drainScheduled) return;
+    this.#drainScheduled = true;
+    // A microtask, not at once: the reads completed in this turn resume first, so their
+    // messages are queued when the pass starts and the replies they cause share writes.
+    queueMicrotask(this.#drain);
+  }
+
+  readonly #drain = (): void => {
+    const consumer = this.#consumer!;
+    let message;
+    while ((message = this.#takeMessage()) !== undefined) {
+      try {
+        consumer(message);
+      } catch (error) {
+        this.#reportCallbackError("consume", error);
+      }
+    }
+    this.#drainScheduled = false;
+  };
 
   #inputPending(): boolean {
     return this.#active.length > 0;
