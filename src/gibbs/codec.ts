@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Packr } from "msgpackr";
+import { Packr, REUSE_BUFFER_MODE } from "msgpackr";
 import { WorkerProtocolError } from "./errors.ts";
 
 /** Keyword arguments: a map with string keys. */
@@ -88,8 +88,18 @@ function widenIntegers(value: unknown): unknown {
 
 /** Encodes any value as msgpack. */
 export function pack(value: unknown): Uint8Array {
-  const bytes = packr.pack(widenIntegers(value));
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // msgpackr's shared buffer itself with the bounds beside it: one view of ours instead of a
+  // Buffer subarray and a view of it (later packs write past `end`, never over it).
+  const shared = packr.pack(widenIntegers(value), REUSE_BUFFER_MODE) as unknown as
+    & Uint8Array
+    & Bounds;
+  return new Uint8Array(shared.buffer, shared.byteOffset + shared.start, shared.end - shared.start);
+}
+
+/** Where msgpackr's `REUSE_BUFFER_MODE` says the message is in its buffer. */
+interface Bounds {
+  start: number;
+  end: number;
 }
 
 /**
