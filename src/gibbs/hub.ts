@@ -36,6 +36,9 @@ const EMPTY = new Uint8Array(0);
 /** Request payloads are encoded for one send and never changed: no copy needed. */
 const NO_COPY = { copy: false } as const;
 /** What most requests are: no timeout, no retry, the default service, not streamed. */
+const NO_OPTIONS: RequestOptions = Object.freeze({});
+/** Shared by every request without keyword arguments: encoded, never changed. */
+const NO_KWARGS: Kwargs = Object.freeze({});
 const PLAIN_SUBMIT = { timeoutMs: 0, retries: 0, service: DEFAULT_SERVICE, stream: false } as const;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
@@ -324,7 +327,10 @@ export class Hub {
    * @throws {HubClosedError} when the hub is closed
    */
   request(...args: unknown[]): Promise<unknown> {
-    return this.requestWith({ args });
+    return new Promise((resolve, reject) => {
+      const error = this.#submit(args, NO_OPTIONS, resolve, reject, undefined);
+      if (error !== undefined) reject(error);
+    });
   }
 
   /**
@@ -334,7 +340,7 @@ export class Hub {
    */
   requestWith(options: RequestOptions): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const error = this.#submit(options, { resolve, reject, stream: undefined });
+      const error = this.#submit(options.args ?? [], options, resolve, reject, undefined);
       if (error !== undefined) reject(error);
     });
   }
@@ -360,7 +366,7 @@ export class Hub {
    */
   streamWith(options: RequestOptions): ResponseStream {
     const stream = new ResponseStream();
-    const error = this.#submit(options, { resolve: undefined, reject: undefined, stream });
+    const error = this.#submit(options.args ?? [], options, undefined, undefined, stream);
     if (error !== undefined) stream.end(error);
     return stream;
   }
@@ -380,8 +386,11 @@ export class Hub {
 
   /** Makes a request (plain or streamed); returns an error instead when it cannot be made. */
   #submit(
+    args: readonly unknown[],
     options: RequestOptions,
-    handle: Pick<Handle, "resolve" | "reject" | "stream">,
+    resolve: Handle["resolve"],
+    reject: Handle["reject"],
+    stream: Handle["stream"],
   ): Error | undefined {
     if (this.#closed) return new HubClosedError();
     const timeout = options.timeout ?? 0;
@@ -401,8 +410,7 @@ export class Hub {
     const signal = options.signal;
     if (signal?.aborted) return signal.reason;
     const reqId = this.#nextId();
-    const args = options.args ?? [];
-    const kwargs = options.kwargs ?? {};
+    const kwargs = options.kwargs ?? NO_KWARGS;
     let payload: Uint8Array;
     try {
       payload = encodeRequest(reqId, args, kwargs);
@@ -410,17 +418,9 @@ export class Hub {
       return new GibbsError(`Cannot encode the request: ${error}`, { cause: error });
     }
     // One shape for every handle (no spread): the dispatcher's hot path sees a single map.
-    const full: Handle = {
-      args,
-      kwargs,
-      resolve: handle.resolve,
-      reject: handle.reject,
-      stream: handle.stream,
-      signal,
-      onAbort: undefined,
-    };
+    const full: Handle = { args, kwargs, resolve, reject, stream, signal, onAbort: undefined };
     const plain = timeout === 0 && retries === 0 && service === DEFAULT_SERVICE &&
-      handle.stream === undefined;
+      stream === undefined;
     const request = this.#dispatcher.submit(
       reqId,
       payload,
@@ -430,7 +430,7 @@ export class Hub {
         timeoutMs: timeout * 1000,
         retries,
         service,
-        stream: handle.stream !== undefined,
+        stream: stream !== undefined,
       },
     );
     if (request !== null && request.state !== "done") {
@@ -441,7 +441,7 @@ export class Hub {
         };
         signal.addEventListener("abort", full.onAbort, { once: true });
       }
-      handle.stream?.attach({
+      stream?.attach({
         credit: (n) => {
           const w = request.streamFrom;
           if (w === undefined || !w.connected || request.state === "done") return;

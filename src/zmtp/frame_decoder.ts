@@ -32,8 +32,12 @@ const POOLED_MAX = 255;
 let pool = new Uint8Array(0);
 let poolUsed = 0;
 
+const EMPTY_FRAME = new Uint8Array(0);
+
 /** `size` bytes of the shared block, 8-byte aligned; a fresh block when it is full. */
 function carve(size: number): Uint8Array {
+  // Nothing can be written into an empty frame: one serves every delimiter.
+  if (size === 0) return EMPTY_FRAME;
   let at = poolUsed;
   if (at + size > pool.length) {
     pool = new Uint8Array(POOL_SIZE);
@@ -98,7 +102,10 @@ export class FrameDecoder {
   #size = 0;
   #body: Uint8Array | null = null;
   #bodyFill = 0;
-  #frames: Uint8Array[] = [];
+  // The frames of the message being received, in a scratch array reused from message to
+  // message: an array grown by push() from empty allocates room for 17 frames.
+  #frames: (Uint8Array | undefined)[] = [];
+  #frameCount = 0;
   #messageSize = 0;
   #lastWasLarge = false;
   #headerScratch = new Uint8Array(16);
@@ -126,7 +133,7 @@ export class FrameDecoder {
 
   /** True when no frame or message is partly received. */
   get idle(): boolean {
-    return this.#state === State.Flags && this.#frames.length === 0;
+    return this.#state === State.Flags && this.#frameCount === 0;
   }
 
   /**
@@ -259,9 +266,11 @@ export class FrameDecoder {
       this.#sink.command(body);
       return;
     }
-    this.#frames.push(body);
+    const scratch = this.#frames;
+    const n = ++this.#frameCount;
+    scratch[n - 1] = body;
     if ((flags & FLAG_MORE) !== 0) {
-      if (this.#frames.length >= this.#limits.maxFrames) {
+      if (n >= this.#limits.maxFrames) {
         throw new ZmtpError(
           "too-many-frames",
           `message has more than ${this.#limits.maxFrames} frames`,
@@ -269,8 +278,14 @@ export class FrameDecoder {
       }
       return;
     }
-    const frames = this.#frames;
-    this.#frames = [];
+    // Literals of the exact size for the usual shapes; the scratch lets go of the frames.
+    let frames: Uint8Array[];
+    if (n === 1) frames = [body];
+    else if (n === 2) frames = [scratch[0]!, body];
+    else if (n === 3) frames = [scratch[0]!, scratch[1]!, body];
+    else frames = scratch.slice(0, n) as Uint8Array[];
+    for (let i = 0; i < n; i++) scratch[i] = undefined;
+    this.#frameCount = 0;
     this.#messageSize = 0;
     this.#sink.message(frames);
   }
