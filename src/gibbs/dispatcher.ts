@@ -73,6 +73,13 @@ export interface DispatcherOptions {
   redispatch: boolean;
   /** Requests a worker may hold before it answers: a number, or measured (`"auto"`). */
   prefetch: number | "auto";
+  /**
+   * The number a request id stands for, unique among pending requests, or undefined for an id
+   * the host never made (see {@linkcode RequestIds}). Pending requests are indexed by it: the
+   * first lookup of a string key (its hash) costs a call into the engine, about 250 ns, which
+   * a fresh request id pays on every request. Without it, ids are numbered as they come.
+   */
+  requestSeq?: (reqId: string) => number | undefined;
 }
 
 /** What a worker told about itself when it joined. */
@@ -139,6 +146,8 @@ export type RequestState = "queued" | "sent" | "done";
 export interface Request<H = unknown> {
   /** Request id (32 hex chars). */
   readonly reqId: string;
+  /** Its number among pending requests (see {@linkcode DispatcherOptions.requestSeq}). */
+  readonly seq: number;
   /** The encoded `[req_id, args, kwargs]`. */
   readonly payload: Uint8Array;
   /** Whatever the host needs to settle it (its promise's resolvers). */
@@ -260,7 +269,10 @@ interface Pool<H> {
 export class Dispatcher<H = unknown> {
   #o: DispatcherOptions;
   #host: DispatcherHost<H>;
-  #pending = new Map<string, Request<H>>();
+  #pending = new Map<number, Request<H>>();
+  /** Numbers of the pending ids, when the host has no {@linkcode DispatcherOptions.requestSeq}. */
+  #seqs: Map<string, number> | null = null;
+  #nextSeq = 0;
   #pools = new Map<string, Pool<H>>();
   #workers = new Map<string, WorkerState<H>>();
   #deadlines = new DeadlineHeap<H>();
@@ -289,7 +301,10 @@ export class Dispatcher<H = unknown> {
 
   /** The pending request with this id, if any. */
   request(reqId: string): Request<H> | undefined {
-    return this.#pending.get(reqId);
+    const seq = this.#o.requestSeq ? this.#o.requestSeq(reqId) : this.#seqs?.get(reqId);
+    if (seq === undefined) return undefined;
+    const request = this.#pending.get(seq);
+    return request?.reqId === reqId ? request : undefined;
   }
 
   /** A snapshot of the counters, for all services and for each. */
@@ -347,8 +362,15 @@ export class Dispatcher<H = unknown> {
     options: SubmitOptions = {},
   ): Request<H> | null {
     const timeoutMs = options.timeoutMs ?? 0;
+    let seq = this.#o.requestSeq?.(reqId);
+    if (seq === undefined) {
+      const seqs = this.#seqs ??= new Map();
+      seq = seqs.get(reqId);
+      if (seq === undefined) seqs.set(reqId, seq = this.#nextSeq++);
+    }
     const request: Request<H> = {
       reqId,
+      seq,
       payload,
       handle,
       service: options.service ?? DEFAULT_SERVICE,
@@ -384,7 +406,7 @@ export class Dispatcher<H = unknown> {
       this.#giveUp(oldest, new RequestEvictedError(this.#o.respBufferSize));
     }
     const pool = this.#pool(request.service);
-    this.#pending.set(reqId, request);
+    this.#pending.set(seq, request);
     pool.pending++;
     if (request.deadline < Infinity) this.#deadlines.set(request);
     if (pool.workers === 0 && pool.noWorkerSince < 0) pool.noWorkerSince = now;
@@ -398,7 +420,7 @@ export class Dispatcher<H = unknown> {
    * `error`. One of our workers holding it is told to stop; its slot is free once it answers.
    */
   cancel(reqId: string, error: Error): void {
-    const request = this.#pending.get(reqId);
+    const request = this.request(reqId);
     if (request !== undefined) this.#giveUp(request, error);
   }
 
@@ -549,7 +571,7 @@ export class Dispatcher<H = unknown> {
     const w = this.#workers.get(key);
     if (w === undefined) return undefined;
     w.lastSeen = now;
-    const request = this.#pending.get(reqId);
+    const request = this.request(reqId);
     if (request === undefined || !request.stream || !w.held.includes(request)) return undefined;
     if (!request.streaming) {
       request.streaming = true;
@@ -587,7 +609,7 @@ export class Dispatcher<H = unknown> {
       w.lastAnswer = now;
       w.served++;
     } else {
-      request = this.#pending.get(reqId);
+      request = this.request(reqId);
       if (request !== undefined && !request.sentTo.includes(w)) {
         this.#host.log(
           "warn",
@@ -804,7 +826,10 @@ export class Dispatcher<H = unknown> {
     if (request.state === "queued") pool.queued--;
     request.state = "done";
     this.#deadlines.delete(request);
-    this.#pending.delete(request.reqId);
+    if (this.#pending.get(request.seq) === request) {
+      this.#pending.delete(request.seq);
+      if (this.#seqs !== null) this.#seqs.delete(request.reqId);
+    }
     pool.pending--;
     if (pool.pending === 0) pool.noWorkerWarnedAt = -1;
     this.#host.settle(request, outcome, from);

@@ -28,7 +28,7 @@ import {
 import { ResponseStream } from "./response_stream.ts";
 import type { HubEvents } from "./hub_events.ts";
 import { HubObserver, type HubStatus, type MetricsSnapshot } from "./hub_observer.ts";
-import { requestIdGenerator } from "./ids.ts";
+import { RequestIds } from "./ids.ts";
 import { Log, type LoggerOption } from "./logger.ts";
 import type { HubStats } from "./stats.ts";
 
@@ -171,7 +171,7 @@ export class Hub {
   #observer: HubObserver;
   /** The time of the worker message being handled, -1 between messages. */
   #messageNow = -1;
-  #nextId = requestIdGenerator();
+  #ids = new RequestIds();
   #closed = false;
   #endpoint: string | undefined;
   #endpoints: string[] = [];
@@ -210,6 +210,7 @@ export class Hub {
       overflow,
       redispatch: options.redispatch ?? true,
       prefetch,
+      requestSeq: (reqId) => this.#ids.seqOf(reqId),
     }, {
       send: (w, request) => this.#send(w, request),
       cancel: (w, request) => {
@@ -409,7 +410,7 @@ export class Hub {
     }
     const signal = options.signal;
     if (signal?.aborted) return signal.reason;
-    const reqId = this.#nextId();
+    const reqId = this.#ids.next();
     const kwargs = options.kwargs ?? NO_KWARGS;
     let payload: Uint8Array;
     try {

@@ -14,12 +14,54 @@ export function randomHexId(): string {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
+const HEX_CODES = Array.from({ length: 16 }, (_, i) => i.toString(16).charCodeAt(0));
+
 /**
- * Makes request ids cheaply: a random 16-hex-char prefix per generator and a 16-hex-char
- * counter, so ids stay unique across hubs and 32 hex chars long as gibbs makes them.
+ * Request ids: a random 16-hex-char prefix per generator and a 16-hex-char counter, so ids
+ * stay unique across hubs and 32 hex chars long as gibbs makes them; with the number each
+ * stands for:
+ * {@linkcode RequestIds.seqOf} reads it back from an id, so that pending requests can be
+ * indexed by number instead of by a fresh string.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RequestIds } from "./ids.ts";
+ * const ids = new RequestIds();
+ * const first = ids.next();
+ * assert.equal(first.length, 32);
+ * assert.equal(ids.seqOf(first), 0);
+ * assert.equal(ids.seqOf(ids.next()), 1);
+ * assert.equal(ids.seqOf("f".repeat(32)), undefined); // not one of ours
+ * ```
  */
-export function requestIdGenerator(): () => string {
-  const prefix = randomHexId().slice(0, 16);
-  let counter = 0;
-  return () => prefix + (counter++).toString(16).padStart(16, "0");
+export class RequestIds {
+  readonly #prefix = randomHexId().slice(0, 16);
+  // Character codes of the next id: one flat string per id (a concatenation would make a rope
+  // that is flattened again when it is first read).
+  readonly #codes: number[] = Array.from({ length: 32 }, (_, i) => i < 16 ? 0 : 48);
+  #counter = 0;
+
+  constructor() {
+    for (let i = 0; i < 16; i++) this.#codes[i] = this.#prefix.charCodeAt(i);
+  }
+
+  /** The next id. */
+  next(): string {
+    const codes = this.#codes;
+    let n = this.#counter++;
+    for (let i = 31; i >= 16 && n > 0; i--) {
+      codes[i] = HEX_CODES[n % 16];
+      n = Math.floor(n / 16);
+    }
+    // Positions above the counter's highest digit were never written: still "0".
+    return String.fromCharCode.apply(null, codes);
+  }
+
+  /** The number `id` stands for, or undefined when this generator did not make it. */
+  seqOf(id: string): number | undefined {
+    if (id.length !== 32 || !id.startsWith(this.#prefix)) return undefined;
+    const seq = parseInt(id.slice(16), 16);
+    return Number.isSafeInteger(seq) ? seq : undefined;
+  }
 }
