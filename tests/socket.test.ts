@@ -100,11 +100,16 @@ describe("Dealer and Router", () => {
       for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
       await sleep(100); // both floods are queued inside the router before the consumer comes
       const got: string[] = [];
-      router.consume(([id, body]) => {
+      const readAt: number[] = [];
+      const before = performance.now();
+      router.consume(([id, body], receivedAt) => {
+        readAt.push(receivedAt);
         got.push(`${text(id)}${text(body)}`);
         assert.ok(router.trySend([id, body]), "a reply from inside the consumer");
       });
       await waitFor(() => got.length === 400, 5000, "400 messages handed over");
+      // Read before the consumer came (the floods were queued), and never in the future.
+      assert.ok(readAt.every((t) => t >= before - 1000 && t <= performance.now()), `${readAt[0]}`);
       for (const name of ["A", "B"]) {
         const mine = got.filter((m) => m[0] === name).map((m) => Number(m.slice(1)));
         assert.deepEqual(mine, Array.from({ length: 200 }, (_, i) => i), `${name} in order`);

@@ -505,9 +505,9 @@ export class Hub {
       return;
     }
     // Handed over synchronously, a pass per turn: no promise per message.
-    this.#router.consume((message) => {
+    this.#router.consume((message, receivedAt) => {
       try {
-        this.#onMessage(message);
+        this.#onMessage(message, receivedAt);
       } catch (error) {
         this.#log.error(
           "message.error",
@@ -518,10 +518,10 @@ export class Hub {
     });
   }
 
-  #onMessage(message: Uint8Array[]): void {
+  #onMessage(message: Uint8Array[], now: number): void {
     const id = message[0];
     const key = this.#keyOf(id);
-    const now = this.#messageNow = runtime.now();
+    this.#messageNow = now;
     const d = this.#dispatcher;
     if (message.length === 2 && message[1].length === 0) {
       // ping: [id, ""] → pong [id, "", ""]. Never queued: a worker that stops reading must

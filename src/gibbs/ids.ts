@@ -41,6 +41,7 @@ export class RequestIds {
   // that is flattened again when it is first read).
   readonly #codes: number[] = Array.from({ length: 32 }, (_, i) => i < 16 ? 0 : 48);
   #counter = 0;
+  #last = "";
 
   constructor() {
     for (let i = 0; i < 16; i++) this.#codes[i] = this.#prefix.charCodeAt(i);
@@ -55,11 +56,13 @@ export class RequestIds {
       n = Math.floor(n / 16);
     }
     // Positions above the counter's highest digit were never written: still "0".
-    return String.fromCharCode.apply(null, codes);
+    return this.#last = String.fromCharCode.apply(null, codes);
   }
 
   /** The number `id` stands for, or undefined when this generator did not make it. */
   seqOf(id: string): number | undefined {
+    // The id just made (a hub numbers its request as it submits it): the same string object.
+    if (id === this.#last) return this.#counter - 1;
     if (id.length !== 32 || !id.startsWith(this.#prefix)) return undefined;
     const seq = parseInt(id.slice(16), 16);
     return Number.isSafeInteger(seq) ? seq : undefined;

@@ -72,6 +72,8 @@ export class Pipe {
   peer: PeerInfo | null = null;
   /** True while the pipe is listed among the socket's pipes with queued input. */
   scheduled = false;
+  /** When bytes were last read from the peer (`runtime.now()`, ms). */
+  readAt = 0;
   /** Bytes read from the peer, as they came off the stream. */
   bytesReceived = 0;
   /** Bytes handed to the stream for the peer. */
@@ -236,8 +238,9 @@ export class Pipe {
     this.#heard = true;
     if (this.#dropping !== null) return;
     this.bytesReceived += chunk.length;
+    const now = this.readAt = runtime.now();
     try {
-      this.#conn.receive(chunk, runtime.now());
+      this.#conn.receive(chunk, now);
     } catch (error) {
       this.#drop(error);
       return;

@@ -136,7 +136,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   #lastEndpoint: string | undefined;
   #released: Promise<void> = Promise.resolve();
   #reportedCallbackError = false;
-  #consumer: ((message: Uint8Array[]) => void) | null = null;
+  #consumer: ((message: Uint8Array[], receivedAt: number) => void) | null = null;
   #drainScheduled = false;
   #closedBytesReceived = 0;
   #closedBytesSent = 0;
@@ -331,8 +331,10 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    * the event loop are handed over together in one microtask, without a promise each (a hub
    * with a thousand peers reads about one message per read). While `handler` runs, the
    * messages still to come in that pass count as pending input, so replies sent meanwhile
-   * share a write. `handler` must not throw: an exception is reported once on the console and
-   * the message counted as handled. Once set, `receive()` rejects with `EINVAL`.
+   * share a write. `receivedAt` is when the peer's bytes were last read (`performance.now()`
+   * milliseconds; within the same turn, so a consumer needs no clock of its own). `handler` must
+   * not throw: an exception is reported once on the console and the message counted as
+   * handled. Once set, `receive()` rejects with `EINVAL`.
    *
    * @example
    * ```ts ignore
@@ -343,7 +345,7 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
    *
    * @throws {SocketError} `EINVAL` when a consumer is already set or a receive is waiting
    */
-  consume(handler: (message: Uint8Array[]) => void): void {
+  consume(handler: (message: Uint8Array[], receivedAt: number) => void): void {
     if (this.#consumer !== null) {
       throw new SocketError("EINVAL", "This socket already has a consumer");
     }
@@ -713,10 +715,13 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
 
   readonly #drain = (): void => {
     const consumer = this.#consumer!;
-    let message;
-    while ((message = this.#takeMessage()) !== undefined) {
+    let pipe;
+    while ((pipe = this.#active.shift()) !== undefined) {
+      const frames = pipe.take()!;
+      if (pipe.incoming.length > 0) this.#active.push(pipe);
+      else pipe.scheduled = false;
       try {
-        consumer(message);
+        consumer(this.deliver(pipe, frames), pipe.readAt);
       } catch (error) {
         this.#reportCallbackError("consume", error);
       }

@@ -92,13 +92,25 @@ class DenoStream implements ByteStream {
 
   /** Writes the chunks; resolves once the system took them. */
   write(chunks: Uint8Array[]): Promise<void> {
-    // The usual case, one chunk the system takes whole, costs one promise of ours.
-    const first = chunks[0];
-    if (chunks.length !== 1) return this.#writeAll(chunks);
-    return this.#conn.write(first).then((n) => {
-      if (n !== first.length) return this.#writeAll([first.subarray(n)]);
-    });
+    // The usual case, one chunk the system takes whole, costs one promise of ours and no
+    // closure (the chunk waits in a field; a second write meanwhile takes the general path).
+    if (chunks.length !== 1 || this.#writing !== null) return this.#writeAll(chunks);
+    const first = this.#writing = chunks[0];
+    return this.#conn.write(first).then(this.#wrote, this.#writeFailed);
   }
+
+  #writing: Uint8Array | null = null;
+
+  readonly #wrote = (n: number): Promise<void> | undefined => {
+    const chunk = this.#writing!;
+    this.#writing = null;
+    if (n !== chunk.length) return this.#writeAll([chunk.subarray(n)]);
+  };
+
+  readonly #writeFailed = (error: unknown): never => {
+    this.#writing = null;
+    throw error;
+  };
 
   async #writeAll(chunks: Uint8Array[]): Promise<void> {
     for (const chunk of chunks) {
