@@ -4,14 +4,16 @@
  * completion time.
  *
  *   deno run -A bench/scale_bench.ts [--workers 1000] [--processes 4] [--queued 100000]
- *                                    [--requests 50000] [--warmup 20000] [--idle 10]
+ *                                    [--requests 50000] [--warmup 20000] [--rounds 3]
+ *                                    [--inflight 256] [--idle 10]
  *
  * Under load, `hub_cpu_us_per_request` is the hub's CPU time (user + system) per request: the
  * figure to watch on a shared machine, where requests/s follows the load others put on it.
  * It is measured after `--warmup` requests made the same way, as the socket benchmarks leave
  * out their warm-up: the first requests also pay for compiling the hot path (on V8's compiler
  * threads, counted in the hub's CPU) and for growing the young generation, which a hub serving
- * for hours pays once.
+ * for hours pays once. The load runs `--rounds` times (`--requests` each, `--inflight` at
+ * once) and the figures printed are the rounds' medians, each round's beside them.
  *
  * Prints one JSON line per measurement.
  *
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     idle: { type: "string", default: "10" },
     requests: { type: "string", default: "50000" },
     warmup: { type: "string", default: "20000" },
+    rounds: { type: "string", default: "3" },
+    inflight: { type: "string", default: "256" },
   },
 });
 const total = Number(values.workers);
@@ -85,10 +89,20 @@ out({
   hub_heap_used_mb: mb(process.memoryUsage().heapUsed),
 });
 
-/** `n` requests, 256 in flight, spread over the workers. */
+const inflight = Number(values.inflight);
+
+/** One round of load: its figures. */
+interface Round {
+  req_per_s: number;
+  hub_cpu_percent: number;
+  hub_cpu_us_per_request: number;
+  hub_system_us_per_request: number;
+}
+
+/** `n` requests, `inflight` at once, spread over the workers. */
 async function load(n: number): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: 256 }, async () => {
+  await Promise.all(Array.from({ length: inflight }, async () => {
     while (next < n) await hub.request(next++, 1);
   }));
 }
@@ -98,20 +112,36 @@ async function load(n: number): Promise<void> {
   const n = Number(values.requests);
   const warmup = Number(values.warmup);
   if (warmup > 0) await load(warmup);
-  const cpu = process.cpuUsage();
-  const start = performance.now();
-  await load(n);
-  const wall = performance.now() - start;
-  const used = process.cpuUsage(cpu);
+  const rounds: Round[] = [];
+  for (let round = 0; round < Math.max(1, Number(values.rounds)); round++) {
+    const cpu = process.cpuUsage();
+    const start = performance.now();
+    await load(n);
+    const wall = performance.now() - start;
+    const used = process.cpuUsage(cpu);
+    rounds.push({
+      req_per_s: Math.round(n / (wall / 1000)),
+      hub_cpu_percent: Number((((used.user + used.system) / (wall * 1000)) * 100).toFixed(1)),
+      hub_cpu_us_per_request: Number(((used.user + used.system) / n).toFixed(1)),
+      hub_system_us_per_request: Number((used.system / n).toFixed(1)),
+    });
+  }
+  const median = (key: keyof Round) => {
+    const sorted = rounds.map((r) => r[key]).sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  };
   out({
     test: "load",
     workers: hub.workers,
     requests: n,
+    inflight,
     warmup,
-    req_per_s: Math.round(n / (wall / 1000)),
-    hub_cpu_percent: Number((((used.user + used.system) / (wall * 1000)) * 100).toFixed(1)),
-    hub_cpu_us_per_request: Number(((used.user + used.system) / n).toFixed(1)),
-    hub_system_us_per_request: Number((used.system / n).toFixed(1)),
+    rounds: rounds.length,
+    req_per_s: median("req_per_s"),
+    hub_cpu_percent: median("hub_cpu_percent"),
+    hub_cpu_us_per_request: median("hub_cpu_us_per_request"),
+    hub_system_us_per_request: median("hub_system_us_per_request"),
+    hub_cpu_us_per_request_rounds: rounds.map((r) => r.hub_cpu_us_per_request),
   });
 }
 

@@ -110,7 +110,9 @@ export class Router extends SocketBase {
    */
   trySend(message: Message, options?: TrySendOptions): boolean {
     if (this.closed) throw new SocketClosedError("send");
-    const frames = routerFrames(message);
+    // Nothing is kept past the call (short frames are copied, large ones too unless `copy` is
+    // off): frames that are bytes already need no array of our own.
+    const frames = isBytesList(message) ? message : routerFrames(message);
     const pipe = this.#peer(frames[0]);
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
@@ -210,6 +212,13 @@ export class Router extends SocketBase {
       if (!this.#byKey.has(keyOf(id))) return id;
     }
   }
+}
+
+/** True for an array of two or more frames that are all `Uint8Array`s. */
+function isBytesList(message: Message): message is Uint8Array[] {
+  if (!Array.isArray(message) || message.length < 2) return false;
+  for (let i = 0; i < message.length; i++) if (!(message[i] instanceof Uint8Array)) return false;
+  return true;
 }
 
 function routerFrames(message: Message): Uint8Array[] {

@@ -40,7 +40,10 @@ export class OutBuffer {
   #segment = new Uint8Array(SEGMENT_MIN);
   #start = 0;
   #end = 0;
-  #chunks: Uint8Array[] = [];
+  // Chunks since the last take, in a scratch array reused from take to take (an array grown by
+  // push() from empty allocates room for 17).
+  #chunks: (Uint8Array | undefined)[] = [];
+  #chunkCount = 0;
   #bytes = 0;
   #messages = 0;
 
@@ -114,10 +117,14 @@ export class OutBuffer {
    */
   take(): { chunks: Uint8Array[]; messages: number } | null {
     this.#cut();
-    if (this.#chunks.length === 0) return null;
-    const chunks = this.#chunks;
+    const scratch = this.#chunks;
+    const n = this.#chunkCount;
+    if (n === 0) return null;
+    // The usual take is one chunk: a literal of its size.
+    const chunks = n === 1 ? [scratch[0]!] : scratch.slice(0, n) as Uint8Array[];
+    for (let i = 0; i < n; i++) scratch[i] = undefined;
+    this.#chunkCount = 0;
     const messages = this.#messages;
-    this.#chunks = [];
     this.#bytes = 0;
     this.#messages = 0;
     return { chunks, messages };
@@ -132,7 +139,7 @@ export class OutBuffer {
       if (copy) body = body.slice();
       this.#header(flags, size, long, header);
       this.#cut();
-      this.#chunks.push(body);
+      this.#chunks[this.#chunkCount++] = body;
       return !copy;
     }
     this.#reserve(header + size);
@@ -167,7 +174,7 @@ export class OutBuffer {
   /** Closes the current run of the segment as a chunk of its own. */
   #cut(): void {
     if (this.#end > this.#start) {
-      this.#chunks.push(this.#segment.subarray(this.#start, this.#end));
+      this.#chunks[this.#chunkCount++] = this.#segment.subarray(this.#start, this.#end);
       this.#start = this.#end;
     }
   }
