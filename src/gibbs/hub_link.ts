@@ -7,7 +7,6 @@
  */
 
 import { Dealer } from "../socket/dealer.ts";
-import { SocketClosedError } from "../socket/errors.ts";
 import type { SocketEvent } from "../socket/options.ts";
 import type { SecurityOptions } from "../socket/security.ts";
 import { runtime } from "../transport/runtime.ts";
@@ -73,7 +72,6 @@ export class HubLink {
   #unreachable = false;
   #refusals = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #loop: Promise<void> | undefined;
   #closed = false;
   #whenClosed: Promise<void>;
   #onClosed!: () => void;
@@ -105,7 +103,6 @@ export class HubLink {
     // The first ping, which tells the hub we are ready as gibbs's does, leaves once a hub is
     // connected (see #onEvent).
     this.#timer = setTimeout(() => this.#check(), this.#host.heartbeatMs);
-    this.#loop = this.#receiveLoop();
   }
 
   /** Sends a message; it marks the worker available at a gibbs hub. */
@@ -147,8 +144,7 @@ export class HubLink {
       this.#closed = true;
       clearTimeout(this.#timer);
       this.#socket?.close();
-      if (this.#loop === undefined) this.#onClosed();
-      else this.#loop.then(() => this.#onClosed());
+      this.#onClosed();
     }
     await this.#whenClosed;
   }
@@ -169,26 +165,23 @@ export class HubLink {
       onEvent: (event) => this.#onEvent(socket, event),
       ...this.#host.security,
     });
+    // Handed over as they are read, a pass per turn: no promise per message.
+    socket.consume((message, receivedAt) => this.#onReceived(socket, message, receivedAt));
     socket.connect(this.endpoint);
     return socket;
   }
 
-  async #receiveLoop(): Promise<void> {
-    while (!this.#closed) {
-      let message: Uint8Array[];
-      try {
-        message = await this.#socket!.receive();
-      } catch (error) {
-        if (error instanceof SocketClosedError) continue; // reset under way, or closing
-        this.#host.onFailure(error);
-        return;
-      }
-      this.#lastHeard = runtime.now();
-      this.#waitingPong = 0;
-      if (message.length === 2 && message[1].length === 0) continue; // pong
-      // A request takes the mark a gibbs hub had of this worker.
-      if (message.length === 2) this.#markTaken = true;
+  #onReceived(socket: Dealer, message: Uint8Array[], receivedAt: number): void {
+    if (socket !== this.#socket || this.#closed) return; // an old socket after a reset
+    this.#lastHeard = receivedAt;
+    this.#waitingPong = 0;
+    if (message.length === 2 && message[1].length === 0) return; // pong
+    // A request takes the mark a gibbs hub had of this worker.
+    if (message.length === 2) this.#markTaken = true;
+    try {
       this.#host.onMessage(this, message);
+    } catch (error) {
+      this.#host.onFailure(error);
     }
   }
 

@@ -138,6 +138,8 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   #reportedCallbackError = false;
   #consumer: ((message: Uint8Array[], receivedAt: number) => void) | null = null;
   #drainScheduled = false;
+  /** A pass handed messages over in this turn: what is sent until its end shares writes. */
+  #passedThisTurn = false;
   #closedBytesReceived = 0;
   #closedBytesSent = 0;
   /** What this socket's pipes report to; kept off the public surface. */
@@ -716,7 +718,13 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   readonly #drain = (): void => {
     const consumer = this.#consumer!;
     let pipe;
+    let handed = 0;
     while ((pipe = this.#active.shift()) !== undefined) {
+      // A pass of several messages: their replies will come in a burst (see #inputPending).
+      if (++handed === 2 && !this.#passedThisTurn) {
+        this.#passedThisTurn = true;
+        runtime.afterTurn(this.#turnEnded);
+      }
       const frames = pipe.take()!;
       if (pipe.incoming.length > 0) this.#active.push(pipe);
       else pipe.scheduled = false;
@@ -729,8 +737,15 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
     this.#drainScheduled = false;
   };
 
+  readonly #turnEnded = (): void => {
+    this.#passedThisTurn = false;
+  };
+
   #inputPending(): boolean {
-    return this.#active.length > 0;
+    // Replies to what a consumer was handed in a pass of several messages come in its
+    // microtasks (a handler's promise, a caller's next request): until the turn ends, more of
+    // them follow, so they wait for it. A lone message's reply leaves at once.
+    return this.#active.length > 0 || this.#passedThisTurn;
   }
 
   #pipeWritable(pipe: Pipe): void {
