@@ -74,7 +74,8 @@ class DenoStream implements ByteStream {
         throw error;
       }
       if (n === null) return;
-      onData(buffer.subarray(0, n));
+      // A view made directly: about half what subarray() costs (which looks up a species).
+      onData(new Uint8Array(buffer.buffer, buffer.byteOffset, n));
       reads.filled(buffer, n);
     }
   }

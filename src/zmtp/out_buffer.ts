@@ -18,8 +18,12 @@ const SEGMENT_MAX = 64 * 1024;
  * must then stay unchanged until written (see {@linkcode OutBuffer.message}).
  */
 export const ZERO_COPY_MIN = 64 * 1024;
-/** Bodies up to this size are copied in a loop rather than with `set`. */
-const SHORT_COPY_MAX = 64;
+/**
+ * Bodies up to this size are copied in a loop rather than with `set`: under Deno a loop costs
+ * about 1 ns per byte, `set` about 20 ns whatever the size (a gibbs request of 55 bytes: 51 ns
+ * against 23).
+ */
+const SHORT_COPY_MAX = 16;
 
 /**
  * Accumulates encoded frames until the I/O driver takes them with {@linkcode OutBuffer.take}.
@@ -174,7 +178,13 @@ export class OutBuffer {
   /** Closes the current run of the segment as a chunk of its own. */
   #cut(): void {
     if (this.#end > this.#start) {
-      this.#chunks[this.#chunkCount++] = this.#segment.subarray(this.#start, this.#end);
+      const segment = this.#segment;
+      // A view made directly: about half what subarray() costs (which looks up a species).
+      this.#chunks[this.#chunkCount++] = new Uint8Array(
+        segment.buffer,
+        segment.byteOffset + this.#start,
+        this.#end - this.#start,
+      );
       this.#start = this.#end;
     }
   }
