@@ -95,7 +95,7 @@ export {
 } from "./src/gibbs/logger.ts";
 
 export { Dealer } from "./src/socket/dealer.ts";
-export { Router, type RouterOptions, type TrySendOptions } from "./src/socket/router.ts";
+export { Router, type RouterOptions } from "./src/socket/router.ts";
 export type { Frame, Message, SocketBase } from "./src/socket/socket_base.ts";
 export type {
   ChildProcess,
@@ -127,7 +127,12 @@ export {
   type SecurityOptions,
 } from "./src/socket/security.ts";
 export { z85Decode, z85Encode } from "./src/zmtp/z85.ts";
-export type { SocketEvent, SocketEventType, SocketOptions } from "./src/socket/options.ts";
+export type {
+  SocketEvent,
+  SocketEventType,
+  SocketOptions,
+  TrySendOptions,
+} from "./src/socket/options.ts";
 export {
   EndpointError,
   HostUnreachableError,

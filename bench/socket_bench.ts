@@ -3,9 +3,15 @@
  * zeromq.js (same roles, same method), so the two compare as ratios in one run.
  *
  *   deno run -A bench/socket_bench.ts throughput --size 64 [--count N] [--duration S] [--transport ws]
+ *                                     [--batch]
  *   deno run -A bench/socket_bench.ts rtt --size 64 [--transport ws]
  *   deno run -A bench/socket_bench.ts sink --bind EP --count N [--warmup W]   (child role)
  *   deno run -A bench/socket_bench.ts echo --bind EP                          (child role)
+ *
+ * `--batch`: the batch API measured beside the zeromq.js-shaped one: the sender sends with
+ * `trySend()` (synchronous while there is room, `await send()` when there is none) and the sink
+ * (its role's `--consume`) takes its messages through `consume()` (handed over synchronously,
+ * a pass per turn) instead of `for await`.
  *
  * `--curve` runs the same over CURVE: the child is a CURVE server (its secret key reaches it in
  * $GIBBS_BENCH_CURVE_SECRET), the parent a CURVE client.
@@ -45,7 +51,12 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-async function sink(bind: string, count: number, warmup: number): Promise<void> {
+async function sink(
+  bind: string,
+  count: number,
+  warmup: number,
+  consume: boolean,
+): Promise<void> {
   exitWithParent();
   const sock = new Router({ linger: 0, ...childSecurity });
   const endpoint = await sock.bind(bind);
@@ -58,21 +69,37 @@ async function sink(bind: string, count: number, warmup: number): Promise<void> 
   let t1 = 0;
   // The clock is read at the first measured message and at the last (or at the end message,
   // sent right after it), not per message: a clock read costs ~120 ns under Deno (an op).
-  for await (const [, payload] of sock) {
+  // Returns true once the run is over.
+  const take = (payload: Uint8Array | undefined): boolean => {
     if (payload === undefined || payload.length === 0) {
       t1 = performance.now();
-      break;
+      return true;
     }
     seen++;
-    if (seen <= warmup) continue;
+    if (seen <= warmup) return false;
     if (measured === 0) t0 = performance.now();
     else bytes += payload.length;
     size = payload.length;
     measured++;
     if (measured >= count) {
       t1 = performance.now();
-      break;
+      return true;
     }
+    return false;
+  };
+  if (consume) {
+    // The batch receive: messages handed over synchronously, a pass per turn.
+    await new Promise<void>((done) => {
+      let over = false;
+      sock.consume(([, payload]) => {
+        if (!over && take(payload)) {
+          over = true;
+          done();
+        }
+      });
+    });
+  } else {
+    for await (const [, payload] of sock) if (take(payload)) break;
   }
   const elapsed = (t1 - t0) / 1000;
   const ok = measured >= 2 && elapsed > 0;
@@ -131,6 +158,7 @@ async function throughput(
   duration: number,
   warmup: number,
   transport: string,
+  batch: boolean,
 ) {
   const child = await spawnChild([
     "sink",
@@ -141,6 +169,7 @@ async function throughput(
     "--warmup",
     `${warmup}`,
     ...(parentSecurity.curveServerKey ? ["--curve"] : []),
+    ...(batch ? ["--consume"] : []),
   ]);
   const sock = new Dealer({ linger: 0, ...parentSecurity });
   sock.connect(child.endpoint);
@@ -149,7 +178,8 @@ async function throughput(
   const deadline = performance.now() + duration * 1000;
   let sent = 0;
   while (sent < count) {
-    await sock.send(msg);
+    // The batch API: a synchronous send while there is room, `await send` when there is none.
+    if (!batch || !sock.trySend(msg)) await sock.send(msg);
     sent++;
     if ((sent & 255) === 0 && performance.now() > deadline) break;
   }
@@ -160,6 +190,7 @@ async function throughput(
     name: NAME,
     test: "throughput",
     transport,
+    api: batch ? "trySend → consume" : "await send → for await",
     size,
     count: result.count,
     msg_per_s: result.msg_per_s,
@@ -232,6 +263,8 @@ async function main(): Promise<void> {
       bind: { type: "string" },
       transport: { type: "string", default: "tcp" },
       curve: { type: "boolean", default: false },
+      consume: { type: "boolean", default: false },
+      batch: { type: "boolean", default: false },
     },
   });
   if (v.curve) {
@@ -249,7 +282,9 @@ async function main(): Promise<void> {
       };
     }
   }
-  if (role === "sink") return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0));
+  if (role === "sink") {
+    return sink(v.bind!, Number(v.count), Number(v.warmup ?? 0), v.consume!);
+  }
   if (role === "echo") return echo(v.bind!);
   watchdog(WATCHDOG_MS, role);
   const size = parseSize(v.size!);
@@ -259,7 +294,7 @@ async function main(): Promise<void> {
   if (role === "throughput") {
     const count = Number(v.count ?? (size >= 65536 ? 2_000 : 1_000_000));
     const warmup = Number(v.warmup ?? (size >= 65536 ? 200 : 20_000));
-    out(await throughput(size, count, duration, warmup, transport));
+    out(await throughput(size, count, duration, warmup, transport, v.batch!));
   } else if (role === "rtt") {
     out(
       await rtt(size, Number(v.count ?? 20_000), duration, Number(v.warmup ?? 2_000), transport),

@@ -26,7 +26,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant("remove" as const), value: fc.nat(50) }) },
   { weight: 1, arbitrary: fc.constant({ op: "drain" as const }) },
   // Bursts past the shrink threshold, then most of them taken: the ring grows and shrinks.
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("burst" as const), count: fc.nat(3000) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("burst" as const), count: fc.nat(10_000) }) },
   { weight: 1, arbitrary: fc.constant({ op: "empty" as const }) },
 );
 

@@ -161,6 +161,35 @@ describe("Dealer and Router", () => {
     }
   });
 
+  test("Dealer.trySend sends at once while a peer has room, else says no", {
+    timeout: 30_000,
+  }, async () => {
+    const dealer = new Dealer({ routingId: "T", sendHighWaterMark: 4 });
+    assert.equal(dealer.trySend("nobody"), false, "no peer yet");
+    const router = new Router();
+    const endpoint = await router.bind("tcp://127.0.0.1:0");
+    try {
+      dealer.connect(endpoint);
+      await waitFor(() => dealer.peerCount === 1, 5000, "connected");
+      const big = new Uint8Array(70_000).fill(1);
+      assert.equal(dealer.trySend(["a", big]), true);
+      big.fill(2); // copied: what was sent does not change
+      const [id, a, body] = await withTimeout(router.receive(), 5000, "first");
+      assert.equal(text(id), "T");
+      assert.equal(text(a), "a");
+      assert.ok(body.every((b) => b === 1));
+      // Past the high-water mark within one turn, nothing has been written yet: no room.
+      let accepted = 0;
+      while (dealer.trySend("x") && accepted < 1000) accepted++;
+      assert.ok(accepted >= 1 && accepted < 1000, `${accepted} accepted before the mark`);
+      for (let i = 0; i < accepted; i++) await withTimeout(router.receive(), 5000, `x${i}`);
+    } finally {
+      dealer.close();
+      router.close();
+    }
+    assert.throws(() => dealer.trySend("late"), SocketClosedError);
+  });
+
   test("consume() is refused while a receive() waits", { timeout: 30_000 }, async () => {
     const router = new Router();
     await router.bind("tcp://127.0.0.1:0");

@@ -6,8 +6,8 @@
 
 import type { PeerInfo } from "../zmtp/connection.ts";
 import { SocketClosedError } from "./errors.ts";
-import type { SocketOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
+import type { SocketOptions, TrySendOptions } from "./options.ts";
 import { type Message, SocketBase, toFrames } from "./socket_base.ts";
 
 /**
@@ -46,6 +46,28 @@ export class Dealer extends SocketBase {
       if (pipe !== undefined) return pipe.send(frames) ?? this.resolved;
     }
     return this.waitToSend(frames);
+  }
+
+  /**
+   * Sends at once to the next peer in turn that has room, and never waits or queues: returns
+   * false when no peer has room (or messages are already waiting for it), and `send()` would
+   * have waited. The synchronous fast path for a sender of many small messages: no promise
+   * per message. Large frames are copied (see {@linkcode TrySendOptions.copy}).
+   *
+   * @example
+   * ```ts ignore
+   * for (const message of messages) {
+   *   if (!dealer.trySend(message)) await dealer.send(message); // waits for room
+   * }
+   * ```
+   */
+  trySend(message: Message, options?: TrySendOptions): boolean {
+    if (this.closed) throw new SocketClosedError("send");
+    if (this.pendingSends.length > 0) return false;
+    const pipe = this.#pick();
+    if (pipe === undefined) return false;
+    pipe.send(toFrames(message), options?.copy ?? true);
+    return true;
   }
 
   #pick(): Pipe | undefined {

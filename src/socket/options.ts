@@ -202,3 +202,13 @@ function resolveMetadata(
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** Options of one `trySend`, a Router's or a Dealer's. */
+export interface TrySendOptions {
+  /**
+   * Copy frames of 64 KiB and more instead of referring to them until written (default true:
+   * `trySend` returns no promise that would say when the caller may change them again). Pass
+   * false only for bytes nobody changes afterwards.
+   */
+  copy?: boolean;
+}

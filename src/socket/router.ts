@@ -8,7 +8,7 @@ import type { PeerInfo } from "../zmtp/connection.ts";
 import { Deque } from "./deque.ts";
 import { describeId, keyOf } from "./routing_id.ts";
 import { HostUnreachableError, SocketClosedError, SocketError } from "./errors.ts";
-import type { SocketOptions } from "./options.ts";
+import type { SocketOptions, TrySendOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
 import { failSends, type Message, type PendingSend, SocketBase, toFrames } from "./socket_base.ts";
 
@@ -25,16 +25,6 @@ export interface RouterOptions extends SocketOptions {
    * libzmq does).
    */
   handover?: boolean;
-}
-
-/** Options of one {@linkcode Router.trySend}. */
-export interface TrySendOptions {
-  /**
-   * Copy frames of 64 KiB and more instead of referring to them until written (default true:
-   * `trySend` returns no promise that would say when the caller may change them again). Pass
-   * false only for bytes nobody changes afterwards.
-   */
-  copy?: boolean;
 }
 
 /**

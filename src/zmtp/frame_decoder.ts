@@ -30,6 +30,7 @@ const POOLED_MAX = 255;
 
 /** The block short frames are carved from (one per thread: JavaScript runs one at a time). */
 let pool = new Uint8Array(0);
+let poolBuffer: ArrayBufferLike = pool.buffer; // read once: `.buffer` is not free under Node
 let poolUsed = 0;
 
 const EMPTY_FRAME = new Uint8Array(0);
@@ -41,10 +42,11 @@ function carve(size: number): Uint8Array {
   let at = poolUsed;
   if (at + size > pool.length) {
     pool = new Uint8Array(POOL_SIZE);
+    poolBuffer = pool.buffer;
     at = 0;
   }
   poolUsed = (at + size + 7) & ~7;
-  return new Uint8Array(pool.buffer, at, size);
+  return new Uint8Array(poolBuffer, at, size);
 }
 
 const enum State {
@@ -216,10 +218,11 @@ export class FrameDecoder {
    */
   #pooled(chunk: Uint8Array, start: number, size: number): Uint8Array {
     const body = this.#allocate(size);
-    if (size <= 64) {
+    // A loop costs about 1 ns a byte; a view and set() about 40 ns together.
+    if (size <= 32) {
       for (let i = 0; i < size; i++) body[i] = chunk[start + i];
     } else {
-      body.set(chunk.subarray(start, start + size));
+      body.set(new Uint8Array(chunk.buffer, chunk.byteOffset + start, size));
     }
     return body;
   }
