@@ -266,10 +266,17 @@ if (only.has("socket")) {
     theirs(role, size),
   ];
   const t64 = all3("throughput", "64");
+  // The batch API (trySend → consume) beside the zeromq.js-shaped one (await send → for await).
+  const b64 = ours("throughput 64 batch", "socket_bench", [
+    "throughput",
+    "--size",
+    "64",
+    "--batch",
+  ]);
   const t1m = all3("throughput", "1MiB");
   const rtt = all3("rtt", "64");
   const floor = ours("raw tcp rtt 64", "tcp_floor", ["--size", "64"]);
-  Object.assign(all, { socket: { t64, t1m, rtt, floor } });
+  Object.assign(all, { socket: { t64, b64, t1m, rtt, floor } });
   nullSockets = { t64, t1m };
   header("socket: DEALER -> ROUTER, 2 processes", "zeromq.js");
   row("64 B messages/s", t64, "msg_per_s", 0, ">= 1,000,000 and >= 3x");
@@ -307,6 +314,7 @@ if (only.has("socket")) {
   Object.assign(all, { libzmq_c: { c64, c1m, crtt } });
   header("socket against libzmq in C", "libzmq C");
   row("64 B messages/s", [t64[0], t64[1], c64], "msg_per_s", 0, ">= 0.5x Deno, >= 1x Node");
+  row("  the same, trySend -> consume", [b64[0], b64[1], c64], "msg_per_s", 0, "");
   row("1 MiB messages, MB/s", [t1m[0], t1m[1], c1m], "mb_per_s", 0, ">= 1x");
   row("ping-pong RTT p50, us", [rtt[0], rtt[1], crtt], "p50_us", 1, "<= 0.8x");
   row("ping-pong RTT p99, us", [rtt[0], rtt[1], crtt], "p99_us", 1, "");
