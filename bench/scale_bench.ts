@@ -4,7 +4,7 @@
  * completion time.
  *
  *   deno run -A bench/scale_bench.ts [--workers 1000] [--processes 4] [--queued 100000]
- *                                    [--requests 50000] [--warmup 20000] [--rounds 3]
+ *                                    [--requests 50000] [--warmup 50000] [--rounds 5]
  *                                    [--inflight 256] [--idle 10]
  *
  * Under load, `hub_cpu_us_per_request` is the hub's CPU time (user + system) per request: the
@@ -35,8 +35,8 @@ const { values } = parseArgs({
     queued: { type: "string", default: "100000" },
     idle: { type: "string", default: "10" },
     requests: { type: "string", default: "50000" },
-    warmup: { type: "string", default: "20000" },
-    rounds: { type: "string", default: "3" },
+    warmup: { type: "string", default: "50000" },
+    rounds: { type: "string", default: "5" },
     inflight: { type: "string", default: "256" },
   },
 });
