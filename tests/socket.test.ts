@@ -107,6 +107,8 @@ describe("Dealer and Router", () => {
         got.push(`${text(id)}${text(body)}`);
         assert.ok(router.trySend([id, body]), "a reply from inside the consumer");
       });
+      // Messages are queued and the consumer's pass has not run yet: an iterator takes none.
+      await assert.rejects(router[Symbol.asyncIterator]().next(), /consumer/);
       await waitFor(() => got.length === 400, 5000, "400 messages handed over");
       // Read before the consumer came (the floods were queued), and never in the future.
       assert.ok(readAt.every((t) => t >= before - 1000 && t <= performance.now()), `${readAt[0]}`);
@@ -148,6 +150,7 @@ describe("Dealer and Router", () => {
       });
       assert.throws(() => router.consume(() => {}), /already has a consumer/);
       await assert.rejects(router.receive(), /consumer/);
+      await assert.rejects(router[Symbol.asyncIterator]().next(), /consumer/);
       dealer.connect(endpoint);
       for (const m of ["a", "boom", "b", "boom", "c"]) await dealer.send(m);
       await waitFor(() => got.length === 5, 5000, "every message despite the throws");

@@ -362,8 +362,9 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array[]> {
     return {
       next: () => {
-        // A message already queued: one promise per message, not two.
-        const value = this.#takeMessage();
+        // A message already queued: one promise per message, not two (none is taken from a
+        // consumer's queue: receive() below says why).
+        const value = this.#consumer === null ? this.#takeMessage() : undefined;
         if (value !== undefined) return Promise.resolve({ value, done: false });
         return this.receive().then(
           (value) => ({ value, done: false }),
