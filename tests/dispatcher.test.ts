@@ -1017,6 +1017,33 @@ function runInterleaving(ops: Op[], prefetch: number, respBufferSize: number): v
 
 let stepsRun = 0;
 
+describe("request numbering", () => {
+  test("ids the host does not number never collide with those it numbers", {
+    timeout: 60_000,
+  }, () => {
+    const t = baseRig({ requestSeq: seqOfR, prefetch: 4 });
+    t.join("a", 0, 8);
+    const foreign = ["x", "y"];
+    for (const id of foreign) t.d.submit(id, enc.encode(id), null, 0, {});
+    const ours = [t.submit(), t.submit()]; // r0, r1: numbered 0 and 1 by the host
+    assert.deepEqual(t.sentTo("a"), [...foreign, ...ours]);
+    for (const id of [...ours, ...foreign]) {
+      assert.equal(t.d.request(id)?.reqId, id, `${id} is found by its id`);
+    }
+    t.d.answer("a", "y", 0, "Y", 1);
+    t.d.answer("a", "r0", 0, "R0", 1);
+    t.d.answer("a", "x", 0, "X", 1);
+    t.d.answer("a", "r1", 0, "R1", 1);
+    assert.deepEqual([t.value("x"), t.value("y"), t.value("r0"), t.value("r1")], [
+      "X",
+      "Y",
+      "R0",
+      "R1",
+    ]);
+    assert.equal(t.d.stats().pending, 0);
+  });
+});
+
 describe("dispatcher interleavings (fast-check)", () => {
   for (const prefetch of [1, 3]) {
     test(`3,000 interleavings, prefetch ${prefetch}: every request ends exactly once`, {

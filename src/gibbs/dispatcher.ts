@@ -77,7 +77,8 @@ export interface DispatcherOptions {
    * The number a request id stands for, unique among pending requests, or undefined for an id
    * the host never made (see {@linkcode RequestIds}). Pending requests are indexed by it: the
    * first lookup of a string key (its hash) costs a call into the engine, about 250 ns, which
-   * a fresh request id pays on every request. Without it, ids are numbered as they come.
+   * a fresh request id pays on every request. Ids it gives no number (and every id, without
+   * it) are numbered as they come, below zero.
    */
   requestSeq?: (reqId: string) => number | undefined;
 }
@@ -270,7 +271,7 @@ export class Dispatcher<H = unknown> {
   #o: DispatcherOptions;
   #host: DispatcherHost<H>;
   #pending = new Map<number, Request<H>>();
-  /** Numbers of the pending ids, when the host has no {@linkcode DispatcherOptions.requestSeq}. */
+  /** Numbers of the pending ids that {@linkcode DispatcherOptions.requestSeq} does not number. */
   #seqs: Map<string, number> | null = null;
   #nextSeq = 0;
   #pools = new Map<string, Pool<H>>();
@@ -301,7 +302,7 @@ export class Dispatcher<H = unknown> {
 
   /** The pending request with this id, if any. */
   request(reqId: string): Request<H> | undefined {
-    const seq = this.#o.requestSeq ? this.#o.requestSeq(reqId) : this.#seqs?.get(reqId);
+    const seq = this.#o.requestSeq?.(reqId) ?? this.#seqs?.get(reqId);
     if (seq === undefined) return undefined;
     const request = this.#pending.get(seq);
     return request?.reqId === reqId ? request : undefined;
@@ -366,7 +367,8 @@ export class Dispatcher<H = unknown> {
     if (seq === undefined) {
       const seqs = this.#seqs ??= new Map();
       seq = seqs.get(reqId);
-      if (seq === undefined) seqs.set(reqId, seq = this.#nextSeq++);
+      // Below zero: never one the host's numbering gives.
+      if (seq === undefined) seqs.set(reqId, seq = -++this.#nextSeq);
     }
     const request: Request<H> = {
       reqId,

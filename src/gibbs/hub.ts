@@ -35,10 +35,11 @@ import type { HubStats } from "./stats.ts";
 const EMPTY = new Uint8Array(0);
 /** Request payloads are encoded for one send and never changed: no copy needed. */
 const NO_COPY = { copy: false } as const;
-/** What most requests are: no timeout, no retry, the default service, not streamed. */
+/** The options of `request(...args)`: none. */
 const NO_OPTIONS: RequestOptions = Object.freeze({});
 /** Shared by every request without keyword arguments: encoded, never changed. */
 const NO_KWARGS: Kwargs = Object.freeze({});
+/** What most requests are: no timeout, no retry, the default service, not streamed. */
 const PLAIN_SUBMIT = { timeoutMs: 0, retries: 0, service: DEFAULT_SERVICE, stream: false } as const;
 
 /** Options of a {@linkcode Hub}. Durations are in seconds, as in Python gibbs. */
