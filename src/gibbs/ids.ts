@@ -18,10 +18,9 @@ const HEX_CODES = Array.from({ length: 16 }, (_, i) => i.toString(16).charCodeAt
 
 /**
  * Request ids: a random 16-hex-char prefix per generator and a 16-hex-char counter, so ids
- * stay unique across hubs and 32 hex chars long as gibbs makes them; with the number each
- * stands for:
- * {@linkcode RequestIds.seqOf} reads it back from an id, so that pending requests can be
- * indexed by number instead of by a fresh string.
+ * stay unique across hubs and 32 hex chars long as gibbs makes them.
+ * {@linkcode RequestIds.seqOf} reads back the number an id stands for, so that pending
+ * requests can be indexed by number instead of by a fresh string.
  *
  * @example
  * ```ts
