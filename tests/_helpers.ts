@@ -252,13 +252,13 @@ export function startWorker(
   endpoint: string,
   options: WorkerOptions = {},
 ): RunningWorker {
+  return runWorker(handler, { endpoint, ...options });
+}
+
+/** An in-process worker with these options, a 0.2 s heartbeat and its log collected, running. */
+function runWorker(handler: Handler, options: WorkerOptions): RunningWorker {
   const log = new Log();
-  const worker = new Worker(handler, {
-    endpoint,
-    heartbeatInterval: 0.2,
-    logger: log.fn,
-    ...options,
-  });
+  const worker = new Worker(handler, { heartbeatInterval: 0.2, logger: log.fn, ...options });
   const done = worker.run();
   // A failing run() surfaces through stop(); never as an unhandled rejection.
   done.catch(() => {});
@@ -521,22 +521,5 @@ export function startSharedWorker(
   endpoints: string[],
   options: WorkerOptions = {},
 ): RunningWorker {
-  const log = new Log();
-  const worker = new Worker(handler, {
-    endpoints,
-    heartbeatInterval: 0.2,
-    logger: log.fn,
-    ...options,
-  });
-  const done = worker.run();
-  done.catch(() => {});
-  return {
-    worker,
-    done,
-    log,
-    async stop() {
-      worker.stop();
-      await withTimeout(done, 5000, `worker ${worker.id} run() after stop()`);
-    },
-  };
+  return runWorker(handler, { endpoints, ...options });
 }

@@ -18,6 +18,33 @@ import { Cleanup, ipcEndpoint, portOf, sleep, waitFor, withTimeout } from "./_he
 const enc = new TextEncoder();
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** A router with 200 messages from each of two dealers, "A" and "B", queued inside it. */
+async function floodedRouter() {
+  const router = new Router();
+  const endpoint = await router.bind("tcp://127.0.0.1:0");
+  const dealers = [new Dealer({ routingId: "A" }), new Dealer({ routingId: "B" })];
+  const close = () => {
+    for (const d of dealers) d.close();
+    router.close();
+  };
+  try {
+    for (const d of dealers) d.connect(endpoint);
+    await waitFor(() => router.peerCount === 2, 5000, "two peers");
+    for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
+    await sleep(100); // both floods are queued inside the router now
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { router, dealers, close };
+}
+
+/** The first 20 senders, in the order taken: turns alternate rather than draining one first. */
+function assertTakesTurns(order: string[]): void {
+  assert.ok(order.filter((x) => x === "A").length >= 8, order.join(""));
+  assert.ok(order.filter((x) => x === "B").length >= 8, order.join(""));
+}
+
 describe("Dealer and Router", () => {
   test(
     "round trip with multipart messages of strings, bytes and ArrayBuffers",
@@ -69,36 +96,22 @@ describe("Dealer and Router", () => {
   });
 
   test("ROUTER fair-queues messages from several peers", { timeout: 30_000 }, async () => {
-    const router = new Router();
-    const endpoint = await router.bind("tcp://127.0.0.1:0");
-    const dealers = [new Dealer({ routingId: "A" }), new Dealer({ routingId: "B" })];
+    const { router, close } = await floodedRouter();
     try {
-      for (const d of dealers) d.connect(endpoint);
-      await waitFor(() => router.peerCount === 2, 5000, "two peers");
-      for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
-      await sleep(100); // both floods are queued inside the router now
       const order: string[] = [];
       for (let i = 0; i < 20; i++) order.push(text((await router.receive())[0]));
-      // Turns alternate between the peers rather than draining one first.
-      assert.ok(order.slice(0, 20).filter((x) => x === "A").length >= 8, order.join(""));
-      assert.ok(order.slice(0, 20).filter((x) => x === "B").length >= 8, order.join(""));
+      assertTakesTurns(order);
     } finally {
-      for (const d of dealers) d.close();
-      router.close();
+      close();
     }
   });
 
   test("consume() hands every message over in order, fair-queued, and may reply from inside", {
     timeout: 30_000,
   }, async () => {
-    const router = new Router();
-    const endpoint = await router.bind("tcp://127.0.0.1:0");
-    const dealers = [new Dealer({ routingId: "A" }), new Dealer({ routingId: "B" })];
+    // Both floods are queued inside the router before the consumer comes.
+    const { router, dealers, close } = await floodedRouter();
     try {
-      for (const d of dealers) d.connect(endpoint);
-      await waitFor(() => router.peerCount === 2, 5000, "two peers");
-      for (const d of dealers) for (let i = 0; i < 200; i++) await d.send(`${i}`);
-      await sleep(100); // both floods are queued inside the router before the consumer comes
       const got: string[] = [];
       const readAt: number[] = [];
       const before = performance.now();
@@ -116,9 +129,7 @@ describe("Dealer and Router", () => {
         const mine = got.filter((m) => m[0] === name).map((m) => Number(m.slice(1)));
         assert.deepEqual(mine, Array.from({ length: 200 }, (_, i) => i), `${name} in order`);
       }
-      const first20 = got.slice(0, 20).map((m) => m[0]);
-      assert.ok(first20.filter((x) => x === "A").length >= 8, first20.join(""));
-      assert.ok(first20.filter((x) => x === "B").length >= 8, first20.join(""));
+      assertTakesTurns(got.slice(0, 20).map((m) => m[0]));
       // Later messages reach the consumer too, and the replies came back.
       await dealers[0].send("late");
       await waitFor(() => got.includes("Alate"), 5000, "a message sent after consume()");
@@ -128,8 +139,7 @@ describe("Dealer and Router", () => {
         echoes++;
       }
     } finally {
-      for (const d of dealers) d.close();
-      router.close();
+      close();
     }
   });
 

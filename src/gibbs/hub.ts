@@ -329,10 +329,7 @@ export class Hub {
    * @throws {HubClosedError} when the hub is closed
    */
   request(...args: unknown[]): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const error = this.#submit(args, NO_OPTIONS, resolve, reject, undefined);
-      if (error !== undefined) reject(error);
-    });
+    return this.#call(args, NO_OPTIONS);
   }
 
   /**
@@ -341,8 +338,13 @@ export class Hub {
    * @throws {RequestTimeoutError} when no result arrives in time after every retry
    */
   requestWith(options: RequestOptions): Promise<unknown> {
+    return this.#call(options.args ?? [], options);
+  }
+
+  /** A plain request's promise. */
+  #call(args: readonly unknown[], options: RequestOptions): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const error = this.#submit(options.args ?? [], options, resolve, reject, undefined);
+      const error = this.#submit(args, options, resolve, reject, undefined);
       if (error !== undefined) reject(error);
     });
   }

@@ -8,7 +8,7 @@ import type { PeerInfo } from "../zmtp/connection.ts";
 import { SocketClosedError } from "./errors.ts";
 import type { Pipe } from "./pipe.ts";
 import type { SocketOptions, TrySendOptions } from "./options.ts";
-import { type Message, SocketBase, toFrames } from "./socket_base.ts";
+import { framesNow, type Message, SocketBase, toFrames } from "./socket_base.ts";
 
 /**
  * A DEALER socket, shaped like zeromq.js v6's `Dealer`. `send` waits while no peer has room
@@ -66,7 +66,7 @@ export class Dealer extends SocketBase {
     if (this.pendingSends.length > 0) return false;
     const pipe = this.#pick();
     if (pipe === undefined) return false;
-    pipe.send(toFrames(message), options?.copy ?? true);
+    pipe.send(framesNow(message), options?.copy ?? true);
     return true;
   }
 

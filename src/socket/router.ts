@@ -10,7 +10,14 @@ import { describeId, keyOf } from "./routing_id.ts";
 import { HostUnreachableError, SocketClosedError, SocketError } from "./errors.ts";
 import type { SocketOptions, TrySendOptions } from "./options.ts";
 import type { Pipe } from "./pipe.ts";
-import { failSends, type Message, type PendingSend, SocketBase, toFrames } from "./socket_base.ts";
+import {
+  failSends,
+  framesNow,
+  type Message,
+  type PendingSend,
+  SocketBase,
+  toFrames,
+} from "./socket_base.ts";
 
 /** Options of a {@linkcode Router}. */
 export interface RouterOptions extends SocketOptions {
@@ -100,9 +107,7 @@ export class Router extends SocketBase {
    */
   trySend(message: Message, options?: TrySendOptions): boolean {
     if (this.closed) throw new SocketClosedError("send");
-    // Nothing is kept past the call (short frames are copied, large ones too unless `copy` is
-    // off): frames that are bytes already need no array of our own.
-    const frames = isBytesList(message) ? message : routerFrames(message);
+    const frames = withRoutingId(framesNow(message));
     const pipe = this.#peer(frames[0]);
     if (pipe === undefined || !pipe.writable) return false;
     const waiting = this.#waiting.get(pipe);
@@ -204,15 +209,12 @@ export class Router extends SocketBase {
   }
 }
 
-/** True for an array of two or more frames that are all `Uint8Array`s. */
-function isBytesList(message: Message): message is Uint8Array[] {
-  if (!Array.isArray(message) || message.length < 2) return false;
-  for (let i = 0; i < message.length; i++) if (!(message[i] instanceof Uint8Array)) return false;
-  return true;
+function routerFrames(message: Message): Uint8Array[] {
+  return withRoutingId(toFrames(message));
 }
 
-function routerFrames(message: Message): Uint8Array[] {
-  const frames = toFrames(message);
+/** `frames`, checked to hold a routing id and at least one frame. */
+function withRoutingId(frames: Uint8Array[]): Uint8Array[] {
   if (frames.length < 2) {
     throw new SocketError("EINVAL", "A ROUTER message needs a routing id and at least one frame");
   }

@@ -93,6 +93,19 @@ export function toFrames(message: Message): Uint8Array[] {
   return frames;
 }
 
+/**
+ * The frames of a message sent at once (`trySend`): the caller's own array when it holds bytes
+ * only, since nothing keeps it past the call (short frames are copied, and large ones too
+ * unless `copy` is off); else converted as {@linkcode toFrames} does.
+ */
+export function framesNow(message: Message): Uint8Array[] {
+  if (!Array.isArray(message) || message.length === 0) return toFrames(message);
+  for (let i = 0; i < message.length; i++) {
+    if (!(message[i] instanceof Uint8Array)) return toFrames(message);
+  }
+  return message as Uint8Array[];
+}
+
 function toBytes(frame: Frame): Uint8Array {
   if (frame instanceof Uint8Array) return frame;
   if (typeof frame === "string") return encoder.encode(frame);
@@ -659,7 +672,11 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
 
   #takeMessage(): Uint8Array[] | undefined {
     const pipe = this.#active.shift();
-    if (pipe === undefined) return undefined;
+    return pipe === undefined ? undefined : this.#takeFrom(pipe);
+  }
+
+  /** Takes `pipe`'s oldest message (it was next in turn), leaving it in line if it has more. */
+  #takeFrom(pipe: Pipe): Uint8Array[] {
     const frames = pipe.take()!;
     if (pipe.incoming.length > 0) this.#active.push(pipe);
     else pipe.scheduled = false;
@@ -726,11 +743,9 @@ export abstract class SocketBase implements AsyncIterable<Uint8Array[]> {
         this.#passedThisTurn = true;
         runtime.afterTurn(this.#turnEnded);
       }
-      const frames = pipe.take()!;
-      if (pipe.incoming.length > 0) this.#active.push(pipe);
-      else pipe.scheduled = false;
+      const message = this.#takeFrom(pipe);
       try {
-        consumer(this.deliver(pipe, frames), pipe.readAt);
+        consumer(message, pipe.readAt);
       } catch (error) {
         this.#reportCallbackError("consume", error);
       }
